@@ -1,0 +1,70 @@
+"""sqs-cluster: tracked SQS messages and message clusters with exactly-once fan-in.
+
+The async API lives here; ``sqs_cluster.sync`` is its generated blocking twin, and
+``sqs_cluster.local`` starts an embedded local AWS for demos and tests.
+"""
+
+from __future__ import annotations
+
+from ._batch import BatchItemFailure, Handler, PartialBatchResponse
+from ._client import MessageClient
+from ._config import ENV_VARS, Config
+from ._errors import (
+    ConfigError,
+    ConflictError,
+    MalformedEventError,
+    MessageInProgressError,
+    PartialSendError,
+    RecordNotFoundError,
+    ResourceMissingError,
+    SQSClusterError,
+    ValidationError,
+)
+from ._event import QueueArn, ReceivedMessage, parse_record
+from ._records import (
+    ErrorEntry,
+    MessageRecord,
+    RecordKey,
+    RecordType,
+    Status,
+    StatusCode,
+)
+from ._sending import Message
+from ._tracking import Claim, ClaimOutcome
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # client and configuration
+    "ENV_VARS",
+    "Config",
+    "MessageClient",
+    # records
+    "ErrorEntry",
+    "MessageRecord",
+    "RecordKey",
+    "RecordType",
+    "Status",
+    "StatusCode",
+    # sending and consuming
+    "BatchItemFailure",
+    "Claim",
+    "ClaimOutcome",
+    "Handler",
+    "Message",
+    "PartialBatchResponse",
+    "QueueArn",
+    "ReceivedMessage",
+    "parse_record",
+    # errors
+    "ConfigError",
+    "ConflictError",
+    "MalformedEventError",
+    "MessageInProgressError",
+    "PartialSendError",
+    "RecordNotFoundError",
+    "ResourceMissingError",
+    "SQSClusterError",
+    "ValidationError",
+    "__version__",
+]

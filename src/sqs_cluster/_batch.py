@@ -1,0 +1,146 @@
+"""``safe_process_batch``: run a handler over a Lambda SQS batch and report only the failures."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import anyio
+
+from ._concurrency import run_bounded
+from ._event import QueueArn, ReceivedMessage, event_records
+from ._tracking import ClaimOutcome
+
+if TYPE_CHECKING:
+    from ._client import MessageClient
+
+Handler = Callable[[ReceivedMessage[Any]], Awaitable[Any] | Any]
+"""A record handler: sync or async, takes the parsed message; raising marks it failed."""
+
+DEFAULT_BATCH_CONCURRENCY = 10
+
+
+class BatchItemFailure(TypedDict):
+    """One entry of Lambda's partial batch response."""
+
+    itemIdentifier: str
+
+
+class PartialBatchResponse(TypedDict):
+    """Lambda's ReportBatchItemFailures response shape."""
+
+    batchItemFailures: list[BatchItemFailure]
+
+
+@dataclass
+class _BatchState:
+    failed: set[int] = field(default_factory=set)  # positions in the event
+    succeeded: list[ReceivedMessage[Any]] = field(default_factory=list)
+
+
+Positioned = tuple[int, ReceivedMessage[Any]]
+
+
+def _groups(messages: Sequence[ReceivedMessage[Any]], fifo: bool) -> list[list[Positioned]]:
+    if not fifo:
+        return [[(i, m)] for i, m in enumerate(messages)]
+    groups: dict[str, list[Positioned]] = {}
+    for i, message in enumerate(messages):
+        groups.setdefault(message.message_group_id or "", []).append((i, message))
+    return list(groups.values())
+
+
+async def call_handler(
+    handler: Callable[..., Any], arg: Any, limiter: anyio.CapacityLimiter | None = None
+) -> Any:
+    """Await an async handler; run a sync one in a worker thread under ``limiter``."""
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004
+    ):
+        return await handler(arg)
+    result = await anyio.to_thread.run_sync(handler, arg, limiter=limiter)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def process_batch(
+    client: MessageClient,
+    event: Any,
+    handler: Handler,
+    *,
+    track: bool = True,
+    concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    delete_succeeded: bool = False,
+) -> PartialBatchResponse:
+    """Process every record; FIFO groups stop at their first failure. See the client method."""
+    records = event_records(event)  # validates the whole event before any side effect
+    if not records:
+        return {"batchItemFailures": []}
+    messages = [client.read_sqs_record(r) for r in records]
+    fifo = QueueArn.parse(records[0]["eventSourceARN"]).is_fifo
+    state = _BatchState()
+    limiter = anyio.CapacityLimiter(max(1, concurrency))
+
+    async def run_group(group: list[Positioned]) -> None:
+        for n, (position, message) in enumerate(group):
+            ok = await _process_one(client, message, handler, track=track, limiter=limiter)
+            if ok:
+                state.succeeded.append(message)
+                continue
+            state.failed.add(position)
+            if fifo:  # keep order: the rest of this group must come back too
+                state.failed.update(p for p, _ in group[n + 1 :])
+                return
+
+    await run_bounded(_groups(messages, fifo), run_group, concurrency=concurrency)
+    if delete_succeeded and state.succeeded:
+        await client.delete_messages(state.succeeded)
+    failures = [messages[p].message_id for p in sorted(state.failed)]
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in failures]}
+
+
+async def _process_one(
+    client: MessageClient,
+    message: ReceivedMessage[Any],
+    handler: Handler,
+    *,
+    track: bool,
+    limiter: anyio.CapacityLimiter,
+) -> bool:
+    """True when the message succeeded (or was already complete). Never raises: a fault in
+    the handler or in AWS fails this record only, and SQS brings it back."""
+    try:
+        if not track:
+            await call_handler(handler, message, limiter)
+            return True
+        return await _process_tracked(client, message, handler, limiter)
+    except Exception as exc:
+        client.log_failure(message, exc)
+        return False
+
+
+async def _process_tracked(
+    client: MessageClient,
+    message: ReceivedMessage[Any],
+    handler: Handler,
+    limiter: anyio.CapacityLimiter,
+) -> bool:
+    claim = await client.claim(message)
+    if claim.outcome is not ClaimOutcome.CLAIMED:
+        return claim.outcome is ClaimOutcome.COMPLETE
+    try:
+        await call_handler(handler, message, limiter)
+    except Exception as exc:
+        client.log_failure(message, exc)
+        await client.mark_failed(message, exc)
+        return False
+    await client.mark_complete(message)
+    return True
+
+
+def failures_of(response: Mapping[str, Any]) -> list[str]:
+    """The failed message ids of a partial batch response."""
+    return [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]

@@ -1,0 +1,281 @@
+"""``MessageClient``: the async entry point that ties config, AWS clients and operations together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from ._aws import AWS, RequestHook, error_code
+from ._batch import DEFAULT_BATCH_CONCURRENCY, Handler, PartialBatchResponse, process_batch
+from ._codec import dumps
+from ._concurrency import chunked
+from ._config import Config
+from ._errors import PartialSendError, ResourceMissingError, ValidationError
+from ._event import ReceivedMessage, parse_record
+from ._records import MessageRecord, RecordKey
+from ._sending import (
+    Message,
+    Progress,
+    prepare_message,
+    validate_queue_url,
+    write_then_send,
+)
+from ._store import Changes, ChangesFn, get_record, get_records, update_record
+from ._tracking import Claim, claim, complete_message, fail_message, raise_if_in_progress
+
+logger = logging.getLogger("sqs_cluster")
+
+RecordLike = Any
+"""A Lambda SQS record (dict), Powertools' ``SQSRecord``, or a :class:`ReceivedMessage`."""
+
+
+class MessageClient:
+    """Tracked SQS messages and message clusters; use as ``async with MessageClient(cfg) as c``.
+
+    Holds one session and one long-lived client per service for its whole life (open it once
+    per Lambda container, outside the handler, to keep connections warm). Every AWS request of
+    every method shares one semaphore of ``config.max_concurrency`` slots.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        session: Any = None,
+        clients: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = config if config is not None else Config.from_env()
+        self._aws = AWS(self.config, session=session, clients=clients)
+        self._max_receive: dict[str, int | None] = {}
+
+    async def __aenter__(self) -> MessageClient:
+        await self._aws.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the AWS clients this object opened."""
+        await self._aws.aclose()
+
+    @property
+    def request_counts(self) -> Mapping[str, int]:
+        """AWS requests issued so far, keyed ``"service.Operation"`` (retries not counted)."""
+        return self._aws.request_counts
+
+    def add_request_hook(self, hook: RequestHook) -> Callable[[], None]:
+        """Call ``hook(service, operation, params)`` before each request; returns a remover."""
+        return self._aws.add_request_hook(hook)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def send_message(
+        self, queue_url: str, body: Any, *, meta: Any = None, **sqs_params: Any
+    ) -> RecordKey:
+        """Write a record, then send ``body``; returns the record's key.
+
+        ``body`` is sent unchanged when it is a string, else as JSON. ``meta`` is stored on the
+        record only. ``sqs_params`` are SendMessage parameters (``DelaySeconds``,
+        ``MessageGroupId``, ``MessageAttributes`` ... up to 9 attributes: one carries the key).
+        """
+        validate_queue_url(queue_url)
+        message = Message(
+            body=body,
+            delay_seconds=sqs_params.pop("DelaySeconds", None),
+            message_group_id=sqs_params.pop("MessageGroupId", None),
+            message_deduplication_id=sqs_params.pop("MessageDeduplicationId", None),
+            message_attributes=sqs_params.pop("MessageAttributes", None),
+        )
+        if sqs_params:
+            raise ValidationError(
+                f"sqs_params.{sorted(sqs_params)[0]}", "not a SendMessage parameter"
+            )
+        prepared = self._prepare(queue_url, [message], meta, field_name="body")[0]
+        async with self._aws.slot():
+            await self._aws.ddb.put_item(
+                TableName=self.config.table,
+                Item=prepared.item,
+                ConditionExpression="attribute_not_exists(pKey)",
+            )
+        async with self._aws.slot():
+            await self._aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
+        return prepared.key
+
+    async def send_message_batch(
+        self,
+        queue_url: str,
+        entries: Sequence[Any],
+        *,
+        meta: Any = None,
+        progress: Progress | None = None,
+    ) -> list[RecordKey]:
+        """Send any number of messages: records first (25 a call), then messages (10 a call).
+
+        Each entry is a body or a :class:`Message`. Partial failures are retried with jittered
+        back-off; what still fails raises :class:`PartialSendError`, which lists the indexes sent
+        and not sent, so retrying just the failed ones completes the batch without duplicates.
+        """
+        validate_queue_url(queue_url)
+        if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
+            raise ValidationError("entries", "expected a list of message bodies or Message objects")
+        prepared = self._prepare(queue_url, entries, meta, field_name="entries")
+        outcome = await write_then_send(self._aws, queue_url, prepared, progress=progress)
+        if outcome.failed:
+            raise PartialSendError(outcome.sent, outcome.failed)
+        return [outcome.sent[i] for i in range(len(prepared))]
+
+    def _prepare(
+        self, queue_url: str, messages: Sequence[Any], meta: Any, *, field_name: str
+    ) -> list[Any]:
+        meta_text = None if meta is None else dumps(meta, field="meta")
+        single = field_name == "body"
+        return [
+            prepare_message(
+                i,
+                queue_url,
+                m,
+                meta_text=meta_text,
+                ttl_seconds=self.config.record_ttl_seconds,
+                field_name=field_name if single else f"{field_name}[{i}]",
+            )
+            for i, m in enumerate(messages)
+        ]
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def get_message_record(
+        self, key: RecordKey | Mapping[str, str], consistent_read: bool = False
+    ) -> MessageRecord[Any]:
+        """The record of a message or task; raises RecordNotFoundError."""
+        return await get_record(self._aws, RecordKey.coerce(key), consistent_read=consistent_read)
+
+    async def get_message_records(
+        self, keys: Iterable[RecordKey | Mapping[str, str]]
+    ) -> list[MessageRecord[Any] | None]:
+        """Many records with BatchGetItem (100 keys a call); None where a record is missing."""
+        return await get_records(self._aws, [RecordKey.coerce(k) for k in keys])
+
+    async def update_message_record(
+        self, key: RecordKey | Mapping[str, str], changes_or_fn: Changes | ChangesFn
+    ) -> MessageRecord[Any]:
+        """Change ``meta`` or your own fields; a function gets the record and returns changes.
+
+        The write is conditional on the record's revision and retried on conflict, so
+        concurrent updaters never lose each other's changes.
+        """
+        return await update_record(self._aws, RecordKey.coerce(key), changes_or_fn)
+
+    # -- consuming -----------------------------------------------------------------------------
+
+    def read_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
+        """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client."""
+        if isinstance(record, ReceivedMessage):
+            return record if record.client is self else replace(record, client=self)
+        return replace(parse_record(record, endpoint_url=self.config.endpoint_url), client=self)
+
+    async def claim(self, record: RecordLike) -> Claim:
+        """Try to take the message's lease; see :class:`ClaimOutcome`."""
+        return await claim(self._aws, self.read_sqs_record(record))
+
+    async def is_complete(self, record: RecordLike) -> bool:
+        """True if the message was already processed (skip it); False once this call claims it.
+
+        Claiming is the side effect that makes duplicates safe: the first delivery gets False
+        and a lease. Raises :class:`MessageInProgressError` while another delivery holds a live
+        lease: let it propagate so this delivery returns to the queue.
+        """
+        message = self.read_sqs_record(record)
+        return raise_if_in_progress(await claim(self._aws, message), message.key)
+
+    async def mark_complete(self, record: RecordLike) -> bool:
+        """Mark the message complete; False if it already was (a duplicate completion)."""
+        message = self.read_sqs_record(record)
+        return await complete_message(self._aws, message.key)
+
+    async def mark_failed(self, record: RecordLike, error: BaseException) -> bool:
+        """Append ``error`` to the record, set ``ERROR`` and release the lease for a retry."""
+        message = self.read_sqs_record(record)
+        limit = await self.max_receive_count(message.queue_url)
+        final = limit is not None and message.receive_count >= limit
+        return await fail_message(self._aws, message.key, error, message.receive_count, final=final)
+
+    async def safe_process_batch(
+        self,
+        event: Any,
+        handler: Handler,
+        *,
+        track: bool = True,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        delete_succeeded: bool = False,
+    ) -> PartialBatchResponse:
+        """Run ``handler`` on each record and return Lambda's partial batch response.
+
+        With ``track`` each record is claimed first (duplicates and completed messages are
+        skipped), completed on success and failed on error; ``track=False`` skips DynamoDB.
+        At most ``concurrency`` records run at once. FIFO queues stop a message group at its
+        first failure. ``delete_succeeded`` deletes successes itself (for event sources without
+        ReportBatchItemFailures). A malformed event raises before any side effect.
+        """
+        return await process_batch(
+            self,
+            event,
+            handler,
+            track=track,
+            concurrency=concurrency,
+            delete_succeeded=delete_succeeded,
+        )
+
+    async def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> None:
+        """DeleteMessageBatch (10 a call) for received messages that carry a receipt handle."""
+        by_queue: dict[str, list[ReceivedMessage[Any]]] = {}
+        for message in messages:
+            if message.receipt_handle:
+                by_queue.setdefault(message.queue_url, []).append(message)
+        for queue_url, group in by_queue.items():
+            for chunk in chunked(group, 10):
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)
+                ]
+                async with self._aws.slot():
+                    await self._aws.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+
+    async def max_receive_count(self, queue_url: str) -> int | None:
+        """The receive limit: ``config.max_receive_count``, else the queue's redrive policy."""
+        if self.config.max_receive_count is not None:
+            return self.config.max_receive_count
+        if queue_url not in self._max_receive:
+            self._max_receive[queue_url] = await self._redrive_limit(queue_url)
+        return self._max_receive[queue_url]
+
+    async def _redrive_limit(self, queue_url: str) -> int | None:
+        import json
+
+        try:
+            async with self._aws.slot():
+                resp = await self._aws.sqs.get_queue_attributes(
+                    QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]
+                )
+        except Exception as exc:
+            if error_code(exc) in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+                raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
+            raise
+        policy = resp.get("Attributes", {}).get("RedrivePolicy")
+        return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+
+    def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None:
+        """Log a failed record with structured fields (Powertools' Logger renders them)."""
+        logger.warning(
+            "message %s failed: %s: %s",
+            message.message_id,
+            type(exc).__name__,
+            exc,
+            extra={
+                "message_id": message.message_id,
+                "record_key": message.key.to_dict(),
+                "cluster_key": message.cluster_key.to_dict() if message.cluster_key else None,
+                "receive_count": message.receive_count,
+            },
+        )

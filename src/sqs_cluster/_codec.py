@@ -1,0 +1,158 @@
+"""Pure conversions at the edges: JSON text, DynamoDB items and record dataclasses.
+
+``meta``, ``body``, ``task`` and user fields are stored as JSON *text*: a float such as ``1.0``
+round-trips exactly (a DynamoDB number would come back as ``1``), nesting is not capped at
+DynamoDB's 32 levels, and the stored size is the size we validated. Every other attribute is a
+native DynamoDB type, written with boto3's TypeSerializer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from ._errors import ValidationError
+from ._records import (
+    ErrorEntry,
+    MessageRecord,
+    RecordKey,
+    RecordType,
+    Status,
+    StatusCode,
+)
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+MAX_JSON_DEPTH = 64
+
+
+def now_iso() -> str:
+    """UTC ISO-8601 timestamp with milliseconds, e.g. ``2026-01-01T00:00:00.000Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(value: Any, *, field: str = "value") -> str:
+    """Serialise a JSON value compactly, or raise ValidationError naming ``field``."""
+    _check_depth(value, field)
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(field, f"must be a JSON value ({exc})") from None
+
+
+def _check_depth(value: Any, field: str) -> None:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValidationError(field, f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError(field, f"must be a JSON value (got non-finite float {item!r})")
+
+
+def loads_maybe(text: str) -> Any:
+    """Decode JSON text, or return the text itself when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def to_attr(value: Any) -> Any:
+    """Serialise one Python value (floats allowed) to a DynamoDB AttributeValue."""
+    return _serializer.serialize(_floats_to_decimal(value))
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Serialise a mapping to a DynamoDB item, dropping ``None`` values."""
+    return {k: to_attr(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Deserialise a DynamoDB item; numbers become int when integral, else float."""
+    return {k: _decimal_to_number(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _floats_to_decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _floats_to_decimal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_floats_to_decimal(v) for v in value]
+    return value
+
+
+def _decimal_to_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _decimal_to_number(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimal_to_number(v) for v in value]
+    return value
+
+
+def key_item(key: RecordKey) -> dict[str, Any]:
+    """The DynamoDB key of a record."""
+    return {"pKey": {"S": key.p_key}, "rKey": {"S": key.r_key}}
+
+
+def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
+    """Build a MessageRecord from a raw DynamoDB item."""
+    data = from_item(item)
+    cluster = data.get("clusterKey")
+    return MessageRecord(
+        key=RecordKey(data["pKey"], data["rKey"]),
+        type=RecordType(data.get("type", "message")),
+        url=data.get("url", ""),
+        status=Status(data.get("status", Status.PRE_FLIGHT.value)),
+        status_code=StatusCode(int(data.get("statusCode", 0))),
+        meta=json.loads(data["meta"]) if "meta" in data else None,
+        body=data.get("body"),
+        started_at=data.get("startedAt"),
+        completed_at=data.get("completedAt"),
+        updated_at=data.get("updatedAt"),
+        expires_at=data.get("expiresAt"),
+        consumption_count=int(data.get("consumptionCount", 0)),
+        lease_until_ms=data.get("leaseUntilMs"),
+        errors=[_error_entry(e) for e in data.get("error", [])],
+        cluster_key=RecordKey.coerce(cluster) if cluster else None,
+        task_index=data.get("taskIndex"),
+        user=json.loads(data["user"]) if "user" in data else {},
+        revision=int(data.get("rev", 0)),
+    )
+
+
+def _error_entry(raw: Mapping[str, Any]) -> ErrorEntry:
+    return ErrorEntry(
+        type=str(raw.get("type", "")),
+        message=str(raw.get("message", "")),
+        at=str(raw.get("at", "")),
+        receive_count=raw.get("receiveCount"),
+    )
+
+
+def error_attr(entry: ErrorEntry) -> dict[str, Any]:
+    """The wire form of one error entry."""
+    return to_attr(
+        {
+            "type": entry.type,
+            "message": entry.message,
+            "at": entry.at,
+            "receiveCount": entry.receive_count,
+        }
+        if entry.receive_count is not None
+        else {"type": entry.type, "message": entry.message, "at": entry.at}
+    )

@@ -1,0 +1,132 @@
+"""Library configuration: one frozen dataclass, validated on creation, loadable from env vars."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from ._errors import ConfigError
+
+ENV_PREFIX = "SQS_CLUSTER_"
+DAY = 24 * 3600
+
+# Field name -> environment variable. Documented in docs/configuration.md.
+ENV_VARS: dict[str, str] = {
+    "table": "SQS_CLUSTER_TABLE",
+    "bucket": "SQS_CLUSTER_BUCKET",
+    "region": "SQS_CLUSTER_REGION",
+    "endpoint_url": "SQS_CLUSTER_ENDPOINT_URL",
+    "max_concurrency": "SQS_CLUSTER_MAX_CONCURRENCY",
+    "record_ttl_seconds": "SQS_CLUSTER_RECORD_TTL_SECONDS",
+    "completed_retention_seconds": "SQS_CLUSTER_COMPLETED_RETENTION_SECONDS",
+    "delete_completed": "SQS_CLUSTER_DELETE_COMPLETED",
+    "lease_seconds": "SQS_CLUSTER_LEASE_SECONDS",
+    "max_attempts": "SQS_CLUSTER_MAX_ATTEMPTS",
+    "partial_retry_attempts": "SQS_CLUSTER_PARTIAL_RETRY_ATTEMPTS",
+    "max_receive_count": "SQS_CLUSTER_MAX_RECEIVE_COUNT",
+    "connect_timeout": "SQS_CLUSTER_CONNECT_TIMEOUT",
+    "read_timeout": "SQS_CLUSTER_READ_TIMEOUT",
+}
+
+
+def _positive(name: str, value: float, *, maximum: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{name}: must be > 0, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: must be <= {maximum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where records and globals live and how hard the client may push AWS.
+
+    ``table`` holds every record; ``bucket`` holds cluster globals (optional for plain messages).
+    ``max_concurrency`` bounds the AWS requests in flight at once, across every operation of one
+    client. ``lease_seconds`` is how long a claimed message stays "in progress" before another
+    delivery may take it over: set it above your handler's longest run (and at most the queue's
+    visibility timeout). Completed records are kept ``completed_retention_seconds`` so late
+    duplicates are still recognised, unless ``delete_completed`` restores immediate deletion.
+    """
+
+    table: str
+    bucket: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    max_concurrency: int = 32
+    record_ttl_seconds: int = 30 * DAY
+    completed_retention_seconds: int = 4 * DAY
+    delete_completed: bool = False
+    lease_seconds: int = 900
+    max_attempts: int = 5
+    partial_retry_attempts: int = 8
+    max_receive_count: int | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.table, str) or not self.table:
+            raise ConfigError(f"table: a DynamoDB table name is required, got {self.table!r}")
+        if self.bucket is not None and (not isinstance(self.bucket, str) or not self.bucket):
+            raise ConfigError(f"bucket: expected a bucket name or None, got {self.bucket!r}")
+        if self.endpoint_url is not None and not str(self.endpoint_url).startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError(
+                f"endpoint_url: must start with http:// or https://, got {self.endpoint_url!r}"
+            )
+        _positive("max_concurrency", self.max_concurrency, maximum=1000)
+        _positive("record_ttl_seconds", self.record_ttl_seconds)
+        _positive("completed_retention_seconds", self.completed_retention_seconds)
+        _positive("lease_seconds", self.lease_seconds, maximum=12 * 3600)
+        _positive("max_attempts", self.max_attempts, maximum=20)
+        _positive("partial_retry_attempts", self.partial_retry_attempts, maximum=50)
+        _positive("connect_timeout", self.connect_timeout)
+        _positive("read_timeout", self.read_timeout)
+        if self.max_receive_count is not None:
+            _positive("max_receive_count", self.max_receive_count, maximum=1000)
+
+    def with_changes(self, **changes: Any) -> Config:
+        """Return a copy with ``changes`` applied (and validated)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Build a Config from ``SQS_CLUSTER_*`` variables (see ``ENV_VARS``).
+
+        The region falls back to ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, and the endpoint to
+        ``AWS_ENDPOINT_URL``, as the AWS SDKs do. Keyword ``overrides`` win over the environment.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, var in ENV_VARS.items():
+            raw = env.get(var)
+            if raw is not None and raw != "":
+                values[name] = _parse(name, var, raw, str(types[name]))
+        values.setdefault("region", env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
+        values.setdefault("endpoint_url", env.get("AWS_ENDPOINT_URL") or None)
+        values.update(overrides)
+        if not values.get("table"):
+            raise ConfigError(f"table: set {ENV_VARS['table']} or pass table=...")
+        return cls(**values)
+
+
+def _parse(name: str, var: str, raw: str, type_name: str) -> Any:
+    try:
+        if type_name.startswith("bool"):
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {var}={raw!r} is not a valid {type_name}") from None
+    return raw

@@ -1,0 +1,228 @@
+"""Parsing Lambda SQS events into typed, lazily-linked messages. Pure: no AWS calls here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic
+
+from ._errors import MalformedEventError
+from ._records import KEY_PREFIX, MessageRecord, RecordKey, RecordType
+from ._sending import KEY_ATTRIBUTE
+from ._types import Body
+
+REQUIRED_FIELDS = ("messageId", "body", "eventSourceARN")
+
+
+@dataclass(frozen=True)
+class QueueArn:
+    """The parts of ``arn:aws:sqs:<region>:<account>:<name>``."""
+
+    partition: str
+    region: str
+    account: str
+    name: str
+
+    @classmethod
+    def parse(cls, arn: Any, field_name: str = "eventSourceARN") -> QueueArn:
+        """Parse an SQS queue ARN, or raise MalformedEventError naming ``field_name``."""
+        parts = arn.split(":") if isinstance(arn, str) else []
+        if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not all(parts[3:]):
+            raise MalformedEventError(
+                field_name, f"expected arn:aws:sqs:<region>:<account>:<queue>, got {arn!r}"
+            )
+        return cls(parts[1], parts[3], parts[4], parts[5])
+
+    @property
+    def is_fifo(self) -> bool:
+        """FIFO queue names end in ``.fifo``."""
+        return self.name.endswith(".fifo")
+
+    def queue_url(self, endpoint_url: str | None = None) -> str:
+        """The queue URL: on the given endpoint, else the regional AWS endpoint."""
+        if endpoint_url:
+            return f"{endpoint_url.rstrip('/')}/{self.account}/{self.name}"
+        domain = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+        return f"https://sqs.{self.region}.{domain}/{self.account}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ReceivedMessage(Generic[Body]):
+    """One SQS record of a Lambda event, parsed.
+
+    ``key`` is the message's own record; for a task of a cluster ``cluster_key`` is the cluster's
+    record and ``task`` the task's payload. ``body`` is JSON-decoded when it is JSON.
+    """
+
+    message_id: str
+    body: Body
+    raw_body: str
+    type: RecordType
+    key: RecordKey
+    queue_url: str
+    queue_arn: str
+    receive_count: int
+    receipt_handle: str | None
+    message_group_id: str | None
+    tracked: bool
+    task: Any = None
+    task_index: int | None = None
+    cluster_key: RecordKey | None = None
+    globals_location: Mapping[str, str] | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    message_attributes: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    client: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_task(self) -> bool:
+        """True for a task of a message cluster."""
+        return self.type is RecordType.TASK
+
+    def _bound(self) -> Any:
+        if self.client is None:
+            raise RuntimeError(
+                "this message is not bound to a client: use client.read_sqs_record(record)"
+            )
+        return self.client
+
+    async def get_message_record(self, consistent_read: bool = False) -> MessageRecord[Any]:
+        """Fetch this message's record (lazily: only when asked)."""
+        record: MessageRecord[Any] = await self._bound().get_message_record(
+            self.key, consistent_read=consistent_read
+        )
+        return record
+
+    async def get_message_cluster(self, consistent_read: bool = False) -> Any:
+        """Fetch the cluster of a task (raises for a plain message)."""
+        if self.cluster_key is None:
+            raise ValueError(f"message {self.message_id} is not a task of a cluster")
+        return await self._bound().get_message_cluster(
+            self.cluster_key, consistent_read=consistent_read
+        )
+
+    async def get_globals(self) -> Any:
+        """Read the cluster's globals from S3 without reading the cluster record."""
+        if self.cluster_key is None:
+            raise ValueError(f"message {self.message_id} is not a task of a cluster")
+        return await self._bound().get_message_cluster_globals(self.cluster_key)
+
+
+def as_record_dict(record: Any) -> Mapping[str, Any]:
+    """A plain dict for a record: plain dicts as they are, Powertools' SQSRecord via raw_event."""
+    raw = getattr(record, "raw_event", record)
+    if not isinstance(raw, Mapping):
+        raise MalformedEventError(
+            "record", f"expected an SQS record mapping, got {type(record).__name__}"
+        )
+    return raw
+
+
+def event_records(event: Any) -> list[Mapping[str, Any]]:
+    """Validate a Lambda SQS event (or Powertools' SQSEvent) and return its records."""
+    raw = getattr(event, "raw_event", event)
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("Records"), (list, tuple)):
+        raise MalformedEventError("event", "expected a Lambda SQS event with a 'Records' list")
+    records = [as_record_dict(r) for r in raw["Records"]]
+    for index, record in enumerate(records):
+        check_record(record, f"event.Records[{index}]")
+    return records
+
+
+def check_record(record: Mapping[str, Any], where: str = "record") -> None:
+    """Raise MalformedEventError unless ``record`` is an SQS record."""
+    source = record.get("eventSource")
+    if source is not None and source != "aws:sqs":
+        raise MalformedEventError(f"{where}.eventSource", f"expected 'aws:sqs', got {source!r}")
+    for name in REQUIRED_FIELDS:
+        if not isinstance(record.get(name), str):
+            raise MalformedEventError(f"{where}.{name}", "missing or not a string")
+    QueueArn.parse(record["eventSourceARN"], f"{where}.eventSourceARN")
+
+
+def parse_record(record: Any, *, endpoint_url: str | None = None) -> ReceivedMessage[Any]:
+    """Parse one SQS record (plain dict or Powertools' SQSRecord) into a ReceivedMessage."""
+    raw = as_record_dict(record)
+    check_record(raw)
+    arn = QueueArn.parse(raw["eventSourceARN"])
+    attributes = raw.get("attributes") or {}
+    message_attributes = raw.get("messageAttributes") or {}
+    text = raw["body"]
+    body = _json_or_text(text)
+    queue_url = arn.queue_url(endpoint_url)
+    base: dict[str, Any] = {
+        "message_id": raw["messageId"],
+        "body": body,
+        "raw_body": text,
+        "queue_url": queue_url,
+        "queue_arn": raw["eventSourceARN"],
+        "receive_count": _int(attributes.get("ApproximateReceiveCount"), 1),
+        "receipt_handle": raw.get("receiptHandle"),
+        "message_group_id": attributes.get("MessageGroupId"),
+        "attributes": attributes,
+        "message_attributes": message_attributes,
+        "raw": raw,
+    }
+    key = _attribute_key(message_attributes)
+    if key is not None and _is_task_body(body):
+        return ReceivedMessage(
+            type=RecordType.TASK,
+            key=key,
+            tracked=True,
+            task=body.get("task"),
+            task_index=_int(body.get("index"), None),
+            cluster_key=RecordKey(body["pKey"], body["rKey"]),
+            globals_location=_globals_location(body),
+            **base,
+        )
+    if key is not None:
+        return ReceivedMessage(type=RecordType.MESSAGE, key=key, tracked=True, **base)
+    untracked = RecordKey.for_message(raw["messageId"], queue_url)
+    return ReceivedMessage(type=RecordType.MESSAGE, key=untracked, tracked=False, **base)
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _int(value: Any, default: Any) -> Any:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _attribute_key(message_attributes: Mapping[str, Any]) -> RecordKey | None:
+    attr = message_attributes.get(KEY_ATTRIBUTE)
+    if not isinstance(attr, Mapping):
+        return None
+    value = attr.get("stringValue", attr.get("StringValue"))
+    try:
+        key = RecordKey.coerce(json.loads(value)) if isinstance(value, str) else None
+    except (ValueError, TypeError):
+        return None
+    if key is None or not key.p_key.startswith(KEY_PREFIX) or not key.r_key.startswith(KEY_PREFIX):
+        return None
+    return key
+
+
+def _is_task_body(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and body.get("type") == RecordType.TASK.value
+        and isinstance(body.get("pKey"), str)
+        and isinstance(body.get("rKey"), str)
+        and body["pKey"].startswith(KEY_PREFIX)
+        and body["rKey"].startswith(KEY_PREFIX)
+    )
+
+
+def _globals_location(body: Mapping[str, Any]) -> Mapping[str, str] | None:
+    location = body.get("globals")
+    if isinstance(location, Mapping) and isinstance(location.get("Key"), str):
+        return {"Bucket": str(location.get("Bucket", "")), "Key": location["Key"]}
+    return None

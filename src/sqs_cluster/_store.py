@@ -1,0 +1,154 @@
+"""Reading and updating records: GetItem, BatchGetItem and conditional read-modify-write."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from ._aws import AWS, error_code
+from ._codec import dumps, key_item, now_iso, record_from_item
+from ._concurrency import chunked
+from ._errors import ConflictError, RecordNotFoundError, ValidationError
+from ._records import MessageRecord, RecordKey
+from ._retry import sleep_backoff
+
+BATCH_GET_LIMIT = 100
+USER_FIELDS_ATTRIBUTE = "user"
+RESERVED_FIELDS = frozenset(
+    {
+        "pKey", "rKey", "id", "type", "url", "body", "status", "statusCode", "startedAt",
+        "completedAt", "updatedAt", "expiresAt", "consumptionCount", "leaseUntilMs", "error",
+        "errors", "clusterKey", "taskIndex", "rev", "revision", "key", "status_code", "started_at", "completed_at",
+        "updated_at", "expires_at", "consumption_count", "lease_until_ms",
+    }
+)  # fmt: skip
+
+Changes = Mapping[str, Any]
+ChangesFn = Callable[[MessageRecord[Any]], Changes | Awaitable[Changes]]
+
+
+async def get_record(
+    aws: AWS, key: RecordKey, *, consistent_read: bool = False
+) -> MessageRecord[Any]:
+    """GetItem one record or raise RecordNotFoundError."""
+    raw = await get_raw(aws, key, consistent_read=consistent_read)
+    if raw is None:
+        raise RecordNotFoundError(key)
+    return record_from_item(raw)
+
+
+async def get_raw(
+    aws: AWS, key: RecordKey, *, consistent_read: bool = False
+) -> dict[str, Any] | None:
+    """GetItem one raw item, or None."""
+    async with aws.slot():
+        resp = await aws.ddb.get_item(
+            TableName=aws.config.table, Key=key_item(key), ConsistentRead=consistent_read
+        )
+    return resp.get("Item")  # type: ignore[return-value]
+
+
+async def get_records(aws: AWS, keys: Iterable[RecordKey]) -> list[MessageRecord[Any] | None]:
+    """BatchGetItem ≤ 100 keys a call, retrying UnprocessedKeys; results in the order asked."""
+    wanted = [RecordKey.coerce(k) for k in keys]
+    found: dict[tuple[str, str], MessageRecord[Any]] = {}
+    for chunk in chunked(dict.fromkeys(wanted), BATCH_GET_LIMIT):
+        for item in await _batch_get(aws, chunk):
+            record = record_from_item(item)
+            found[(record.p_key, record.r_key)] = record
+    return [found.get((k.p_key, k.r_key)) for k in wanted]
+
+
+async def _batch_get(aws: AWS, keys: list[RecordKey]) -> list[dict[str, Any]]:
+    table = aws.config.table
+    request: list[dict[str, Any]] = [key_item(k) for k in keys]
+    items: list[dict[str, Any]] = []
+    for attempt in range(aws.config.partial_retry_attempts + 1):
+        if attempt:
+            await sleep_backoff(attempt)
+        async with aws.slot():
+            resp = await aws.ddb.batch_get_item(RequestItems={table: {"Keys": request}})  # type: ignore[dict-item]
+        items.extend(resp.get("Responses", {}).get(table, []))  # type: ignore[arg-type]
+        request = list(resp.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))  # type: ignore[arg-type]
+        if not request:
+            return items
+    raise ConflictError(f"BatchGetItem left {len(request)} keys unprocessed after retries")
+
+
+def _validate_changes(changes: Any) -> dict[str, Any]:
+    if not isinstance(changes, Mapping):
+        raise ValidationError(
+            "changes", f"expected a mapping of fields, got {type(changes).__name__}"
+        )
+    bad = sorted(set(changes) & RESERVED_FIELDS)
+    if bad:
+        raise ValidationError(
+            f"changes.{bad[0]}",
+            "status, timestamps, counters and keys are managed by sqs-cluster; "
+            "only 'meta' and your own fields are writable",
+        )
+    return dict(changes)
+
+
+async def update_record(
+    aws: AWS,
+    key: RecordKey,
+    changes_or_fn: Changes | ChangesFn,
+    *,
+    expected_type: str | None = None,
+) -> MessageRecord[Any]:
+    """Apply user changes: a mapping directly, a function as a conditional read-modify-write."""
+    for attempt in range(aws.config.partial_retry_attempts * 2):
+        if attempt:
+            await sleep_backoff(attempt)
+        current = await get_record(aws, key, consistent_read=True)
+        if expected_type is not None and current.type.value != expected_type:
+            raise ValidationError(
+                "key", f"{key} is a {current.type.value} record, not a {expected_type}"
+            )
+        if callable(changes_or_fn):
+            result = changes_or_fn(current)
+            changes = _validate_changes(await result if inspect.isawaitable(result) else result)
+        else:
+            changes = _validate_changes(changes_or_fn)
+        if await _conditional_write(aws, key, current, changes):
+            return await get_record(aws, key, consistent_read=True)
+    raise ConflictError(f"update of {key} lost {attempt + 1} races in a row; try again")
+
+
+async def _conditional_write(
+    aws: AWS, key: RecordKey, current: MessageRecord[Any], changes: dict[str, Any]
+) -> bool:
+    names = {"#u": "updatedAt", "#rev": "rev"}
+    values: dict[str, Any] = {
+        ":now": {"S": now_iso()},
+        ":next": {"N": str(current.revision + 1)},
+    }
+    if current.revision:
+        values[":seen"] = {"N": str(current.revision)}
+    sets = ["#u = :now", "#rev = :next"]
+    if "meta" in changes:
+        names["#m"] = "meta"
+        values[":m"] = {"S": dumps(changes.pop("meta"), field="changes.meta")}
+        sets.append("#m = :m")
+    if changes:
+        names["#user"] = USER_FIELDS_ATTRIBUTE
+        values[":user"] = {"S": dumps({**current.user, **changes}, field="changes")}
+        sets.append("#user = :user")
+    try:
+        async with aws.slot():
+            await aws.ddb.update_item(
+                TableName=aws.config.table,
+                Key=key_item(key),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_exists(pKey) AND "
+                + ("#rev = :seen" if current.revision else "attribute_not_exists(#rev)"),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+    except Exception as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

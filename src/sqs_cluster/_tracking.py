@@ -1,0 +1,199 @@
+"""Claim, complete and fail a received message: the conditional writes behind ``is_complete``.
+
+A claim is one UpdateItem that moves the record to ``IN PROGRESS`` with a lease, only if the
+record is absent (a message sent with the plain SDK), not complete, and not leased by a live
+delivery. Completing is one more write: two DynamoDB writes per successful message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from ._aws import AWS, error_code
+from ._codec import error_attr, key_item, now_iso, record_from_item
+from ._errors import MessageInProgressError
+from ._event import ReceivedMessage
+from ._records import ErrorEntry, MessageRecord, RecordKey, Status, StatusCode
+
+
+class ClaimOutcome(str, Enum):
+    """Result of trying to claim a delivery."""
+
+    CLAIMED = "claimed"
+    """This delivery owns the message: process it, then complete or fail it."""
+    COMPLETE = "complete"
+    """Already processed: skip it (and let it be deleted)."""
+    IN_PROGRESS = "in_progress"
+    """Another delivery holds a live lease: return this one to the queue."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim's outcome and the record as it stands after the attempt (None if unknown)."""
+
+    outcome: ClaimOutcome
+    record: MessageRecord[Any] | None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
+    """Take the message's lease (creating the record for untracked messages)."""
+    cfg = aws.config
+    now = _now_ms()
+    values = {
+        ":prog": {"S": Status.IN_PROGRESS.value},
+        ":progc": {"N": str(int(StatusCode.IN_PROGRESS))},
+        ":done": {"S": Status.COMPLETE.value},
+        ":now": {"N": str(now)},
+        ":lease": {"N": str(now + cfg.lease_seconds * 1000)},
+        ":stamp": {"S": now_iso()},
+        ":one": {"N": "1"},
+        ":type": {"S": message.type.value},
+        ":url": {"S": message.queue_url},
+        ":id": {"S": message.key.id},
+        ":body": {"S": message.raw_body},
+        ":exp": {"N": str(int(now / 1000) + cfg.record_ttl_seconds)},
+    }
+    try:
+        async with aws.slot():
+            resp = await aws.ddb.update_item(
+                TableName=cfg.table,
+                Key=key_item(message.key),
+                UpdateExpression=(
+                    "SET #s = :prog, statusCode = :progc, leaseUntilMs = :lease, updatedAt = :stamp, "
+                    "startedAt = if_not_exists(startedAt, :stamp), #t = if_not_exists(#t, :type), "
+                    "#url = if_not_exists(#url, :url), id = if_not_exists(id, :id), "
+                    "body = if_not_exists(body, :body), expiresAt = if_not_exists(expiresAt, :exp) "
+                    "ADD consumptionCount :one"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(pKey) OR "
+                    "(#s <> :done AND (#s <> :prog OR leaseUntilMs < :now))"
+                ),
+                ExpressionAttributeNames={"#s": "status", "#t": "type", "#url": "url"},
+                ExpressionAttributeValues=values,  # type: ignore[arg-type]
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+    except Exception as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        return await _lost_claim(aws, message.key, exc)
+    return Claim(ClaimOutcome.CLAIMED, record_from_item(resp["Attributes"]))
+
+
+async def _lost_claim(aws: AWS, key: RecordKey, exc: BaseException) -> Claim:
+    item = getattr(exc, "response", {}).get("Item")
+    if item is None:
+        async with aws.slot():
+            got = await aws.ddb.get_item(
+                TableName=aws.config.table, Key=key_item(key), ConsistentRead=True
+            )
+        item = got.get("Item")
+    if item is None:  # deleted in between: treat as a live competitor; SQS will redeliver
+        return Claim(ClaimOutcome.IN_PROGRESS, None)
+    record = record_from_item(item)
+    if record.status is Status.COMPLETE:
+        return Claim(ClaimOutcome.COMPLETE, record)
+    return Claim(ClaimOutcome.IN_PROGRESS, record)
+
+
+def raise_if_in_progress(result: Claim, key: RecordKey) -> bool:
+    """``is_complete``'s answer: True when complete, raise when leased elsewhere, else False."""
+    if result.outcome is ClaimOutcome.IN_PROGRESS:
+        lease = result.record.lease_until_ms if result.record else None
+        raise MessageInProgressError(key, lease)
+    return result.outcome is ClaimOutcome.COMPLETE
+
+
+def complete_update(aws: AWS, key: RecordKey) -> dict[str, Any]:
+    """The UpdateItem parameters that mark a record complete (once: conditional)."""
+    cfg = aws.config
+    return {
+        "TableName": cfg.table,
+        "Key": key_item(key),
+        "UpdateExpression": (
+            "SET #s = :done, statusCode = :donec, completedAt = :stamp, updatedAt = :stamp, "
+            "expiresAt = :exp REMOVE leaseUntilMs"
+        ),
+        "ConditionExpression": "attribute_exists(pKey) AND #s <> :done",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {
+            ":done": {"S": Status.COMPLETE.value},
+            ":donec": {"N": str(int(StatusCode.COMPLETE))},
+            ":stamp": {"S": now_iso()},
+            ":exp": {"N": str(int(time.time()) + cfg.completed_retention_seconds)},
+        },
+    }
+
+
+async def complete_message(aws: AWS, key: RecordKey) -> bool:
+    """Mark a plain message complete; False if it already was (or its record is gone)."""
+    try:
+        async with aws.slot():
+            if aws.config.delete_completed:
+                await aws.ddb.delete_item(
+                    TableName=aws.config.table,
+                    Key=key_item(key),
+                    ConditionExpression="attribute_exists(pKey)",
+                )
+            else:
+                await aws.ddb.update_item(**complete_update(aws, key))
+    except Exception as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def error_entry(exc: BaseException, receive_count: int | None) -> ErrorEntry:
+    """The error entry recorded for a failed attempt."""
+    return ErrorEntry(
+        type=type(exc).__name__, message=str(exc)[:2000], at=now_iso(), receive_count=receive_count
+    )
+
+
+def fail_update(aws: AWS, key: RecordKey, entry: ErrorEntry, *, final: bool) -> dict[str, Any]:
+    """UpdateItem parameters recording a failure and releasing the lease."""
+    code = StatusCode.STOPPED if final else StatusCode.ERROR
+    return {
+        "TableName": aws.config.table,
+        "Key": key_item(key),
+        "UpdateExpression": (
+            "SET #s = :err, statusCode = :errc, updatedAt = :stamp, expiresAt = :exp, "
+            "#e = list_append(if_not_exists(#e, :empty), :entry) REMOVE leaseUntilMs"
+        ),
+        "ConditionExpression": "attribute_exists(pKey) AND #s <> :done",
+        "ExpressionAttributeNames": {"#s": "status", "#e": "error"},
+        "ExpressionAttributeValues": {
+            ":err": {"S": Status.ERROR.value},
+            ":errc": {"N": str(int(code))},
+            ":done": {"S": Status.COMPLETE.value},
+            ":stamp": {"S": entry.at},
+            ":exp": {"N": str(int(time.time()) + aws.config.record_ttl_seconds)},
+            ":empty": {"L": []},
+            ":entry": {"L": [error_attr(entry)]},
+        },
+    }
+
+
+async def fail_message(
+    aws: AWS, key: RecordKey, exc: BaseException, receive_count: int | None, *, final: bool = False
+) -> bool:
+    """Append the error to the record, set ``ERROR`` and release the lease."""
+    try:
+        async with aws.slot():
+            await aws.ddb.update_item(
+                **fail_update(aws, key, error_entry(exc, receive_count), final=final)
+            )
+    except Exception as exc2:
+        if error_code(exc2) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

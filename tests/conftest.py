@@ -1,0 +1,96 @@
+"""Shared fixtures: one embedded local AWS per session, fresh resources per test where needed."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from sqs_cluster.local import LocalAWS
+
+from sqs_cluster import Config, MessageClient
+from sqs_cluster._lambda_shape import lambda_event
+from sqs_cluster._provision import Resources, ensure_resources
+
+REGION = "us-east-1"
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_var, None)
+
+
+def unique(prefix: str) -> str:
+    """A random resource name: moto's state is shared by every test of the session."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAWS]:
+    """One server for the session, serialised so conditional writes are atomic as on AWS."""
+    aws = LocalAWS(serialised=True)
+    aws.start()
+    try:
+        yield aws
+    finally:
+        aws.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoint(local_aws: LocalAWS) -> str:
+    return local_aws.endpoint_url
+
+
+@pytest.fixture(scope="session")
+async def base_config(endpoint: str) -> Config:
+    config = Config(
+        table=unique("records"), bucket=unique("globals"), region=REGION, endpoint_url=endpoint
+    )
+    await ensure_resources(config)
+    return config
+
+
+@pytest.fixture
+async def queue(base_config: Config) -> Resources:
+    """A fresh queue (maxReceiveCount 3) with a DLQ, on the session's table and bucket."""
+    return await ensure_resources(base_config, queue_name=unique("q"), visibility_timeout=30)
+
+
+@pytest.fixture
+async def client(base_config: Config) -> AsyncIterator[MessageClient]:
+    async with MessageClient(base_config) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def sqs(endpoint: str) -> Any:
+    return boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+
+
+@pytest.fixture(scope="session")
+def ddb(endpoint: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
+
+
+def receive_event(
+    sqs: Any, queue_url: str, *, max_messages: int = 10, visibility: int = 30
+) -> dict[str, Any]:
+    """Receive up to ``max_messages`` and shape them as a Lambda SQS event."""
+    messages: list[dict[str, Any]] = []
+    while len(messages) < max_messages:
+        resp = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(10, max_messages - len(messages)),
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=visibility,
+            WaitTimeSeconds=0,
+        )
+        got = resp.get("Messages", [])
+        if not got:
+            break
+        messages.extend(got)
+    return lambda_event(messages, queue_url=queue_url, region=REGION)

@@ -1,0 +1,199 @@
+"""safe_process_batch: partial batch responses, duplicates, FIFO groups and bad events."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from sqs_cluster import MalformedEventError, MessageClient, ReceivedMessage, Status
+from sqs_cluster._provision import Resources, ensure_resources
+
+from .conftest import receive_event, unique
+
+pytestmark = pytest.mark.asyncio
+
+
+async def event_of(
+    client: MessageClient, sqs: Any, queue_url: str, bodies: list[Any]
+) -> dict[str, Any]:
+    await client.send_message_batch(queue_url, bodies)
+    return receive_event(sqs, queue_url, max_messages=len(bodies))
+
+
+async def test_only_failed_messages_come_back(
+    client: MessageClient, queue: Resources, sqs: Any
+) -> None:
+    event = await event_of(client, sqs, queue.queue_url, [{"n": i} for i in range(5)])
+
+    async def handler(message: ReceivedMessage[Any]) -> None:
+        if message.body["n"] == 3:
+            raise ValueError("three is bad")
+
+    response = await client.safe_process_batch(event, handler)
+    bad = [r["messageId"] for r in event["Records"] if '"n":3' in r["body"]]
+    assert response == {"batchItemFailures": [{"itemIdentifier": bad[0]}]}
+    statuses = []
+    for r in event["Records"]:
+        rec = await client.read_sqs_record(r).get_message_record(consistent_read=True)
+        statuses.append((rec.status, len(rec.errors)))
+    assert sorted(statuses, key=str) == sorted(
+        [(Status.COMPLETE, 0)] * 4 + [(Status.ERROR, 1)], key=str
+    )
+
+
+async def test_duplicate_delivery_runs_handler_once(
+    client: MessageClient, queue: Resources, sqs: Any
+) -> None:
+    event = await event_of(client, sqs, queue.queue_url, ["a", "b"])
+    duplicate = copy.deepcopy(event)  # SQS delivered the same messages to a second invocation
+    calls: list[str] = []
+
+    async def handler(message: ReceivedMessage[Any]) -> None:
+        calls.append(message.message_id)
+        await asyncio.sleep(0.05)
+
+    first, second = await asyncio.gather(
+        client.safe_process_batch(event, handler), client.safe_process_batch(duplicate, handler)
+    )
+    again = await client.safe_process_batch(event, handler)  # a late redelivery
+    assert sorted(calls) == sorted(r["messageId"] for r in event["Records"])
+    assert again == {"batchItemFailures": []}
+    # the concurrent duplicates found a live lease and were handed back, not dropped
+    handed_back = first["batchItemFailures"] + second["batchItemFailures"]
+    assert sorted(f["itemIdentifier"] for f in handed_back) == sorted(calls)
+
+
+async def test_sync_handlers_run_concurrently_within_the_bound(
+    client: MessageClient, queue: Resources, sqs: Any
+) -> None:
+    event = await event_of(client, sqs, queue.queue_url, list(range(10)))
+    lock = threading.Lock()
+    active = {"now": 0, "max": 0}
+
+    def handler(message: ReceivedMessage[Any]) -> None:
+        with lock:
+            active["now"] += 1
+            active["max"] = max(active["max"], active["now"])
+        time.sleep(0.1)
+        with lock:
+            active["now"] -= 1
+
+    response = await client.safe_process_batch(event, handler, concurrency=4)
+    assert response == {"batchItemFailures": []}
+    assert 1 < active["max"] <= 4
+
+
+async def test_track_false_never_touches_dynamodb(
+    client: MessageClient, queue: Resources, sqs: Any
+) -> None:
+    event = await event_of(client, sqs, queue.queue_url, [1, 2, 3])
+    before = {k: v for k, v in client.request_counts.items() if k.startswith("dynamodb")}
+
+    def handler(message: ReceivedMessage[Any]) -> None:
+        if message.body == 2:
+            raise RuntimeError("no")
+
+    response = await client.safe_process_batch(event, handler, track=False)
+    after = {k: v for k, v in client.request_counts.items() if k.startswith("dynamodb")}
+    assert after == before
+    assert len(response["batchItemFailures"]) == 1
+
+
+async def test_delete_succeeded_removes_only_successes(
+    client: MessageClient, queue: Resources, sqs: Any
+) -> None:
+    event = await event_of(client, sqs, queue.queue_url, list(range(12)))
+
+    def handler(message: ReceivedMessage[Any]) -> None:
+        if message.body % 4 == 0:
+            raise RuntimeError("retry me")
+
+    response = await client.safe_process_batch(event, handler, delete_succeeded=True)
+    assert len(response["batchItemFailures"]) == 3
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    in_queue = int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+    assert in_queue == 3
+
+
+async def test_fifo_group_stops_at_first_failure(
+    client: MessageClient, base_config: Any, sqs: Any
+) -> None:
+    fifo = await ensure_resources(base_config, queue_name=unique("f") + ".fifo")
+    from sqs_cluster import Message
+
+    bodies = [
+        Message(body=f"{g}{i}", message_group_id=g, message_deduplication_id=f"{g}{i}")
+        for g in ("A", "B")
+        for i in range(3)
+    ]
+    event = await event_of(client, sqs, fifo.queue_url, bodies)  # type: ignore[arg-type]
+    seen: list[str] = []
+
+    async def handler(message: ReceivedMessage[Any]) -> None:
+        seen.append(message.body)
+        if message.body == "A1":
+            raise RuntimeError("A1 fails")
+
+    response = await client.safe_process_batch(event, handler)
+    failed_bodies = sorted(
+        r["body"]
+        for r in event["Records"]
+        if r["messageId"] in {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    )
+    assert failed_bodies == ["A1", "A2"]
+    assert "A2" not in seen and sorted(seen) == ["A0", "A1", "B0", "B1", "B2"]
+
+
+GOOD = {
+    "messageId": "m1",
+    "receiptHandle": "r",
+    "body": "{}",
+    "attributes": {"ApproximateReceiveCount": "1"},
+    "messageAttributes": {},
+    "eventSource": "aws:sqs",
+    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+    "awsRegion": "us-east-1",
+}
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (None, "event"),
+        ({}, "event"),
+        ({"Records": "nope"}, "event"),
+        ({"Records": [{**GOOD, "eventSource": "aws:s3"}]}, "eventSource"),
+        ({"Records": [{**GOOD, "eventSource": "aws:sns"}]}, "eventSource"),
+        ({"Records": [{k: v for k, v in GOOD.items() if k != "body"}]}, "body"),
+        ({"Records": [{**GOOD, "messageId": 5}]}, "messageId"),
+        ({"Records": [{**GOOD, "eventSourceARN": "arn:aws:sns:us-east-1:1:t"}]}, "eventSourceARN"),
+        ({"Records": [GOOD, "not a record"]}, "record"),
+    ],
+)
+async def test_malformed_events_raise_before_any_side_effect(
+    client: MessageClient, event: Any, field: str
+) -> None:
+    before = dict(client.request_counts)
+    calls: list[Any] = []
+    with pytest.raises(MalformedEventError, match=field):
+        await client.safe_process_batch(event, calls.append)
+    assert calls == [] and dict(client.request_counts) == before
+
+
+async def test_powertools_style_records_are_accepted(client: MessageClient) -> None:
+    class SQSRecordLike:
+        def __init__(self, raw: dict[str, Any]) -> None:
+            self.raw_event = raw
+
+    message = client.read_sqs_record(SQSRecordLike(GOOD))
+    assert message.message_id == "m1" and message.body == {} and message.receive_count == 1
