@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
-from sqs_cluster.local import LocalAWS
 
 from sqs_cluster import Config, MessageClient
 from sqs_cluster._lambda_shape import lambda_event
-from sqs_cluster._provision import Resources, ensure_resources
+from sqs_cluster._provision import ensure_resources
+from sqs_cluster.local import LocalAWS
 
 REGION = "us-east-1"
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -53,10 +54,25 @@ async def base_config(endpoint: str) -> Config:
     return config
 
 
+@dataclass(frozen=True)
+class Queue:
+    """A queue made for one test, and its dead-letter queue."""
+
+    url: str
+    dlq_url: str
+
+
+async def make_queue(config: Config, name: str | None = None, **kwargs: Any) -> Queue:
+    """Create a queue with a DLQ (maxReceiveCount 3 unless given) on the test server."""
+    res = await ensure_resources(config, queue_name=name or unique("q"), **kwargs)
+    assert res.queue_url is not None and res.dlq_url is not None
+    return Queue(res.queue_url, res.dlq_url)
+
+
 @pytest.fixture
-async def queue(base_config: Config) -> Resources:
+async def queue(base_config: Config) -> Queue:
     """A fresh queue (maxReceiveCount 3) with a DLQ, on the session's table and bucket."""
-    return await ensure_resources(base_config, queue_name=unique("q"), visibility_timeout=30)
+    return await make_queue(base_config, visibility_timeout=30)
 
 
 @pytest.fixture

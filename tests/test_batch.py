@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from sqs_cluster import MalformedEventError, MessageClient, ReceivedMessage, Status
-from sqs_cluster._provision import Resources, ensure_resources
 
-from .conftest import receive_event, unique
+from .conftest import Queue, make_queue, receive_event, unique
 
 pytestmark = pytest.mark.asyncio
 
@@ -26,9 +25,9 @@ async def event_of(
 
 
 async def test_only_failed_messages_come_back(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
-    event = await event_of(client, sqs, queue.queue_url, [{"n": i} for i in range(5)])
+    event = await event_of(client, sqs, queue.url, [{"n": i} for i in range(5)])
 
     async def handler(message: ReceivedMessage[Any]) -> None:
         if message.body["n"] == 3:
@@ -47,9 +46,9 @@ async def test_only_failed_messages_come_back(
 
 
 async def test_duplicate_delivery_runs_handler_once(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
-    event = await event_of(client, sqs, queue.queue_url, ["a", "b"])
+    event = await event_of(client, sqs, queue.url, ["a", "b"])
     duplicate = copy.deepcopy(event)  # SQS delivered the same messages to a second invocation
     calls: list[str] = []
 
@@ -69,9 +68,9 @@ async def test_duplicate_delivery_runs_handler_once(
 
 
 async def test_sync_handlers_run_concurrently_within_the_bound(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
-    event = await event_of(client, sqs, queue.queue_url, list(range(10)))
+    event = await event_of(client, sqs, queue.url, list(range(10)))
     lock = threading.Lock()
     active = {"now": 0, "max": 0}
 
@@ -89,9 +88,9 @@ async def test_sync_handlers_run_concurrently_within_the_bound(
 
 
 async def test_track_false_never_touches_dynamodb(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
-    event = await event_of(client, sqs, queue.queue_url, [1, 2, 3])
+    event = await event_of(client, sqs, queue.url, [1, 2, 3])
     before = {k: v for k, v in client.request_counts.items() if k.startswith("dynamodb")}
 
     def handler(message: ReceivedMessage[Any]) -> None:
@@ -105,9 +104,9 @@ async def test_track_false_never_touches_dynamodb(
 
 
 async def test_delete_succeeded_removes_only_successes(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
-    event = await event_of(client, sqs, queue.queue_url, list(range(12)))
+    event = await event_of(client, sqs, queue.url, list(range(12)))
 
     def handler(message: ReceivedMessage[Any]) -> None:
         if message.body % 4 == 0:
@@ -116,7 +115,7 @@ async def test_delete_succeeded_removes_only_successes(
     response = await client.safe_process_batch(event, handler, delete_succeeded=True)
     assert len(response["batchItemFailures"]) == 3
     attrs = sqs.get_queue_attributes(
-        QueueUrl=queue.queue_url,
+        QueueUrl=queue.url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     in_queue = int(attrs["ApproximateNumberOfMessages"]) + int(
@@ -128,7 +127,7 @@ async def test_delete_succeeded_removes_only_successes(
 async def test_fifo_group_stops_at_first_failure(
     client: MessageClient, base_config: Any, sqs: Any
 ) -> None:
-    fifo = await ensure_resources(base_config, queue_name=unique("f") + ".fifo")
+    fifo = await make_queue(base_config, unique("f") + ".fifo")
     from sqs_cluster import Message
 
     bodies = [
@@ -136,7 +135,7 @@ async def test_fifo_group_stops_at_first_failure(
         for g in ("A", "B")
         for i in range(3)
     ]
-    event = await event_of(client, sqs, fifo.queue_url, bodies)  # type: ignore[arg-type]
+    event = await event_of(client, sqs, fifo.url, list(bodies))
     seen: list[str] = []
 
     async def handler(message: ReceivedMessage[Any]) -> None:

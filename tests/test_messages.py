@@ -20,8 +20,8 @@ from sqs_cluster import (
     StatusCode,
     ValidationError,
 )
-from sqs_cluster._provision import Resources
 
+from .conftest import Queue
 from .faults import (
     FaultyClient,
     always_fail_entry,
@@ -52,17 +52,15 @@ def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
         out.extend(got)
 
 
-async def test_record_is_written_before_the_message(
-    client: MessageClient, queue: Resources
-) -> None:
+async def test_record_is_written_before_the_message(client: MessageClient, queue: Queue) -> None:
     order: list[str] = []
     remove = client.add_request_hook(lambda service, op, params: order.append(op))
-    key = await client.send_message(queue.queue_url, {"hello": "world"}, meta={"ratio": 1.0})
+    key = await client.send_message(queue.url, {"hello": "world"}, meta={"ratio": 1.0})
     remove()
     assert order == ["PutItem", "SendMessage"]
     record = await client.get_message_record(key, consistent_read=True)
     assert record.status is Status.PRE_FLIGHT and record.status_code is StatusCode.PRE_FLIGHT
-    assert record.type is RecordType.MESSAGE and record.url == queue.queue_url
+    assert record.type is RecordType.MESSAGE and record.url == queue.url
     assert record.meta == {"ratio": 1.0} and isinstance(record.meta["ratio"], float)
     assert record.consumption_count == 0 and record.errors == []
     assert isinstance(record.expires_at, int) and record.expires_at > 1_700_000_000
@@ -70,11 +68,11 @@ async def test_record_is_written_before_the_message(
 
 
 async def test_plain_consumers_get_the_body_unchanged(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
-    await client.send_message(queue.queue_url, "plain text, not JSON")
-    await client.send_message(queue.queue_url, {"n": 2.5, "s": "é"})
-    bodies = sorted(m["Body"] for m in drain(sqs, queue.queue_url))
+    await client.send_message(queue.url, "plain text, not JSON")
+    await client.send_message(queue.url, {"n": 2.5, "s": "é"})
+    bodies = sorted(m["Body"] for m in drain(sqs, queue.url))
     assert bodies == sorted(
         [
             "plain text, not JSON",
@@ -84,49 +82,47 @@ async def test_plain_consumers_get_the_body_unchanged(
 
 
 async def test_key_travels_in_a_message_attribute(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
-    key = await client.send_message(queue.queue_url, {"x": 1})
-    (message,) = drain(sqs, queue.queue_url)
+    key = await client.send_message(queue.url, {"x": 1})
+    (message,) = drain(sqs, queue.url)
     attr = message["MessageAttributes"]["sqsClusterKey"]["StringValue"]
     assert RecordKey.coerce(json.loads(attr)) == key
 
 
-async def test_ten_user_attributes_clash_with_the_key(
-    client: MessageClient, queue: Resources
-) -> None:
+async def test_ten_user_attributes_clash_with_the_key(client: MessageClient, queue: Queue) -> None:
     attrs = {f"a{i}": {"DataType": "String", "StringValue": "v"} for i in range(10)}
     before = dict(client.request_counts)
-    with pytest.raises(ValidationError, match="MessageAttributes|message_attributes") as info:
-        await client.send_message(queue.queue_url, "x", MessageAttributes=attrs)
+    with pytest.raises(ValidationError, match=r"message_attributes") as info:
+        await client.send_message(queue.url, "x", MessageAttributes=attrs)
     assert "at most 9" in str(info.value)
     assert dict(client.request_counts) == before  # nothing written
     nine = dict(list(attrs.items())[:9])
-    await client.send_message(queue.queue_url, "x", MessageAttributes=nine)
+    await client.send_message(queue.url, "x", MessageAttributes=nine)
 
 
-async def test_oversized_body_names_the_limit(client: MessageClient, queue: Resources) -> None:
+async def test_oversized_body_names_the_limit(client: MessageClient, queue: Queue) -> None:
     with pytest.raises(ValidationError, match="262144 bytes"):
-        await client.send_message(queue.queue_url, "x" * 300_000)
+        await client.send_message(queue.url, "x" * 300_000)
 
 
 async def test_invalid_queue_url_is_rejected(client: MessageClient) -> None:
-    with pytest.raises(ValidationError, match="^queue_url:"):
+    with pytest.raises(ValidationError, match=r"^queue_url:"):
         await client.send_message("my-queue", "x")
 
 
 async def test_batch_sends_any_number_in_batches_of_ten(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
     before = dict(client.request_counts)
     entries: list[Any] = [{"i": i} for i in range(120)]
     entries[5] = Message(body="delayed", delay_seconds=0)
-    keys = await client.send_message_batch(queue.queue_url, entries, meta={"batch": 1})
+    keys = await client.send_message_batch(queue.url, entries, meta={"batch": 1})
     counts = {k: v - before.get(k, 0) for k, v in client.request_counts.items()}
     assert len(keys) == 120 and len(set(keys)) == 120
     assert counts["sqs.SendMessageBatch"] == 12
     assert counts["dynamodb.BatchWriteItem"] == 5  # ceil(120 / 25)
-    assert queue_depth(sqs, queue.queue_url) == 120
+    assert queue_depth(sqs, queue.url) == 120
     records = await client.get_message_records(keys)
     assert all(r is not None and r.meta == {"batch": 1} for r in records)
     assert records[7] is not None and json.loads(records[7].body or "") == {"i": 7}
@@ -151,54 +147,54 @@ async def real(base_config: Config) -> AsyncIterator[dict[str, Any]]:
 
 
 async def test_failed_entries_and_unprocessed_items_are_retried(
-    base_config: Config, queue: Resources, sqs: Any, real: dict[str, Any]
+    base_config: Config, queue: Queue, sqs: Any, real: dict[str, Any]
 ) -> None:
     fsqs = FaultyClient(real["sqs"], send_message_batch=fail_entries_once(3))
     fddb = FaultyClient(real["dynamodb"], batch_write_item=unprocessed_once(7))
     clients = {**real, "sqs": fsqs, "dynamodb": fddb}
     async with MessageClient(base_config, clients=clients) as c:
-        keys = await c.send_message_batch(queue.queue_url, list(range(30)))
+        keys = await c.send_message_batch(queue.url, list(range(30)))
         records = await c.get_message_records(keys)
     assert len(keys) == 30 and all(r is not None for r in records)
     assert fsqs.calls["send_message_batch"] == 4  # 3 batches + 1 retry
     assert fddb.calls["batch_write_item"] == 3  # 2 chunks + 1 retry
-    assert queue_depth(sqs, queue.queue_url) == 30  # nothing lost, nothing doubled
+    assert queue_depth(sqs, queue.url) == 30  # nothing lost, nothing doubled
 
 
 async def test_final_failures_list_what_was_and_was_not_sent(
-    base_config: Config, queue: Resources, sqs: Any, real: dict[str, Any]
+    base_config: Config, queue: Queue, sqs: Any, real: dict[str, Any]
 ) -> None:
     fsqs = FaultyClient(real["sqs"], send_message_batch=always_fail_entry("13"))
     async with MessageClient(base_config, clients={**real, "sqs": fsqs}) as c:
         with pytest.raises(PartialSendError) as info:
-            await c.send_message_batch(queue.queue_url, list(range(20)))
+            await c.send_message_batch(queue.url, list(range(20)))
     error = info.value
     assert error.failed_indexes == [13]
     assert sorted(error.sent) == [i for i in range(20) if i != 13]
     assert "19 of 20 entries sent" in str(error)
-    assert queue_depth(sqs, queue.queue_url) == 19
+    assert queue_depth(sqs, queue.url) == 19
 
 
 async def test_get_records_batches_and_retries_unprocessed_keys(
-    base_config: Config, queue: Resources, real: dict[str, Any]
+    base_config: Config, queue: Queue, real: dict[str, Any]
 ) -> None:
     fddb = FaultyClient(real["dynamodb"], batch_get_item=unprocessed_keys_once(5))
     async with MessageClient(base_config, clients={**real, "dynamodb": fddb}) as c:
-        keys = await c.send_message_batch(queue.queue_url, list(range(130)))
-        missing = RecordKey.for_message("does-not-exist", queue.queue_url)
+        keys = await c.send_message_batch(queue.url, list(range(130)))
+        missing = RecordKey.for_message("does-not-exist", queue.url)
         records = await c.get_message_records([*keys, missing])
     assert fddb.calls["batch_get_item"] == 3  # 100 + 31 keys, plus one retry
     assert [json.loads(r.body or "") for r in records[:-1] if r] == list(range(130))
     assert records[-1] is None
 
 
-async def test_update_record_changes_user_fields_only(
-    client: MessageClient, queue: Resources
-) -> None:
-    key = await client.send_message(queue.queue_url, "x", meta={"n": 1})
+async def test_update_record_changes_user_fields_only(client: MessageClient, queue: Queue) -> None:
+    key = await client.send_message(queue.url, "x", meta={"n": 1})
     record = await client.update_message_record(key, {"meta": {"n": 2}, "owner": "me"})
     assert record.meta == {"n": 2} and record.user == {"owner": "me"}
-    record = await client.update_message_record(key, lambda r: {"meta": {"n": r.meta["n"] + 1}})
+    record = await client.update_message_record(
+        key, lambda r: {"meta": {"n": (r.meta or {})["n"] + 1}}
+    )
     assert record.meta == {"n": 3} and record.user == {"owner": "me"} and record.revision == 2
     for field in ("status", "completedAt", "consumptionCount", "expiresAt"):
         with pytest.raises(ValidationError, match=f"changes.{field}"):

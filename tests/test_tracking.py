@@ -16,18 +16,17 @@ from sqs_cluster import (
     Status,
     StatusCode,
 )
-from sqs_cluster._provision import Resources
 
-from .conftest import receive_event
+from .conftest import Queue, receive_event
 
 pytestmark = pytest.mark.asyncio
 
 
 async def one_record(
-    client: MessageClient, queue: Resources, sqs: Any, body: Any = "x"
+    client: MessageClient, queue: Queue, sqs: Any, body: Any = "x"
 ) -> dict[str, Any]:
-    await client.send_message(queue.queue_url, body)
-    (record,) = receive_event(sqs, queue.queue_url)["Records"]
+    await client.send_message(queue.url, body)
+    (record,) = receive_event(sqs, queue.url)["Records"]
     return record  # type: ignore[no-any-return]
 
 
@@ -39,7 +38,7 @@ def writes(client: MessageClient, before: dict[str, int]) -> int:
 
 
 async def test_first_delivery_claims_then_completes(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
     record = await one_record(client, queue, sqs)
     before = dict(client.request_counts)
@@ -60,7 +59,7 @@ async def test_first_delivery_claims_then_completes(
 
 
 async def test_duplicate_while_lease_is_live_is_not_processed(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
     record = await one_record(client, queue, sqs)
     assert await client.is_complete(record) is False
@@ -69,7 +68,7 @@ async def test_duplicate_while_lease_is_live_is_not_processed(
     assert (await client.claim(record)).outcome is ClaimOutcome.IN_PROGRESS
 
 
-async def test_expired_lease_is_taken_over(base_config: Config, queue: Resources, sqs: Any) -> None:
+async def test_expired_lease_is_taken_over(base_config: Config, queue: Queue, sqs: Any) -> None:
     async with MessageClient(base_config.with_changes(lease_seconds=1)) as client:
         record = await one_record(client, queue, sqs)
         assert (await client.claim(record)).outcome is ClaimOutcome.CLAIMED
@@ -81,10 +80,10 @@ async def test_expired_lease_is_taken_over(base_config: Config, queue: Resources
 
 
 async def test_message_sent_with_plain_sdk_gets_a_record(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
-    sqs.send_message(QueueUrl=queue.queue_url, MessageBody='{"plain": true}')
-    (record,) = receive_event(sqs, queue.queue_url)["Records"]
+    sqs.send_message(QueueUrl=queue.url, MessageBody='{"plain": true}')
+    (record,) = receive_event(sqs, queue.url)["Records"]
     message = client.read_sqs_record(record)
     assert message.tracked is False and message.key.id == record["messageId"]
     with pytest.raises(RecordNotFoundError):
@@ -97,7 +96,7 @@ async def test_message_sent_with_plain_sdk_gets_a_record(
 
 
 async def test_failure_is_recorded_and_lease_released(
-    client: MessageClient, queue: Resources, sqs: Any
+    client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
     record = await one_record(client, queue, sqs)
     await client.is_complete(record)
@@ -114,7 +113,7 @@ async def test_failure_is_recorded_and_lease_released(
 
 
 async def test_last_receive_failure_is_marked_stopped(
-    base_config: Config, queue: Resources, sqs: Any
+    base_config: Config, queue: Queue, sqs: Any
 ) -> None:
     async with MessageClient(base_config) as client:
         record = await one_record(client, queue, sqs)
@@ -126,7 +125,7 @@ async def test_last_receive_failure_is_marked_stopped(
 
 
 async def test_delete_completed_restores_immediate_delete(
-    base_config: Config, queue: Resources, sqs: Any
+    base_config: Config, queue: Queue, sqs: Any
 ) -> None:
     async with MessageClient(base_config.with_changes(delete_completed=True)) as client:
         record = await one_record(client, queue, sqs)

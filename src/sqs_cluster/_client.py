@@ -1,4 +1,4 @@
-"""``MessageClient``: the async entry point that ties config, AWS clients and operations together."""
+"""``MessageClient``: the async entry point tying config, AWS clients and operations together."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ._event import ReceivedMessage, parse_record
 from ._records import MessageRecord, RecordKey
 from ._sending import (
     Message,
+    Prepared,
     Progress,
     prepare_message,
     validate_queue_url,
@@ -129,7 +130,7 @@ class MessageClient:
 
     def _prepare(
         self, queue_url: str, messages: Sequence[Any], meta: Any, *, field_name: str
-    ) -> list[Any]:
+    ) -> list[Prepared]:
         meta_text = None if meta is None else dumps(meta, field="meta")
         single = field_name == "body"
         return [

@@ -146,7 +146,7 @@ def _error_entry(raw: Mapping[str, Any]) -> ErrorEntry:
 
 def error_attr(entry: ErrorEntry) -> dict[str, Any]:
     """The wire form of one error entry."""
-    return to_attr(
+    attr: dict[str, Any] = to_attr(
         {
             "type": entry.type,
             "message": entry.message,
@@ -156,3 +156,4 @@ def error_attr(entry: ErrorEntry) -> dict[str, Any]:
         if entry.receive_count is not None
         else {"type": entry.type, "message": entry.message, "at": entry.at}
     )
+    return attr

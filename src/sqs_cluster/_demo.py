@@ -106,7 +106,7 @@ async def _drain(
             idle += 1
             continue
         idle = 0
-        event = lambda_event(received, queue_url=queue_url, region=REGION)  # type: ignore[arg-type]
+        event = lambda_event(received, queue_url=queue_url, region=REGION)
         response = await client.safe_process_batch(event, handler, delete_succeeded=True)
         stats.batches += 1
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
@@ -130,9 +130,11 @@ def _report(client: MessageClient, stats: DemoStats, record: Any, elapsed: float
     for name, value in sorted(client.request_counts.items()):
         out(f"  {name:<28} {value}")
     out(
-        f"flaky message record: status={record.status.value} consumptions={record.consumption_count}"
+        f"flaky message record: status={record.status.value} "
+        f"consumptions={record.consumption_count}"
     )
     for entry in record.errors:
         out(
-            f"  error kept on the record: {entry.type}: {entry.message} (receive {entry.receive_count})"
+            f"  error kept on the record: {entry.type}: {entry.message} "
+            f"(receive {entry.receive_count})"
         )

@@ -122,7 +122,7 @@ async def _ensure_queue(
 ) -> tuple[str, str]:
     fifo = name.endswith(".fifo")
     dlq_name = f"{name.removesuffix('.fifo')}-dlq" + (".fifo" if fifo else "")
-    fifo_attrs = {"FifoQueue": "true"} if fifo else {}
+    fifo_attrs: dict[Any, str] = {"FifoQueue": "true"} if fifo else {}
     dlq = await aws.sqs.create_queue(
         QueueName=dlq_name, Attributes={"MessageRetentionPeriod": "1209600", **fifo_attrs}
     )

@@ -98,7 +98,8 @@ def message_attributes(
         raise ValidationError(
             field_name,
             f"{len(attrs)} message attributes given; SQS allows {MAX_MESSAGE_ATTRIBUTES} and "
-            f"sqs-cluster needs one for the record key, so pass at most {MAX_MESSAGE_ATTRIBUTES - 1}",
+            "sqs-cluster needs one for the record key, "
+            f"so pass at most {MAX_MESSAGE_ATTRIBUTES - 1}",
         )
     attrs[KEY_ATTRIBUTE] = {"DataType": "String", "StringValue": dumps(key.to_dict())}
     return attrs
@@ -198,10 +199,7 @@ async def write_records(aws: AWS, batch: list[Prepared]) -> dict[int, str]:
             last_error = f"{type(exc).__name__}: {exc}"
             continue
         unprocessed = resp.get("UnprocessedItems", {}).get(table, [])
-        pending = {
-            k: pending[k]
-            for k in (_key_of(r["PutRequest"]["Item"]) for r in unprocessed)  # type: ignore[typeddict-item]
-        }
+        pending = {k: pending[k] for k in (_key_of(r["PutRequest"]["Item"]) for r in unprocessed)}
         if not pending:
             return {}
     return {p.index: last_error for p in pending.values()}

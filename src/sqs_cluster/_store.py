@@ -19,8 +19,8 @@ RESERVED_FIELDS = frozenset(
     {
         "pKey", "rKey", "id", "type", "url", "body", "status", "statusCode", "startedAt",
         "completedAt", "updatedAt", "expiresAt", "consumptionCount", "leaseUntilMs", "error",
-        "errors", "clusterKey", "taskIndex", "rev", "revision", "key", "status_code", "started_at", "completed_at",
-        "updated_at", "expires_at", "consumption_count", "lease_until_ms",
+        "errors", "clusterKey", "taskIndex", "rev", "revision", "key", "status_code", "started_at",
+        "completed_at", "updated_at", "expires_at", "consumption_count", "lease_until_ms",
     }
 )  # fmt: skip
 
@@ -46,7 +46,8 @@ async def get_raw(
         resp = await aws.ddb.get_item(
             TableName=aws.config.table, Key=key_item(key), ConsistentRead=consistent_read
         )
-    return resp.get("Item")  # type: ignore[return-value]
+    item: dict[str, Any] | None = resp.get("Item")
+    return item
 
 
 async def get_records(aws: AWS, keys: Iterable[RecordKey]) -> list[MessageRecord[Any] | None]:
@@ -68,9 +69,9 @@ async def _batch_get(aws: AWS, keys: list[RecordKey]) -> list[dict[str, Any]]:
         if attempt:
             await sleep_backoff(attempt)
         async with aws.slot():
-            resp = await aws.ddb.batch_get_item(RequestItems={table: {"Keys": request}})  # type: ignore[dict-item]
-        items.extend(resp.get("Responses", {}).get(table, []))  # type: ignore[arg-type]
-        request = list(resp.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))  # type: ignore[arg-type]
+            resp: Any = await aws.ddb.batch_get_item(RequestItems={table: {"Keys": request}})
+        items.extend(resp.get("Responses", {}).get(table, []))
+        request = list(resp.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
         if not request:
             return items
     raise ConflictError(f"BatchGetItem left {len(request)} keys unprocessed after retries")

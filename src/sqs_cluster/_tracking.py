@@ -66,7 +66,8 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
                 TableName=cfg.table,
                 Key=key_item(message.key),
                 UpdateExpression=(
-                    "SET #s = :prog, statusCode = :progc, leaseUntilMs = :lease, updatedAt = :stamp, "
+                    "SET #s = :prog, statusCode = :progc, leaseUntilMs = :lease, "
+                    "updatedAt = :stamp, "
                     "startedAt = if_not_exists(startedAt, :stamp), #t = if_not_exists(#t, :type), "
                     "#url = if_not_exists(#url, :url), id = if_not_exists(id, :id), "
                     "body = if_not_exists(body, :body), expiresAt = if_not_exists(expiresAt, :exp) "
@@ -77,7 +78,7 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
                     "(#s <> :done AND (#s <> :prog OR leaseUntilMs < :now))"
                 ),
                 ExpressionAttributeNames={"#s": "status", "#t": "type", "#url": "url"},
-                ExpressionAttributeValues=values,  # type: ignore[arg-type]
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
