@@ -10,11 +10,14 @@ from typing import Any
 
 import boto3
 import pytest
+from aiobotocore.session import get_session
 
 from sqs_cluster import Config, MessageClient
 from sqs_cluster._lambda_shape import lambda_event
 from sqs_cluster._provision import ensure_resources
 from sqs_cluster.local import LocalAWS
+
+from .sync_api import awaitable_facade
 
 REGION = "us-east-1"
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -75,8 +78,15 @@ async def queue(base_config: Config) -> Queue:
     return await make_queue(base_config, visibility_timeout=30)
 
 
-@pytest.fixture
-async def client(base_config: Config) -> AsyncIterator[MessageClient]:
+@pytest.fixture(params=["async", "sync"])
+async def client(
+    request: pytest.FixtureRequest, base_config: Config
+) -> AsyncIterator[MessageClient]:
+    """The async client, and the blocking facade shaped like it: behaviour tests run on both."""
+    if request.param == "sync":
+        async with awaitable_facade(base_config) as facade:
+            yield facade
+        return
     async with MessageClient(base_config) as c:
         yield c
 
@@ -110,3 +120,21 @@ def receive_event(
             break
         messages.extend(got)
     return lambda_event(messages, queue_url=queue_url, region=REGION)
+
+
+@pytest.fixture
+async def real(base_config: Config) -> AsyncIterator[dict[str, Any]]:
+    """Real aiobotocore clients, to be wrapped by FaultyClient and handed in ready."""
+    session = get_session()
+    async with (
+        session.create_client(
+            "sqs", region_name="us-east-1", endpoint_url=base_config.endpoint_url
+        ) as sqs,
+        session.create_client(
+            "dynamodb", region_name="us-east-1", endpoint_url=base_config.endpoint_url
+        ) as ddb,
+        session.create_client(
+            "s3", region_name="us-east-1", endpoint_url=base_config.endpoint_url
+        ) as s3,
+    ):
+        yield {"sqs": sqs, "dynamodb": ddb, "s3": s3}

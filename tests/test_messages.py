@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 
 from sqs_cluster import (
     Config,
@@ -126,24 +124,6 @@ async def test_batch_sends_any_number_in_batches_of_ten(
     records = await client.get_message_records(keys)
     assert all(r is not None and r.meta == {"batch": 1} for r in records)
     assert records[7] is not None and json.loads(records[7].body or "") == {"i": 7}
-
-
-@pytest.fixture
-async def real(base_config: Config) -> AsyncIterator[dict[str, Any]]:
-    """Real aiobotocore clients, to be wrapped by FaultyClient and handed in ready."""
-    session = get_session()
-    async with (
-        session.create_client(
-            "sqs", region_name="us-east-1", endpoint_url=base_config.endpoint_url
-        ) as sqs,
-        session.create_client(
-            "dynamodb", region_name="us-east-1", endpoint_url=base_config.endpoint_url
-        ) as ddb,
-        session.create_client(
-            "s3", region_name="us-east-1", endpoint_url=base_config.endpoint_url
-        ) as s3,
-    ):
-        yield {"sqs": sqs, "dynamodb": ddb, "s3": s3}
 
 
 async def test_failed_entries_and_unprocessed_items_are_retried(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from ._batch import BatchItemFailure, Handler, PartialBatchResponse
 from ._client import MessageClient
+from ._cluster_model import CallbackState, ClusterCallback, ClusterRecord
 from ._config import ENV_VARS, Config
 from ._errors import (
+    ClusterSendError,
     ConfigError,
     ConflictError,
     MalformedEventError,
@@ -46,6 +48,10 @@ __all__ = [
     "RecordType",
     "Status",
     "StatusCode",
+    # clusters
+    "CallbackState",
+    "ClusterCallback",
+    "ClusterRecord",
     # sending and consuming
     "BatchItemFailure",
     "Claim",
@@ -57,6 +63,7 @@ __all__ = [
     "ReceivedMessage",
     "parse_record",
     # errors
+    "ClusterSendError",
     "ConfigError",
     "ConflictError",
     "MalformedEventError",

@@ -53,14 +53,14 @@ def _groups(messages: Sequence[ReceivedMessage[Any]], fifo: bool) -> list[list[P
 
 
 async def call_handler(
-    handler: Callable[..., Any], arg: Any, limiter: anyio.CapacityLimiter | None = None
+    handler: Callable[..., Any], *args: Any, limiter: anyio.CapacityLimiter | None = None
 ) -> Any:
     """Await an async handler; run a sync one in a worker thread under ``limiter``."""
     if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004
     ):
-        return await handler(arg)
-    result = await anyio.to_thread.run_sync(handler, arg, limiter=limiter)
+        return await handler(*args)
+    result = await anyio.to_thread.run_sync(handler, *args, limiter=limiter)
     if inspect.isawaitable(result):
         return await result
     return result
@@ -74,6 +74,7 @@ async def process_batch(
     track: bool = True,
     concurrency: int = DEFAULT_BATCH_CONCURRENCY,
     delete_succeeded: bool = False,
+    on_cluster_complete: Any = None,
 ) -> PartialBatchResponse:
     """Process every record; FIFO groups stop at their first failure. See the client method."""
     records = event_records(event)  # validates the whole event before any side effect
@@ -86,7 +87,9 @@ async def process_batch(
 
     async def run_group(group: list[Positioned]) -> None:
         for n, (position, message) in enumerate(group):
-            ok = await _process_one(client, message, handler, track=track, limiter=limiter)
+            ok = await _process_one(
+                client, message, handler, track=track, limiter=limiter, callback=on_cluster_complete
+            )
             if ok:
                 state.succeeded.append(message)
                 continue
@@ -109,14 +112,15 @@ async def _process_one(
     *,
     track: bool,
     limiter: anyio.CapacityLimiter,
+    callback: Any = None,
 ) -> bool:
     """True when the message succeeded (or was already complete). Never raises: a fault in
     the handler or in AWS fails this record only, and SQS brings it back."""
     try:
         if not track:
-            await call_handler(handler, message, limiter)
+            await call_handler(handler, message, limiter=limiter)
             return True
-        return await _process_tracked(client, message, handler, limiter)
+        return await _process_tracked(client, message, handler, limiter, callback)
     except Exception as exc:
         client.log_failure(message, exc)
         return False
@@ -127,17 +131,30 @@ async def _process_tracked(
     message: ReceivedMessage[Any],
     handler: Handler,
     limiter: anyio.CapacityLimiter,
+    callback: Any,
 ) -> bool:
     claim = await client.claim(message)
-    if claim.outcome is not ClaimOutcome.CLAIMED:
-        return claim.outcome is ClaimOutcome.COMPLETE
+    if claim.outcome is ClaimOutcome.IN_PROGRESS:
+        return False
+    if claim.outcome is ClaimOutcome.COMPLETE:
+        if message.is_task:  # a redelivery may be what finishes a crashed fan-in
+            await client._after_task(message, callback)
+        return True
     try:
-        await call_handler(handler, message, limiter)
+        await call_handler(handler, message, limiter=limiter)
     except Exception as exc:
         client.log_failure(message, exc)
-        await client.mark_failed(message, exc)
+        if message.is_task and await client.is_last_receive(message):
+            _, cluster = await client._finish_task(message, exc)
+            await client._run_callback(cluster, callback)
+        else:
+            await client.mark_failed(message, exc)
         return False
-    await client.mark_complete(message)
+    if message.is_task:
+        _, cluster = await client._finish_task(message)
+        await client._run_callback(cluster, callback)
+    else:
+        await client.mark_complete(message)
     return True
 
 

@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--bucket", help="S3 bucket for globals (default: $SQS_CLUSTER_BUCKET)")
     init.add_argument("--queue", help="also create this queue with a DLQ")
     init.add_argument("--max-receive-count", type=int, default=3, help="redrive limit (default 3)")
+    init.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=360,
+        help="visibility timeout in seconds; keep it above Config.lease_seconds (default 360)",
+    )
     init.add_argument("--endpoint-url", default=None, help="AWS endpoint (e.g. a local one)")
     init.add_argument("--region", default=None, help="AWS region")
     return parser
@@ -55,7 +61,12 @@ def _init(args: argparse.Namespace) -> int:
     }
     config = Config.from_env(**overrides)
     res = asyncio.run(
-        ensure_resources(config, queue_name=args.queue, max_receive_count=args.max_receive_count)
+        ensure_resources(
+            config,
+            queue_name=args.queue,
+            max_receive_count=args.max_receive_count,
+            visibility_timeout=args.visibility_timeout,
+        )
     )
     print(f"table:  {res.table}\nbucket: {res.bucket or '-'}")
     if res.queue_url:

@@ -9,6 +9,8 @@ from typing import Any
 
 from ._aws import AWS, RequestHook, error_code
 from ._batch import DEFAULT_BATCH_CONCURRENCY, Handler, PartialBatchResponse, process_batch
+from ._cluster_api import ClusterOperations
+from ._cluster_model import ClusterCallback
 from ._codec import dumps
 from ._concurrency import chunked
 from ._config import Config
@@ -19,6 +21,7 @@ from ._sending import (
     Message,
     Prepared,
     Progress,
+    plain_units,
     prepare_message,
     validate_queue_url,
     write_then_send,
@@ -32,7 +35,7 @@ RecordLike = Any
 """A Lambda SQS record (dict), Powertools' ``SQSRecord``, or a :class:`ReceivedMessage`."""
 
 
-class MessageClient:
+class MessageClient(ClusterOperations):
     """Tracked SQS messages and message clusters; use as ``async with MessageClient(cfg) as c``.
 
     Holds one session and one long-lived client per service for its whole life (open it once
@@ -123,7 +126,9 @@ class MessageClient:
         if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
             raise ValidationError("entries", "expected a list of message bodies or Message objects")
         prepared = self._prepare(queue_url, entries, meta, field_name="entries")
-        outcome = await write_then_send(self._aws, queue_url, prepared, progress=progress)
+        outcome = await write_then_send(
+            self._aws, queue_url, plain_units(prepared), progress=progress
+        )
         if outcome.failed:
             raise PartialSendError(outcome.sent, outcome.failed)
         return [outcome.sent[i] for i in range(len(prepared))]
@@ -192,16 +197,37 @@ class MessageClient:
         return raise_if_in_progress(await claim(self._aws, message), message.key)
 
     async def mark_complete(self, record: RecordLike) -> bool:
-        """Mark the message complete; False if it already was (a duplicate completion)."""
+        """Mark the message complete; False if it already was (a duplicate completion).
+
+        For a task of a cluster the task is also counted in its cluster, exactly once, and
+        the cluster ends if it was the last one.
+        """
         message = self.read_sqs_record(record)
+        if message.is_task:
+            counted, _ = await self._finish_task(message)
+            return counted
         return await complete_message(self._aws, message.key)
 
     async def mark_failed(self, record: RecordLike, error: BaseException) -> bool:
-        """Append ``error`` to the record, set ``ERROR`` and release the lease for a retry."""
+        """Append ``error`` to the record, set ``ERROR`` and release the lease for a retry.
+
+        On the message's last allowed receive (``Config.max_receive_count`` or the queue's
+        redrive policy) the record is marked stopped, and a task is counted as failed in its
+        cluster so the cluster still ends.
+        """
+        message = self.read_sqs_record(record)
+        if await self.is_last_receive(message):
+            if message.is_task:
+                counted, _ = await self._finish_task(message, error)
+                return counted
+            return await fail_message(self._aws, message, error, final=True)
+        return await fail_message(self._aws, message, error)
+
+    async def is_last_receive(self, record: RecordLike) -> bool:
+        """True when this delivery is the last one SQS will make before the DLQ."""
         message = self.read_sqs_record(record)
         limit = await self.max_receive_count(message.queue_url)
-        final = limit is not None and message.receive_count >= limit
-        return await fail_message(self._aws, message.key, error, message.receive_count, final=final)
+        return limit is not None and message.receive_count >= limit
 
     async def safe_process_batch(
         self,
@@ -211,6 +237,7 @@ class MessageClient:
         track: bool = True,
         concurrency: int = DEFAULT_BATCH_CONCURRENCY,
         delete_succeeded: bool = False,
+        on_cluster_complete: ClusterCallback | None = None,
     ) -> PartialBatchResponse:
         """Run ``handler`` on each record and return Lambda's partial batch response.
 
@@ -219,6 +246,8 @@ class MessageClient:
         At most ``concurrency`` records run at once. FIFO queues stop a message group at its
         first failure. ``delete_succeeded`` deletes successes itself (for event sources without
         ReportBatchItemFailures). A malformed event raises before any side effect.
+        ``on_cluster_complete`` runs once per cluster, when the batch ends that cluster's last
+        task (or finds an ended cluster whose callback has not run).
         """
         return await process_batch(
             self,
@@ -227,21 +256,36 @@ class MessageClient:
             track=track,
             concurrency=concurrency,
             delete_succeeded=delete_succeeded,
+            on_cluster_complete=on_cluster_complete,
         )
 
-    async def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> None:
-        """DeleteMessageBatch (10 a call) for received messages that carry a receipt handle."""
+    async def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]:
+        """DeleteMessageBatch (10 a call); returns the ids that could not be deleted.
+
+        Best effort by design: a message left undeleted is redelivered, found complete by its
+        claim, and deleted then.
+        """
         by_queue: dict[str, list[ReceivedMessage[Any]]] = {}
         for message in messages:
             if message.receipt_handle:
                 by_queue.setdefault(message.queue_url, []).append(message)
+        left: list[str] = []
         for queue_url, group in by_queue.items():
             for chunk in chunked(group, 10):
-                entries = [
-                    {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)
-                ]
-                async with self._aws.slot():
-                    await self._aws.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+                left.extend(await self._delete_chunk(queue_url, chunk))
+        return left
+
+    async def _delete_chunk(self, queue_url: str, chunk: list[ReceivedMessage[Any]]) -> list[str]:
+        entries: Any = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)
+        ]
+        try:
+            async with self._aws.slot():
+                resp = await self._aws.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        except Exception as exc:
+            logger.warning("could not delete %d messages: %s", len(chunk), exc)
+            return [m.message_id for m in chunk]
+        return [chunk[int(f["Id"])].message_id for f in resp.get("Failed", [])]
 
     async def max_receive_count(self, queue_url: str) -> int | None:
         """The receive limit: ``config.max_receive_count``, else the queue's redrive policy."""

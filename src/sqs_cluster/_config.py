@@ -31,9 +31,13 @@ ENV_VARS: dict[str, str] = {
 }
 
 
-def _positive(name: str, value: float, *, maximum: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
+def _positive(
+    name: str, value: float, *, maximum: float | None = None, integer: bool = True
+) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        expected = "a whole number" if integer else "a number"
+        raise ConfigError(f"{name}: expected {expected}, got {value!r}")
     if value <= 0:
         raise ConfigError(f"{name}: must be > 0, got {value!r}")
     if maximum is not None and value > maximum:
@@ -47,9 +51,10 @@ class Config:
     ``table`` holds every record; ``bucket`` holds cluster globals (optional for plain messages).
     ``max_concurrency`` bounds the AWS requests in flight at once, across every operation of one
     client. ``lease_seconds`` is how long a claimed message stays "in progress" before another
-    delivery may take it over: set it above your handler's longest run (and at most the queue's
-    visibility timeout). Completed records are kept ``completed_retention_seconds`` so late
-    duplicates are still recognised, unless ``delete_completed`` restores immediate deletion.
+    delivery may take it over: set it above your handler's longest run and a little below the
+    queue's visibility timeout (a redelivery after a crash then finds the lease expired). Completed
+    records are kept ``completed_retention_seconds`` so late duplicates are still recognised,
+    unless ``delete_completed`` restores immediate deletion.
     """
 
     table: str
@@ -60,7 +65,7 @@ class Config:
     record_ttl_seconds: int = 30 * DAY
     completed_retention_seconds: int = 4 * DAY
     delete_completed: bool = False
-    lease_seconds: int = 900
+    lease_seconds: int = 300
     max_attempts: int = 5
     partial_retry_attempts: int = 8
     max_receive_count: int | None = None
@@ -84,8 +89,8 @@ class Config:
         _positive("lease_seconds", self.lease_seconds, maximum=12 * 3600)
         _positive("max_attempts", self.max_attempts, maximum=20)
         _positive("partial_retry_attempts", self.partial_retry_attempts, maximum=50)
-        _positive("connect_timeout", self.connect_timeout)
-        _positive("read_timeout", self.read_timeout)
+        _positive("connect_timeout", self.connect_timeout, integer=False)
+        _positive("read_timeout", self.read_timeout, integer=False)
         if self.max_receive_count is not None:
             _positive("max_receive_count", self.max_receive_count, maximum=1000)
 

@@ -74,3 +74,19 @@ class MessageInProgressError(SQSClusterError):
         )
         self.key = key
         self.lease_until_ms = lease_until_ms
+
+
+class ClusterSendError(SQSClusterError):
+    """A cluster's fan-out stopped with tasks unsent; call create again with its id to resume."""
+
+    def __init__(self, cluster_id: str, sent: int, total: int, failed: dict[int, str]) -> None:
+        shown = ", ".join(f"tasks[{i}]: {err}" for i, err in sorted(failed.items())[:5])
+        super().__init__(
+            f"cluster {cluster_id}: {sent} of {total} tasks confirmed sent; not sent: {shown}"
+            f"{' ...' if len(failed) > 5 else ''}. Call create_message_cluster again with "
+            f"cluster_id={cluster_id!r} to resume without resending what was sent."
+        )
+        self.cluster_id = cluster_id
+        self.sent = sent
+        self.total = total
+        self.failed = failed

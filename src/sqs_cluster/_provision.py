@@ -33,7 +33,7 @@ async def ensure_resources(
     *,
     queue_name: str | None = None,
     max_receive_count: int = DEFAULT_MAX_RECEIVE_COUNT,
-    visibility_timeout: int = 60,
+    visibility_timeout: int = 360,
     session: Any = None,
 ) -> Resources:
     """Create the table and bucket of ``config`` and, if named, a queue with a DLQ."""

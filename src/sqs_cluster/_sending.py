@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,7 @@ class SendOutcome:
 
     sent: dict[int, RecordKey] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
+    sent_count: int = 0
 
 
 def validate_queue_url(queue_url: Any, field_name: str = "queue_url") -> str:
@@ -125,23 +126,24 @@ def record_item(
 ) -> dict[str, Any]:
     """The DynamoDB item of a fresh (``PRE FLIGHT``) record."""
     stamp = now_iso()
-    values: dict[str, Any] = {
-        "pKey": key.p_key,
-        "rKey": key.r_key,
-        "id": key.id,
-        "type": record_type.value,
-        "url": queue_url,
-        "status": Status.PRE_FLIGHT.value,
-        "statusCode": int(StatusCode.PRE_FLIGHT),
-        "startedAt": stamp,
-        "updatedAt": stamp,
-        "expiresAt": int(time.time()) + ttl_seconds,
-        "consumptionCount": 0,
-        "body": body,
-        "meta": meta_text,
+    item: dict[str, Any] = {
+        "pKey": {"S": key.p_key},
+        "rKey": {"S": key.r_key},
+        "id": {"S": key.id},
+        "type": {"S": record_type.value},
+        "url": {"S": queue_url},
+        "status": {"S": Status.PRE_FLIGHT.value},
+        "statusCode": {"N": str(int(StatusCode.PRE_FLIGHT))},
+        "startedAt": {"S": stamp},
+        "updatedAt": {"S": stamp},
+        "expiresAt": {"N": str(int(time.time()) + ttl_seconds)},
+        "consumptionCount": {"N": "0"},
+        "body": {"S": body},
     }
-    values.update(extra or {})
-    return to_item(values)
+    if meta_text is not None:
+        item["meta"] = {"S": meta_text}
+    item.update(to_item(extra or {}))
+    return item
 
 
 def prepare_message(
@@ -152,16 +154,20 @@ def prepare_message(
     meta_text: str | None,
     ttl_seconds: int,
     field_name: str,
+    key: RecordKey | None = None,
+    record_type: RecordType = RecordType.MESSAGE,
+    extra: Mapping[str, Any] | None = None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> Prepared:
     """Validate one outgoing message and build its record item and batch entry."""
     out = message if isinstance(message, Message) else Message(body=message)
-    key = RecordKey.for_message(uuid.uuid4().hex, queue_url)
+    key = key or RecordKey.for_message(uuid.uuid4().hex, queue_url)
     text = body_text(out.body, f"{field_name}.body" if isinstance(message, Message) else field_name)
     attrs = message_attributes(out.message_attributes, key, f"{field_name}.message_attributes")
     size = len(text.encode()) + _attributes_size(attrs)
-    if size > MAX_MESSAGE_BYTES:
+    if size > max_bytes:
         raise ValidationError(
-            field_name, f"message is {size} bytes; the SQS limit is {MAX_MESSAGE_BYTES} bytes"
+            field_name, f"message is {size} bytes; the queue's limit is {max_bytes} bytes"
         )
     entry: dict[str, Any] = {"MessageBody": text, "MessageAttributes": attrs}
     if out.delay_seconds is not None:
@@ -172,11 +178,12 @@ def prepare_message(
         entry["MessageDeduplicationId"] = out.message_deduplication_id
     item = record_item(
         key,
-        record_type=RecordType.MESSAGE,
+        record_type=record_type,
         queue_url=queue_url,
         body=text,
         meta_text=meta_text,
         ttl_seconds=ttl_seconds,
+        extra=extra,
     )
     return Prepared(index=index, key=key, item=item, entry=entry, size=size)
 
@@ -257,34 +264,66 @@ def pack_sqs_batches(items: list[Prepared]) -> list[list[Prepared]]:
     return batches
 
 
+@dataclass
+class Unit:
+    """One pipeline step: records to write, then messages to send (normally the same entries).
+
+    ``number`` identifies the step (the entries' index // UNIT) so progress can be persisted.
+    """
+
+    number: int
+    write: list[Prepared]
+    send: list[Prepared]
+
+
+UnitHook = Callable[[Unit, dict[int, str]], Awaitable[None]]
+"""Called after a unit ran, with the unit and the entries (index -> error) that failed."""
+
+
+def plain_units(prepared: Iterable[Prepared]) -> Iterator[Unit]:
+    """Chunk entries into units of ``UNIT`` where every entry is both written and sent."""
+    for number, items in enumerate(chunked(prepared, UNIT)):
+        yield Unit(number, items, items)
+
+
 async def write_then_send(
     aws: AWS,
     queue_url: str,
-    prepared: Iterable[Prepared],
+    units: Iterable[Unit],
     *,
     progress: Progress | None = None,
-    before_send: Callable[[list[Prepared]], Awaitable[None]] | None = None,
+    resolve: Callable[[Unit], Awaitable[Unit]] | None = None,
+    after_unit: UnitHook | None = None,
+    collect_keys: bool = True,
 ) -> SendOutcome:
-    """Run the pipeline over ``prepared`` with bounded concurrency and collect the outcome."""
+    """Run units concurrently (bounded): each writes its records, then sends its messages.
+
+    Units are pulled lazily, so memory stays bounded by the concurrency; ``collect_keys=False``
+    keeps only counts and failures in the outcome (for very large fan-outs).
+    """
     outcome = SendOutcome()
 
-    async def unit(items: list[Prepared]) -> None:
+    async def run(unit: Unit) -> None:
+        if resolve is not None:
+            unit = await resolve(unit)
         failed: dict[int, str] = {}
-        for result in await _gather(write_records(aws, c) for c in chunked(items, DDB_BATCH)):
+        for result in await _gather(write_records(aws, c) for c in chunked(unit.write, DDB_BATCH)):
             failed.update(result)
-        ready = [p for p in items if p.index not in failed]
-        if before_send is not None and ready:
-            await before_send(ready)
+        ready = [p for p in unit.send if p.index not in failed]
         for result in await _gather(send_batch(aws, queue_url, b) for b in pack_sqs_batches(ready)):
             failed.update(result)
+        if after_unit is not None:
+            await after_unit(unit, failed)
         outcome.failed.update(failed)
         done = [p for p in ready if p.index not in failed]
-        outcome.sent.update((p.index, p.key) for p in done)
+        outcome.sent_count += len(done)
+        if collect_keys:
+            outcome.sent.update((p.index, p.key) for p in done)
         if progress is not None and done:
             progress(len(done))
 
     workers = max(1, aws.config.max_concurrency // 2)
-    await run_bounded(chunked(prepared, UNIT), unit, concurrency=workers)
+    await run_bounded(units, run, concurrency=workers)
     return outcome
 
 

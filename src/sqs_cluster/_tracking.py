@@ -42,6 +42,11 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def lease_owner(message: ReceivedMessage[Any]) -> str:
+    """Who holds a claim: this delivery (its receipt handle is unique per receive)."""
+    return message.receipt_handle or f"{message.message_id}#{message.receive_count}"
+
+
 async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
     """Take the message's lease (creating the record for untracked messages)."""
     cfg = aws.config
@@ -59,6 +64,7 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
         ":id": {"S": message.key.id},
         ":body": {"S": message.raw_body},
         ":exp": {"N": str(int(now / 1000) + cfg.record_ttl_seconds)},
+        ":owner": {"S": lease_owner(message)},
     }
     try:
         async with aws.slot():
@@ -67,7 +73,7 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
                 Key=key_item(message.key),
                 UpdateExpression=(
                     "SET #s = :prog, statusCode = :progc, leaseUntilMs = :lease, "
-                    "updatedAt = :stamp, "
+                    "leaseOwner = :owner, updatedAt = :stamp, "
                     "startedAt = if_not_exists(startedAt, :stamp), #t = if_not_exists(#t, :type), "
                     "#url = if_not_exists(#url, :url), id = if_not_exists(id, :id), "
                     "body = if_not_exists(body, :body), expiresAt = if_not_exists(expiresAt, :exp) "
@@ -121,7 +127,7 @@ def complete_update(aws: AWS, key: RecordKey) -> dict[str, Any]:
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :done, statusCode = :donec, completedAt = :stamp, updatedAt = :stamp, "
-            "expiresAt = :exp REMOVE leaseUntilMs"
+            "expiresAt = :exp REMOVE leaseUntilMs, leaseOwner"
         ),
         "ConditionExpression": "attribute_exists(pKey) AND #s <> :done",
         "ExpressionAttributeNames": {"#s": "status"},
@@ -160,17 +166,26 @@ def error_entry(exc: BaseException, receive_count: int | None) -> ErrorEntry:
     )
 
 
-def fail_update(aws: AWS, key: RecordKey, entry: ErrorEntry, *, final: bool) -> dict[str, Any]:
-    """UpdateItem parameters recording a failure and releasing the lease."""
+def fail_update(
+    aws: AWS, key: RecordKey, entry: ErrorEntry, *, final: bool, owner: str
+) -> dict[str, Any]:
+    """UpdateItem parameters recording a failure and releasing the lease.
+
+    Only the delivery holding the lease (or none) may fail the record: a delivery whose lease
+    expired and was taken over must not release the new owner's lease.
+    """
     code = StatusCode.STOPPED if final else StatusCode.ERROR
     return {
         "TableName": aws.config.table,
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :err, statusCode = :errc, updatedAt = :stamp, expiresAt = :exp, "
-            "#e = list_append(if_not_exists(#e, :empty), :entry) REMOVE leaseUntilMs"
+            "#e = list_append(if_not_exists(#e, :empty), :entry) REMOVE leaseUntilMs, leaseOwner"
         ),
-        "ConditionExpression": "attribute_exists(pKey) AND #s <> :done",
+        "ConditionExpression": (
+            "attribute_exists(pKey) AND #s <> :done AND "
+            "(attribute_not_exists(leaseOwner) OR leaseOwner = :owner)"
+        ),
         "ExpressionAttributeNames": {"#s": "status", "#e": "error"},
         "ExpressionAttributeValues": {
             ":err": {"S": Status.ERROR.value},
@@ -180,19 +195,20 @@ def fail_update(aws: AWS, key: RecordKey, entry: ErrorEntry, *, final: bool) -> 
             ":exp": {"N": str(int(time.time()) + aws.config.record_ttl_seconds)},
             ":empty": {"L": []},
             ":entry": {"L": [error_attr(entry)]},
+            ":owner": {"S": owner},
         },
     }
 
 
 async def fail_message(
-    aws: AWS, key: RecordKey, exc: BaseException, receive_count: int | None, *, final: bool = False
+    aws: AWS, message: ReceivedMessage[Any], exc: BaseException, *, final: bool = False
 ) -> bool:
-    """Append the error to the record, set ``ERROR`` and release the lease."""
+    """Append the error to the record, set ``ERROR`` and release this delivery's lease."""
+    entry = error_entry(exc, message.receive_count)
+    update = fail_update(aws, message.key, entry, final=final, owner=lease_owner(message))
     try:
         async with aws.slot():
-            await aws.ddb.update_item(
-                **fail_update(aws, key, error_entry(exc, receive_count), final=final)
-            )
+            await aws.ddb.update_item(**update)
     except Exception as exc2:
         if error_code(exc2) == "ConditionalCheckFailedException":
             return False

@@ -1,0 +1,231 @@
+"""Fan-in: count each task exactly once, end the cluster once, run its callback once.
+
+Counting a task is one TransactWriteItems: the task record moves to ``COMPLETE`` (or, on its
+last allowed receive, ``ERROR``/stopped) only if it has not already, and the cluster's counter
+shard is incremented in the same transaction, so a crash can never leave a task counted twice
+or not at all. Whoever then sees ``completed + failed == total`` ends the cluster with a
+conditional update (one winner), which leaves the callback ``PENDING``. The callback is claimed
+with a lease, like a message, so it runs once, and again only if its runner died.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from typing import Any
+
+from ._aws import AWS, error_code
+from ._batch import call_handler
+from ._cluster_model import (
+    CallbackState,
+    ClusterCallback,
+    ClusterRecord,
+    counter_key,
+    counter_shard,
+)
+from ._cluster_read import read_cluster
+from ._codec import error_attr, key_item, now_iso
+from ._event import ReceivedMessage
+from ._records import RecordKey, Status, StatusCode
+from ._retry import sleep_backoff
+from ._tracking import complete_update, error_entry, fail_update, lease_owner
+
+NOT_STOPPED = " AND statusCode <> :stopped"
+
+
+def _counter_update(aws: AWS, cluster: RecordKey, index: int, field: str) -> dict[str, Any]:
+    return {
+        "TableName": aws.config.table,
+        "Key": key_item(counter_key(cluster, counter_shard(index))),
+        "UpdateExpression": "ADD #f :one SET updatedAt = :now",
+        "ExpressionAttributeNames": {"#f": field},
+        "ExpressionAttributeValues": {":one": {"N": "1"}, ":now": {"S": now_iso()}},
+    }
+
+
+def _task_only_once(update: dict[str, Any]) -> dict[str, Any]:
+    update = dict(update)
+    update["ConditionExpression"] += NOT_STOPPED
+    update["ExpressionAttributeValues"] = {
+        **update["ExpressionAttributeValues"],
+        ":stopped": {"N": str(int(StatusCode.STOPPED))},
+    }
+    return update
+
+
+async def count_task(
+    aws: AWS, message: ReceivedMessage[Any], *, error: BaseException | None = None
+) -> bool:
+    """Complete (or, with ``error``, finally fail) a task and count it; False if counted before."""
+    assert message.cluster_key is not None and message.task_index is not None
+    if error is None:
+        task = complete_update(aws, message.key)
+        field = "completed"
+    else:
+        entry = error_entry(error, message.receive_count)
+        task = fail_update(aws, message.key, entry, final=True, owner=lease_owner(message))
+        field = "failed"
+    items = [
+        {"Update": _task_only_once(task)},
+        {"Update": _counter_update(aws, message.cluster_key, message.task_index, field)},
+    ]
+    for attempt in range(aws.config.partial_retry_attempts):
+        if attempt:
+            await sleep_backoff(attempt)
+        try:
+            async with aws.slot():
+                await aws.ddb.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+            return True
+        except Exception as exc:
+            reasons = [
+                r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])
+            ]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False
+            if (
+                error_code(exc) != "TransactionCanceledException"
+                or "TransactionConflict" not in reasons
+            ):
+                raise
+    raise RuntimeError(f"counting task {message.key} kept conflicting; SQS will redeliver it")
+
+
+async def finalize_if_done(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any]:
+    """Read the cluster; if every task was counted, end it (one conditional winner)."""
+    cluster = await read_cluster(aws, key, consistent_read=True)
+    if cluster.is_finished or cluster.completed + cluster.failed < cluster.total:
+        return cluster
+    status = Status.COMPLETE if cluster.failed <= cluster.tolerated_failures else Status.ERROR
+    code = StatusCode.COMPLETE if status is Status.COMPLETE else StatusCode.ERROR
+    stamp = now_iso()
+    try:
+        async with aws.slot():
+            await aws.ddb.update_item(
+                TableName=aws.config.table,
+                Key=key_item(cluster.key),
+                UpdateExpression=(
+                    "SET #s = :s, statusCode = :c, completedAt = :now, updatedAt = :now, "
+                    "callbackState = :pending"
+                ),
+                ConditionExpression="#s IN (:pre, :prog)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":s": {"S": status.value},
+                    ":c": {"N": str(int(code))},
+                    ":now": {"S": stamp},
+                    ":pending": {"S": CallbackState.PENDING},
+                    ":pre": {"S": Status.PRE_FLIGHT.value},
+                    ":prog": {"S": Status.IN_PROGRESS.value},
+                },
+            )
+    except Exception as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        return await read_cluster(aws, key, consistent_read=True)
+    return dataclasses.replace(
+        cluster,
+        status=status,
+        status_code=code,
+        completed_at=stamp,
+        callback_state=CallbackState.PENDING,
+    )
+
+
+def callback_due(cluster: ClusterRecord[Any, Any]) -> bool:
+    """True when the cluster ended and its callback has not run to completion."""
+    return cluster.is_finished and cluster.callback_state != CallbackState.DONE
+
+
+async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
+    now = int(time.time() * 1000)
+    try:
+        async with aws.slot():
+            await aws.ddb.update_item(
+                TableName=aws.config.table,
+                Key=key_item(key),
+                UpdateExpression=(
+                    "SET callbackState = :running, callbackLeaseUntilMs = :lease, "
+                    "callbackToken = :token ADD callbackAttempts :one"
+                ),
+                ConditionExpression=(
+                    "#s IN (:done, :err) AND (attribute_not_exists(callbackState) OR "
+                    "callbackState IN (:pending, :failed) OR "
+                    "(callbackState = :running AND callbackLeaseUntilMs < :now))"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":running": {"S": CallbackState.RUNNING},
+                    ":pending": {"S": CallbackState.PENDING},
+                    ":failed": {"S": CallbackState.FAILED},
+                    ":lease": {"N": str(now + aws.config.lease_seconds * 1000)},
+                    ":now": {"N": str(now)},
+                    ":token": {"S": token},
+                    ":one": {"N": "1"},
+                    ":done": {"S": Status.COMPLETE.value},
+                    ":err": {"S": Status.ERROR.value},
+                },
+            )
+    except Exception as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+async def _settle_callback(
+    aws: AWS, key: RecordKey, token: str, error: BaseException | None
+) -> None:
+    values: dict[str, Any] = {":token": {"S": token}, ":now": {"S": now_iso()}}
+    if error is None:
+        expression = (
+            "SET callbackState = :done, callbackCompletedAt = :now REMOVE callbackLeaseUntilMs"
+        )
+        values[":done"] = {"S": CallbackState.DONE}
+    else:
+        expression = (
+            "SET callbackState = :failed, updatedAt = :now, "
+            "#e = list_append(if_not_exists(#e, :empty), :entry) REMOVE callbackLeaseUntilMs"
+        )
+        values[":failed"] = {"S": CallbackState.FAILED}
+        values[":empty"] = {"L": []}
+        values[":entry"] = {"L": [error_attr(error_entry(error, None))]}
+    params: dict[str, Any] = {
+        "TableName": aws.config.table,
+        "Key": key_item(key),
+        "UpdateExpression": expression,
+        "ConditionExpression": "callbackToken = :token",
+        "ExpressionAttributeValues": values,
+    }
+    if error is not None:
+        params["ExpressionAttributeNames"] = {"#e": "error"}
+    try:
+        async with aws.slot():
+            await aws.ddb.update_item(**params)
+    except Exception as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":  # our lease was taken over
+            raise
+
+
+async def run_callback(
+    aws: AWS, cluster: ClusterRecord[Any, Any], callback: ClusterCallback
+) -> bool:
+    """Run ``callback`` if the cluster ended and nobody ran (or is running) it; True if we did.
+
+    A failing callback records its error on the cluster, leaves it ``FAILED`` for a retry, and
+    raises, so the message that triggered it returns to the queue and tries again.
+    """
+    if not callback_due(cluster):
+        return False
+    token = uuid.uuid4().hex
+    if not await _claim_callback(aws, cluster.key, token):
+        return False
+    fresh = await read_cluster(aws, cluster.key, consistent_read=True)
+    fresh = dataclasses.replace(fresh, client=cluster.client)
+    try:
+        await call_handler(callback, fresh, fresh.get_globals)
+    except Exception as exc:
+        await _settle_callback(aws, cluster.key, token, exc)
+        raise
+    await _settle_callback(aws, cluster.key, token, None)
+    return True

@@ -1,0 +1,57 @@
+"""Reading clusters: the cluster partition in one Query, and task records page by page."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ._aws import AWS
+from ._cluster_model import ClusterRecord, cluster_from_items, task_key
+from ._codec import from_item
+from ._errors import RecordNotFoundError
+from ._records import KEY_PREFIX, MessageRecord, RecordKey, Status
+from ._store import BATCH_GET_LIMIT, get_records
+
+
+def coerce_cluster_key(key: Any) -> RecordKey:
+    """A cluster key from a RecordKey, a ``{"pKey", "rKey"}`` mapping, or just the ``pKey``."""
+    if isinstance(key, str):
+        if not key.startswith(KEY_PREFIX):
+            raise TypeError(f"key: expected a pKey starting with {KEY_PREFIX!r}, got {key!r}")
+        return RecordKey(key, "")
+    return RecordKey.coerce(key)
+
+
+async def read_cluster(
+    aws: AWS, key: RecordKey, *, consistent_read: bool = False
+) -> ClusterRecord[Any, Any]:
+    """The cluster item, its counter shards and its progress, in one Query."""
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {
+        "TableName": aws.config.table,
+        "KeyConditionExpression": "pKey = :p",
+        "ExpressionAttributeValues": {":p": {"S": key.p_key}},
+        "ConsistentRead": consistent_read,
+    }
+    while True:
+        async with aws.slot():
+            resp: Any = await aws.ddb.query(**request)
+        items.extend(from_item(i) for i in resp.get("Items", []))
+        if "LastEvaluatedKey" not in resp:
+            break
+        request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    if not items:
+        raise RecordNotFoundError(key)
+    return cluster_from_items(items, key)
+
+
+async def iter_task_records(
+    aws: AWS, cluster: ClusterRecord[Any, Any], status: Status | None = None
+) -> AsyncIterator[MessageRecord[Any]]:
+    """Task records in index order, 100 per BatchGetItem, filtered by ``status``."""
+    for start in range(0, cluster.total, BATCH_GET_LIMIT):
+        stop = min(cluster.total, start + BATCH_GET_LIMIT)
+        keys = [task_key(cluster.key, i) for i in range(start, stop)]
+        for record in await get_records(aws, keys):
+            if record is not None and (status is None or record.status is status):
+                yield record

@@ -1,0 +1,80 @@
+# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
+# Body digest: e683a2caffa9e1a5 (gen_sync.py --check tells hand edits from stale files).
+"""Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
+
+Each client keeps its own event loop in a background thread, so calls block while the
+async core still fans out concurrently and keeps its connections warm. See docs/sync.md.
+"""
+
+from __future__ import annotations
+
+from .. import (
+    ENV_VARS,
+    BatchItemFailure,
+    CallbackState,
+    Claim,
+    ClaimOutcome,
+    ClusterSendError,
+    Config,
+    ConfigError,
+    ConflictError,
+    ErrorEntry,
+    MalformedEventError,
+    Message,
+    MessageInProgressError,
+    MessageRecord,
+    PartialBatchResponse,
+    PartialSendError,
+    QueueArn,
+    RecordKey,
+    RecordNotFoundError,
+    RecordType,
+    ResourceMissingError,
+    SQSClusterError,
+    Status,
+    StatusCode,
+    ValidationError,
+    __version__,
+    parse_record,
+)
+from ._batch import Handler
+from ._client import MessageClient
+from ._cluster_model import ClusterCallback, ClusterRecord
+from ._event import ReceivedMessage
+from ._provision import ensure_resources
+
+__all__ = [
+    "ENV_VARS",
+    "Config",
+    "MessageClient",
+    "ErrorEntry",
+    "MessageRecord",
+    "RecordKey",
+    "RecordType",
+    "Status",
+    "StatusCode",
+    "CallbackState",
+    "ClusterCallback",
+    "ClusterRecord",
+    "BatchItemFailure",
+    "Claim",
+    "ClaimOutcome",
+    "Handler",
+    "Message",
+    "PartialBatchResponse",
+    "QueueArn",
+    "ReceivedMessage",
+    "parse_record",
+    "ClusterSendError",
+    "ConfigError",
+    "ConflictError",
+    "MalformedEventError",
+    "MessageInProgressError",
+    "PartialSendError",
+    "RecordNotFoundError",
+    "ResourceMissingError",
+    "SQSClusterError",
+    "ValidationError",
+    "__version__",
+    "ensure_resources",
+]

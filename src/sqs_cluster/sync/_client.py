@@ -1,0 +1,323 @@
+# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.
+# Body digest: 22ebb1d20d6328c3 (gen_sync.py --check tells hand edits from stale files).
+"""Blocking twin of ``sqs_cluster._client`` (generated)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast
+
+from .. import _sync_support
+from .._aws import RequestHook
+from .._batch import DEFAULT_BATCH_CONCURRENCY, PartialBatchResponse
+from .._client import MessageClient as _AsyncMessageClient
+from .._client import RecordLike
+from .._cluster_api import ClusterKeyLike
+from .._config import Config
+from .._records import MessageRecord, RecordKey, Status
+from .._sending import Progress
+from .._store import Changes, ChangesFn
+from .._tracking import Claim
+from ._batch import Handler
+from ._cluster_model import ClusterCallback, ClusterRecord
+from ._event import ReceivedMessage
+
+
+class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
+    """Tracked SQS messages and message clusters; use as ``with MessageClient(cfg) as c``.
+
+    Holds one session and one long-lived client per service for its whole life (open it once
+    per Lambda container, outside the handler, to keep connections warm). Every AWS request of
+    every method shares one semaphore of ``config.max_concurrency`` slots.
+
+    Blocking client generated from :class:`sqs_cluster.MessageClient`: every method runs its async
+    twin on this client's own event-loop thread, which starts on first use and stops in ``close()``
+    (or at exit). See docs/sync.md.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        session: Any = None,
+        clients: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            _AsyncMessageClient(config, session=_sync_support.unwrap(session), clients=clients)
+        )
+
+    @property
+    def config(self) -> Config:
+        return self._core.config
+
+    @property
+    def request_counts(self) -> Mapping[str, int]:
+        """AWS requests issued so far, keyed ``"service.Operation"`` (retries not counted)."""
+        return self._core.request_counts
+
+    def add_request_hook(self, hook: RequestHook) -> Callable[[], None]:
+        """Call ``hook(service, operation, params)`` before each request; returns a remover."""
+        return self._core.add_request_hook(hook)
+
+    def send_message(
+        self, queue_url: str, body: Any, *, meta: Any = None, **sqs_params: Any
+    ) -> RecordKey:
+        """Write a record, then send ``body``; returns the record's key.
+
+        ``body`` is sent unchanged when it is a string, else as JSON. ``meta`` is stored on the
+        record only. ``sqs_params`` are SendMessage parameters (``DelaySeconds``,
+        ``MessageGroupId``, ``MessageAttributes`` ... up to 9 attributes: one carries the key).
+        """
+        return self._call(
+            self._core.send_message,
+            queue_url,
+            _sync_support.unwrap(body),
+            meta=_sync_support.unwrap(meta),
+            **sqs_params,
+        )
+
+    def send_message_batch(
+        self,
+        queue_url: str,
+        entries: Sequence[Any],
+        *,
+        meta: Any = None,
+        progress: Progress | None = None,
+    ) -> list[RecordKey]:
+        """Send any number of messages: records first (25 a call), then messages (10 a call).
+
+        Each entry is a body or a :class:`Message`. Partial failures are retried with jittered
+        back-off; what still fails raises :class:`PartialSendError`, which lists the indexes sent
+        and not sent, so retrying just the failed ones completes the batch without duplicates.
+        """
+        return self._call(
+            self._core.send_message_batch,
+            queue_url,
+            entries,
+            meta=_sync_support.unwrap(meta),
+            progress=progress,
+        )
+
+    def get_message_record(
+        self, key: RecordKey | Mapping[str, str], consistent_read: bool = False
+    ) -> MessageRecord[Any]:
+        """The record of a message or task; raises RecordNotFoundError."""
+        return self._call(self._core.get_message_record, key, consistent_read)
+
+    def get_message_records(
+        self, keys: Iterable[RecordKey | Mapping[str, str]]
+    ) -> list[MessageRecord[Any] | None]:
+        """Many records with BatchGetItem (100 keys a call); None where a record is missing."""
+        return self._call(self._core.get_message_records, keys)
+
+    def update_message_record(
+        self, key: RecordKey | Mapping[str, str], changes_or_fn: Changes | ChangesFn
+    ) -> MessageRecord[Any]:
+        """Change ``meta`` or your own fields; a function gets the record and returns changes.
+
+        The write is conditional on the record's revision and retried on conflict, so
+        concurrent updaters never lose each other's changes.
+        """
+        return self._call(self._core.update_message_record, key, changes_or_fn)
+
+    def read_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
+        """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client."""
+        return cast(
+            "ReceivedMessage[Any]",
+            _sync_support.to_sync(
+                self._core.read_sqs_record(_sync_support.unwrap(record)), self._root
+            ),
+        )
+
+    def claim(self, record: RecordLike) -> Claim:
+        """Try to take the message's lease; see :class:`ClaimOutcome`."""
+        return self._call(self._core.claim, _sync_support.unwrap(record))
+
+    def is_complete(self, record: RecordLike) -> bool:
+        """True if the message was already processed (skip it); False once this call claims it.
+
+        Claiming is the side effect that makes duplicates safe: the first delivery gets False
+        and a lease. Raises :class:`MessageInProgressError` while another delivery holds a live
+        lease: let it propagate so this delivery returns to the queue.
+        """
+        return self._call(self._core.is_complete, _sync_support.unwrap(record))
+
+    def mark_complete(self, record: RecordLike) -> bool:
+        """Mark the message complete; False if it already was (a duplicate completion).
+
+        For a task of a cluster the task is also counted in its cluster, exactly once, and
+        the cluster ends if it was the last one.
+        """
+        return self._call(self._core.mark_complete, _sync_support.unwrap(record))
+
+    def mark_failed(self, record: RecordLike, error: BaseException) -> bool:
+        """Append ``error`` to the record, set ``ERROR`` and release the lease for a retry.
+
+        On the message's last allowed receive (``Config.max_receive_count`` or the queue's
+        redrive policy) the record is marked stopped, and a task is counted as failed in its
+        cluster so the cluster still ends.
+        """
+        return self._call(self._core.mark_failed, _sync_support.unwrap(record), error)
+
+    def is_last_receive(self, record: RecordLike) -> bool:
+        """True when this delivery is the last one SQS will make before the DLQ."""
+        return self._call(self._core.is_last_receive, _sync_support.unwrap(record))
+
+    def safe_process_batch(
+        self,
+        event: Any,
+        handler: Handler,
+        *,
+        track: bool = True,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        delete_succeeded: bool = False,
+        on_cluster_complete: ClusterCallback | None = None,
+    ) -> PartialBatchResponse:
+        """Run ``handler`` on each record and return Lambda's partial batch response.
+
+        With ``track`` each record is claimed first (duplicates and completed messages are
+        skipped), completed on success and failed on error; ``track=False`` skips DynamoDB.
+        At most ``concurrency`` records run at once. FIFO queues stop a message group at its
+        first failure. ``delete_succeeded`` deletes successes itself (for event sources without
+        ReportBatchItemFailures). A malformed event raises before any side effect.
+        ``on_cluster_complete`` runs once per cluster, when the batch ends that cluster's last
+        task (or finds an ended cluster whose callback has not run).
+        """
+        return self._call(
+            self._core.safe_process_batch,
+            _sync_support.unwrap(event),
+            _sync_support.callback(handler, self._root),
+            track=track,
+            concurrency=concurrency,
+            delete_succeeded=delete_succeeded,
+            on_cluster_complete=_sync_support.callback(on_cluster_complete, self._root),
+        )
+
+    def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]:
+        """DeleteMessageBatch (10 a call); returns the ids that could not be deleted.
+
+        Best effort by design: a message left undeleted is redelivered, found complete by its
+        claim, and deleted then.
+        """
+        return self._call(self._core.delete_messages, _sync_support.unwrap(messages))
+
+    def max_receive_count(self, queue_url: str) -> int | None:
+        """The receive limit: ``config.max_receive_count``, else the queue's redrive policy."""
+        return self._call(self._core.max_receive_count, queue_url)
+
+    def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None:
+        """Log a failed record with structured fields (Powertools' Logger renders them)."""
+        self._core.log_failure(_sync_support.unwrap(message), exc)
+
+    def create_message_cluster(
+        self,
+        queue_url: str,
+        tasks: Sequence[Any],
+        *,
+        globals: Any = None,
+        meta: Any = None,
+        omit_globals: bool = False,
+        cluster_id: str | None = None,
+        progress: Progress | None = None,
+        tolerated_failures: int | str | None = None,
+    ) -> RecordKey:
+        """Fan out one message per task, fan back in with ``on_cluster_complete``.
+
+        Every task is validated before anything is written (errors name ``tasks[i]``). Then the
+        cluster record, the globals object (``<pKey>-globals.json``, SSE-encrypted), the task
+        records and the messages are written, concurrently under the client's semaphore.
+        ``progress(n)`` is called as tasks are confirmed sent. If it fails or the process dies,
+        call it again with the same ``cluster_id`` to resume without resending what was sent.
+        ``tolerated_failures`` (a count or ``"10%"``) decides whether the cluster ends
+        ``COMPLETE`` or ``ERROR`` when tasks fail their last allowed receive.
+        """
+        return self._call(
+            self._core.create_message_cluster,
+            queue_url,
+            tasks,
+            globals=_sync_support.unwrap(globals),
+            meta=_sync_support.unwrap(meta),
+            omit_globals=omit_globals,
+            cluster_id=cluster_id,
+            progress=progress,
+            tolerated_failures=tolerated_failures,
+        )
+
+    def get_message_cluster(
+        self, key: ClusterKeyLike, consistent_read: bool = False
+    ) -> ClusterRecord[Any, Any]:
+        """The cluster record with its counts; ``get_globals()`` and ``iter_tasks()`` are lazy."""
+        return cast(
+            "ClusterRecord[Any, Any]",
+            _sync_support.to_sync(
+                self._call(
+                    self._core.get_message_cluster, _sync_support.unwrap(key), consistent_read
+                ),
+                self._root,
+            ),
+        )
+
+    def iter_tasks(
+        self, cluster: ClusterRecord[Any, Any], status: Status | None = None
+    ) -> Iterator[MessageRecord[Any]]:
+        """Task records of ``cluster`` in index order (100 per request), filtered by status."""
+        return self._iterate(self._core.iter_tasks, _sync_support.unwrap(cluster), status)
+
+    def get_message_cluster_globals(self, key: ClusterKeyLike) -> Any:
+        """The cluster's globals, read from S3 (accepts the key or just the ``pKey``)."""
+        return _sync_support.to_sync(
+            self._call(self._core.get_message_cluster_globals, _sync_support.unwrap(key)),
+            self._root,
+        )
+
+    def update_message_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
+        """Replace the globals, or pass ``fn(old) -> new`` for a safe read-modify-write.
+
+        The function form writes with If-Match on the ETag it read and retries on conflict,
+        so concurrent updaters never lose each other's changes. Returns the new globals.
+        """
+        return _sync_support.to_sync(
+            self._call(
+                self._core.update_message_cluster_globals,
+                _sync_support.unwrap(key),
+                _sync_support.unwrap(value_or_fn),
+            ),
+            self._root,
+        )
+
+    def update_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
+        """Alias of :meth:`update_message_cluster_globals` (the design documents' name)."""
+        return _sync_support.to_sync(
+            self._call(
+                self._core.update_cluster_globals,
+                _sync_support.unwrap(key),
+                _sync_support.unwrap(value_or_fn),
+            ),
+            self._root,
+        )
+
+    def update_message_cluster(
+        self, key: ClusterKeyLike, changes_or_fn: Changes | ChangesFn
+    ) -> ClusterRecord[Any, Any]:
+        """Change the cluster's ``meta`` or your own fields, conditionally (like records)."""
+        return cast(
+            "ClusterRecord[Any, Any]",
+            _sync_support.to_sync(
+                self._call(
+                    self._core.update_message_cluster, _sync_support.unwrap(key), changes_or_fn
+                ),
+                self._root,
+            ),
+        )
+
+    def on_cluster_complete(self, key: ClusterKeyLike, callback: ClusterCallback) -> bool:
+        """Run ``callback(cluster, get_globals)`` if the cluster ended and it has not run yet.
+
+        Returns True if this call ran it. Exactly one caller runs it even when many workers
+        finish together; if its runner died, a later call (or redelivery) runs it again.
+        """
+        return self._call(
+            self._core.on_cluster_complete,
+            _sync_support.unwrap(key),
+            _sync_support.callback(callback, self._root),
+        )

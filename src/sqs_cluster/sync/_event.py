@@ -1,0 +1,119 @@
+# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._event.
+# Body digest: ffa78c8235f5f063 (gen_sync.py --check tells hand edits from stale files).
+"""Blocking twin of ``sqs_cluster._event`` (generated)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Generic
+
+from .. import _sync_support
+from .._event import ReceivedMessage as _AsyncReceivedMessage
+from .._records import MessageRecord, RecordKey, RecordType
+from .._types import Body
+
+
+class ReceivedMessage(
+    _sync_support.View[_AsyncReceivedMessage[Body]], Generic[Body], core_type=_AsyncReceivedMessage
+):
+    """One SQS record of a Lambda event, parsed.
+
+    ``key`` is the message's own record; for a task of a cluster ``cluster_key`` is the cluster's
+    record and ``task`` the task's payload. ``body`` is JSON-decoded when it is JSON.
+
+    Blocking view generated from :class:`sqs_cluster.ReceivedMessage`: fields are the async
+    object's; its async methods block and return the result. See docs/sync.md.
+    """
+
+    __slots__ = ()
+
+    @property
+    def message_id(self) -> str:
+        return self._core.message_id
+
+    @property
+    def body(self) -> Body:
+        return self._core.body
+
+    @property
+    def raw_body(self) -> str:
+        return self._core.raw_body
+
+    @property
+    def type(self) -> RecordType:
+        return self._core.type
+
+    @property
+    def key(self) -> RecordKey:
+        return self._core.key
+
+    @property
+    def queue_url(self) -> str:
+        return self._core.queue_url
+
+    @property
+    def queue_arn(self) -> str:
+        return self._core.queue_arn
+
+    @property
+    def receive_count(self) -> int:
+        return self._core.receive_count
+
+    @property
+    def receipt_handle(self) -> str | None:
+        return self._core.receipt_handle
+
+    @property
+    def message_group_id(self) -> str | None:
+        return self._core.message_group_id
+
+    @property
+    def tracked(self) -> bool:
+        return self._core.tracked
+
+    @property
+    def task(self) -> Any:
+        return _sync_support.to_sync(self._core.task, self._root)
+
+    @property
+    def task_index(self) -> int | None:
+        return self._core.task_index
+
+    @property
+    def cluster_key(self) -> RecordKey | None:
+        return self._core.cluster_key
+
+    @property
+    def globals_location(self) -> Mapping[str, str] | None:
+        return self._core.globals_location
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        return self._core.attributes
+
+    @property
+    def message_attributes(self) -> Mapping[str, Any]:
+        return self._core.message_attributes
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        return self._core.raw
+
+    @property
+    def is_task(self) -> bool:
+        """True for a task of a message cluster."""
+        return self._core.is_task
+
+    def get_message_record(self, consistent_read: bool = False) -> MessageRecord[Any]:
+        """Fetch this message's record (lazily: only when asked)."""
+        return self._call(self._core.get_message_record, consistent_read)
+
+    def get_message_cluster(self, consistent_read: bool = False) -> Any:
+        """Fetch the cluster of a task (raises for a plain message)."""
+        return _sync_support.to_sync(
+            self._call(self._core.get_message_cluster, consistent_read), self._root
+        )
+
+    def get_globals(self) -> Any:
+        """Read the cluster's globals from S3 without reading the cluster record."""
+        return _sync_support.to_sync(self._call(self._core.get_globals), self._root)

@@ -1,0 +1,373 @@
+"""Message clusters: fan-out, globals, exactly-once counting and exactly-once fan-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from sqs_cluster import (
+    ClusterRecord,
+    ClusterSendError,
+    Config,
+    MessageClient,
+    ReceivedMessage,
+    RecordNotFoundError,
+    RecordType,
+    Status,
+    ValidationError,
+)
+
+from .conftest import Queue, make_queue, receive_event
+from .drain import drain_queue
+from .faults import FaultyClient
+
+pytestmark = pytest.mark.asyncio
+
+
+class Callbacks:
+    """Records every on_cluster_complete call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[ClusterRecord[Any, Any], Any]] = []
+
+    async def __call__(self, cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+        self.calls.append((cluster, await get_globals()))
+
+
+async def add_index(message: ReceivedMessage[Any]) -> None:
+    """A task handler that records its task index in the globals."""
+    index = message.task["i"]
+    client = message.client
+
+    def add(g: dict[str, Any]) -> dict[str, Any]:
+        return {**g, "seen": sorted({*g.get("seen", []), index})}
+
+    await client.update_message_cluster_globals(message.cluster_key, add)
+
+
+@pytest.mark.parametrize("size", [1, 10, 11])
+async def test_cluster_lifecycle(client: MessageClient, queue: Queue, size: int) -> None:
+    before = dict(client.request_counts)
+    key = await client.create_message_cluster(
+        queue.url, [{"i": i} for i in range(size)], globals={"seen": []}, meta={"job": size}
+    )
+    counts = {k: v - before.get(k, 0) for k, v in client.request_counts.items()}
+    assert counts["sqs.SendMessageBatch"] == -(-size // 10)
+    assert counts["dynamodb.BatchWriteItem"] == -(-size // 25)
+    assert counts["s3.PutObject"] == 1
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.total, cluster.sent, cluster.completed) == (size, size, 0)
+    assert cluster.status is Status.IN_PROGRESS and cluster.meta == {"job": size}
+
+    callbacks = Callbacks()
+    await drain_queue(client, queue.url, add_index, on_cluster_complete=callbacks)
+
+    assert len(callbacks.calls) == 1
+    done, final_globals = callbacks.calls[0]
+    assert done.status is Status.COMPLETE and done.succeeded
+    assert (done.completed, done.failed, done.in_progress) == (size, 0, 0)
+    assert final_globals == {"seen": list(range(size))}
+    again = await client.get_message_cluster(key.p_key, consistent_read=True)  # just the pKey
+    assert again.callback_state == "DONE" and again.completed_at is not None
+    tasks = [t async for t in again.iter_tasks()]
+    assert [t.task_index for t in tasks] == list(range(size))
+    assert all(t.status is Status.COMPLETE and t.type is RecordType.TASK for t in tasks)
+
+
+async def test_thousand_task_cluster(base_config: Config) -> None:
+    queue = await make_queue(base_config)
+    async with MessageClient(base_config) as client:
+        reported: list[int] = []
+        key = await client.create_message_cluster(
+            queue.url, [{"i": i} for i in range(1000)], progress=reported.append, omit_globals=True
+        )
+        assert sum(reported) == 1000
+        assert client.request_counts["sqs.SendMessageBatch"] == 100
+        assert client.request_counts["dynamodb.BatchWriteItem"] == 40
+        seen: Counter[int] = Counter()
+
+        def handler(message: ReceivedMessage[Any]) -> None:
+            seen[message.task_index or 0] += 1
+
+        callbacks = Callbacks()
+        cb_no_globals = _no_globals(callbacks)
+        await drain_queue(client, queue.url, handler, on_cluster_complete=cb_no_globals)
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert sorted(seen) == list(range(1000)) and set(seen.values()) == {1}
+    assert cluster.completed == 1000 and cluster.status is Status.COMPLETE
+    assert len(callbacks.calls) == 1
+
+
+def _no_globals(callbacks: Callbacks) -> Any:
+    async def callback(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+        callbacks.calls.append((cluster, None))
+
+    return callback
+
+
+async def test_task_messages_carry_the_design_body(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(queue.url, [{"a": 1}], globals={"g": 1})
+    (record,) = receive_event(sqs, queue.url)["Records"]
+    body = json.loads(record["body"])
+    assert body["pKey"] == key.p_key and body["rKey"] == key.r_key
+    assert body["task"] == {"a": 1} and body["type"] == "task" and body["index"] == 0
+    message = client.read_sqs_record(record)
+    assert message.is_task and message.cluster_key == key and message.task == {"a": 1}
+    before = dict(client.request_counts)
+    assert await message.get_globals() == {"g": 1}
+    new = {
+        k: v - before.get(k, 0) for k, v in client.request_counts.items() if v != before.get(k, 0)
+    }
+    assert new == {"s3.GetObject": 1}  # globals without reading the cluster record
+    cluster = await message.get_message_cluster()
+    assert cluster.key == key
+
+
+async def test_concurrent_globals_updates_lose_nothing(client: MessageClient, queue: Queue) -> None:
+    key = await client.create_message_cluster(queue.url, [1], globals={"entries": []})
+
+    async def add(n: int) -> None:
+        await client.update_cluster_globals(key.p_key, lambda g: {"entries": [*g["entries"], n]})
+
+    await asyncio.gather(*(add(n) for n in range(16)))
+    assert sorted((await client.get_message_cluster_globals(key))["entries"]) == list(range(16))
+    await client.update_message_cluster_globals(key, {"entries": ["reset"]})
+    assert await client.get_message_cluster_globals(key.p_key) == {"entries": ["reset"]}
+
+
+async def test_duplicate_completion_counts_once(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(queue.url, [1, 2], omit_globals=True)
+    first, second = receive_event(sqs, queue.url)["Records"]
+    assert await client.is_complete(first) is False
+    assert await client.mark_complete(first) is True
+    assert await client.mark_complete(first) is False
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.completed, cluster.status) == (1, Status.IN_PROGRESS)
+    await client.mark_complete(second)
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.completed, cluster.status) == (2, Status.COMPLETE)
+
+
+async def test_many_workers_finishing_together_run_the_callback_once(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(base_config) as creator:
+        key = await creator.create_message_cluster(queue.url, list(range(32)), omit_globals=True)
+    records = receive_event(sqs, queue.url, max_messages=32)["Records"]
+    assert len(records) == 32
+    callbacks = Callbacks()
+    callback = _no_globals(callbacks)
+    clients = [MessageClient(base_config) for _ in range(4)]
+    for c in clients:
+        await c.__aenter__()
+    try:
+        responses = await asyncio.gather(
+            *(
+                clients[i % 4].safe_process_batch(
+                    {"Records": [r]}, lambda m: None, on_cluster_complete=callback
+                )
+                for i, r in enumerate(records)
+            )
+        )
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert all(r == {"batchItemFailures": []} for r in responses)
+    assert len(callbacks.calls) == 1
+    async with MessageClient(base_config) as reader:
+        cluster = await reader.get_message_cluster(key, consistent_read=True)
+    assert cluster.completed == 32 and cluster.callback_attempts == 1
+
+
+async def test_crash_before_callback_is_recovered_by_redelivery(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(queue.url, [1, 2, 3], omit_globals=True)
+    event = receive_event(sqs, queue.url, max_messages=3)
+    for record in event["Records"]:  # the worker completes every task, then dies
+        assert await client.is_complete(record) is False
+        await client.mark_complete(record)
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.status is Status.COMPLETE and cluster.callback_state == "PENDING"
+    callbacks = Callbacks()
+    callback = _no_globals(callbacks)
+    last = {"Records": [event["Records"][-1]]}
+    assert await client.safe_process_batch(last, lambda m: None, on_cluster_complete=callback) == {
+        "batchItemFailures": []
+    }
+    await client.safe_process_batch(last, lambda m: None, on_cluster_complete=callback)
+    assert len(callbacks.calls) == 1
+    assert await client.on_cluster_complete(key, callback) is False  # already ran
+
+
+async def test_callback_whose_runner_died_runs_again_after_its_lease(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    config = base_config.with_changes(lease_seconds=1)
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(queue.url, [1], omit_globals=True)
+        (record,) = receive_event(sqs, queue.url)["Records"]
+        await client.is_complete(record)
+        await client.mark_complete(record)
+        started = asyncio.Event()
+
+        async def hangs(cluster: Any, get_globals: Any) -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+        runner = asyncio.ensure_future(client.on_cluster_complete(key, hangs))
+        await started.wait()
+        runner.cancel()  # the worker dies mid-callback
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        callbacks = Callbacks()
+        assert await client.on_cluster_complete(key, _no_globals(callbacks)) is False  # leased
+        await asyncio.sleep(1.2)
+        assert await client.on_cluster_complete(key, _no_globals(callbacks)) is True
+        assert len(callbacks.calls) == 1
+
+
+async def test_failing_callback_is_recorded_and_retried(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(queue.url, [1], omit_globals=True)
+    event = receive_event(sqs, queue.url)
+
+    async def broken(cluster: Any, get_globals: Any) -> None:
+        raise RuntimeError("report service down")
+
+    response = await client.safe_process_batch(event, lambda m: None, on_cluster_complete=broken)
+    assert len(response["batchItemFailures"]) == 1  # the message comes back to retry it
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.callback_state == "FAILED"
+    assert [e.message for e in cluster.errors] == ["report service down"]
+    callbacks = Callbacks()
+    await client.safe_process_batch(
+        event, lambda m: None, on_cluster_complete=_no_globals(callbacks)
+    )
+    assert len(callbacks.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("tolerated", "status"), [(None, Status.ERROR), (1, Status.COMPLETE), ("50%", Status.COMPLETE)]
+)
+async def test_tasks_failing_their_last_receive_are_counted(
+    base_config: Config, tolerated: Any, status: Status
+) -> None:
+    queue = await make_queue(base_config, max_receive_count=2)
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(
+            queue.url,
+            [{"ok": True}, {"ok": False}],
+            omit_globals=True,
+            tolerated_failures=tolerated,
+        )
+
+        def handler(message: ReceivedMessage[Any]) -> None:
+            if not message.task["ok"]:
+                raise ValueError("always fails")
+
+        failed_tasks: list[Any] = []
+
+        async def callback(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+            failed_tasks.extend([t async for t in cluster.iter_tasks(status=Status.ERROR)])
+
+        await drain_queue(client, queue.url, handler, on_cluster_complete=callback)
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.completed, cluster.failed, cluster.status) == (1, 1, status)
+    assert [t.task_index for t in failed_tasks] == [1]
+    assert [e.receive_count for e in failed_tasks[0].errors] == [1, 2]
+
+
+async def test_create_resumes_without_duplicates(
+    base_config: Config, queue: Queue, sqs: Any, real: dict[str, Any]
+) -> None:
+    calls = {"n": 0}
+
+    async def fails_after_three(call: Any, kwargs: dict[str, Any]) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            return {
+                "Successful": [],
+                "Failed": [
+                    {"Id": e["Id"], "SenderFault": True, "Code": "Broken"}
+                    for e in kwargs["Entries"]
+                ],
+            }
+        return await call(**kwargs)
+
+    tasks = [{"i": i} for i in range(120)]
+    clients = {**real, "sqs": FaultyClient(real["sqs"], send_message_batch=fails_after_three)}
+    async with MessageClient(
+        base_config.with_changes(max_concurrency=2), clients=clients
+    ) as broken:
+        with pytest.raises(ClusterSendError) as info:
+            await broken.create_message_cluster(
+                queue.url, tasks, cluster_id="resume-me-1", omit_globals=True
+            )
+    assert info.value.sent == 30 and "resume" in str(info.value)
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(
+            queue.url, tasks, cluster_id="resume-me-1", omit_globals=True
+        )
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.sent == 120 and cluster.status is Status.IN_PROGRESS
+    indexes = Counter(
+        json.loads(r["body"])["index"]
+        for r in receive_event(sqs, queue.url, max_messages=200)["Records"]
+    )
+    assert sorted(indexes) == list(range(120)) and set(indexes.values()) == {1}
+
+
+async def test_cluster_id_reused_for_another_cluster_is_rejected(
+    client: MessageClient, queue: Queue
+) -> None:
+    await client.create_message_cluster(queue.url, [1, 2], cluster_id="taken-id", omit_globals=True)
+    with pytest.raises(ValidationError, match="cluster_id"):
+        await client.create_message_cluster(
+            queue.url, [1, 2, 3], cluster_id="taken-id", omit_globals=True
+        )
+
+
+@pytest.mark.parametrize(
+    ("tasks", "kwargs", "field"),
+    [
+        ([], {}, "tasks"),
+        ("abc", {}, "tasks"),
+        ({"a": 1}, {}, "tasks"),
+        ([1, {2, 3}], {}, r"tasks\[1\]"),
+        ([1, 2, "x" * 2_000_000], {}, r"tasks\[2\]"),
+        ([1, float("nan")], {}, r"tasks\[1\]"),
+        ([1], {"cluster_id": "bad id!"}, "cluster_id"),
+        ([1], {"tolerated_failures": "150%"}, "tolerated_failures"),
+        ([1], {"tolerated_failures": -1}, "tolerated_failures"),
+        ([1], {"globals": {1, 2}}, "globals"),
+        ([1], {"meta": b"bytes"}, "meta"),
+    ],
+)
+async def test_bad_input_fails_before_anything_is_written(
+    client: MessageClient, queue: Queue, tasks: Any, kwargs: dict[str, Any], field: str
+) -> None:
+    before = dict(client.request_counts)
+    with pytest.raises(ValidationError, match=f"^{field}"):
+        await client.create_message_cluster(queue.url, tasks, **kwargs)
+    new = {k for k, v in client.request_counts.items() if v != before.get(k, 0)}
+    assert new <= {"sqs.GetQueueAttributes"}
+
+
+async def test_update_cluster_meta_and_missing_cluster(
+    client: MessageClient, queue: Queue
+) -> None:
+    key = await client.create_message_cluster(queue.url, [1], meta={"v": 1}, omit_globals=True)
+    cluster = await client.update_message_cluster(key, lambda r: {"meta": {"v": (r.meta or {})["v"] + 1}})
+    assert cluster.meta == {"v": 2} and cluster.total == 1
+    with pytest.raises(RecordNotFoundError):
+        await client.get_message_cluster("SQSMessage$no-such-cluster")

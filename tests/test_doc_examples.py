@@ -1,0 +1,407 @@
+"""The code in docs/*.md: every block is a file under docs/examples/, and every file runs here."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aiobotocore.session import get_session
+from docs.examples import (
+    config_from_env,
+    lambda_batch,
+    local_async,
+    local_sync,
+    provision,
+    raw_item,
+    read_record,
+    retry_partial_send,
+    send_messages,
+    update_record,
+    worker_claim,
+)
+
+from sqs_cluster import (
+    ENV_VARS,
+    ClaimOutcome,
+    Config,
+    MessageClient,
+    MessageInProgressError,
+    RecordKey,
+    Status,
+    StatusCode,
+)
+
+from .conftest import REGION, Queue, receive_event, unique
+from .faults import FaultyClient, fail_entries_once
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+PAGES = ("records.md", "configuration.md", "local.md", "messages.md")
+MARKER = re.compile(r"<!-- example: (?P<path>examples/[\w./-]+) -->")
+FENCE = re.compile(r"^```(?P<lang>[\w-]*)\n(?P<code>.*?)^```$", re.M | re.S)
+CODE_LANGUAGES = {"python", "py", "bash", "sh", "shell", "console"}
+
+
+# -- the markdown quotes the files exactly -------------------------------------------------------
+
+
+def code_blocks(page: str) -> list[tuple[str | None, str, str]]:
+    """(included file or None, language, code) for every fenced block of a page."""
+    text = (DOCS / page).read_text()
+    blocks = []
+    for fence in FENCE.finditer(text):
+        before = text[: fence.start()].rstrip().splitlines()
+        marker = MARKER.fullmatch(before[-1].strip()) if before else None
+        blocks.append((marker["path"] if marker else None, fence["lang"], fence["code"]))
+    return blocks
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_code_block_is_an_example_file_quoted_exactly(page: str) -> None:
+    blocks = code_blocks(page)
+    assert blocks, f"{page} has no code blocks"
+    for path, lang, code in blocks:
+        if lang not in CODE_LANGUAGES:
+            continue  # diagrams and data (mermaid, json, text) are not code examples
+        assert path is not None, f"{page}: a {lang} block is not marked <!-- example: ... -->"
+        assert code == (DOCS / path).read_text(), f"{page}: the block differs from docs/{path}"
+
+
+def test_every_example_file_is_quoted() -> None:
+    quoted = {path for page in PAGES for path, _, _ in code_blocks(page) if path}
+    files = {f"examples/{p.name}" for p in EXAMPLES.iterdir() if p.suffix in {".py", ".sh"}} - {
+        "examples/__init__.py"
+    }
+    assert files == quoted
+
+
+def test_configuration_md_lists_every_env_var_and_field() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    for field, var in ENV_VARS.items():
+        assert f"`{var}`" in text and f"`{field}`" in text
+    for field in Config.__dataclass_fields__:
+        assert f"`{field}`" in text
+
+
+# -- sending ---------------------------------------------------------------------------------
+
+
+async def test_send_orders(base_config: Config, queue: Queue, client: MessageClient) -> None:
+    keys = await send_messages.send_orders(base_config, queue.url)
+    assert len(keys) == 100 and len(set(keys)) == 100
+    records = await client.get_message_records(keys)
+    assert [json.loads(r.body or "")["id"] for r in records if r] == list(range(1, 101))
+    assert all(r is not None and r.meta == {"tenant": "acme"} for r in records)
+
+
+async def test_retry_partial_send(base_config: Config, queue: Queue, sqs: Any) -> None:
+    session = get_session()
+    async with (
+        session.create_client(
+            "sqs", region_name=REGION, endpoint_url=base_config.endpoint_url
+        ) as real,
+        session.create_client(
+            "dynamodb", region_name=REGION, endpoint_url=base_config.endpoint_url
+        ) as ddb,
+        session.create_client(
+            "s3", region_name=REGION, endpoint_url=base_config.endpoint_url
+        ) as s3,
+    ):
+        faulty = FaultyClient(real, send_message_batch=fail_entries_once(3, sender_fault=True))
+        clients = {"sqs": faulty, "dynamodb": ddb, "s3": s3}
+        async with MessageClient(base_config, clients=clients) as client:
+            keys = await retry_partial_send.send_all(client, queue.url, list(range(25)))
+            records = await client.get_message_records(keys)
+    assert faulty.calls["send_message_batch"] == 4  # 3 batches, then 1 for the 3 failed entries
+    assert [json.loads(r.body or "") for r in records if r] == list(range(25))
+    attrs = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "25"  # each body sent exactly once
+
+
+# -- consuming -------------------------------------------------------------------------------
+
+
+async def event_of(client: MessageClient, sqs: Any, queue_url: str, bodies: list[Any]) -> Any:
+    await client.send_message_batch(queue_url, bodies)
+    return receive_event(sqs, queue_url, max_messages=len(bodies))
+
+
+async def test_lambda_batch_process(
+    base_config: Config, client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    orders = [{"id": i, "quantity": 0 if i == 2 else 1} for i in range(4)]
+    event = await event_of(client, sqs, queue.url, orders)
+    response = await lambda_batch.process(base_config, event)
+    bad = [r["messageId"] for r in event["Records"] if json.loads(r["body"])["id"] == 2]
+    assert response == {"batchItemFailures": [{"itemIdentifier": bad[0]}]}
+    again = await lambda_batch.process(base_config, event)  # a redelivery of the whole batch
+    assert again == response  # the complete ones are skipped, the bad one fails again
+    record = await client.read_sqs_record(
+        next(r for r in event["Records"] if r["messageId"] == bad[0])
+    ).get_message_record(consistent_read=True)
+    assert [e.type for e in record.errors] == ["ValueError", "ValueError"]
+
+
+def test_lambda_handler_entry_point(
+    base_config: Config, queue: Queue, sqs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps({"id": 1, "quantity": 3}))
+    event = receive_event(sqs, queue.url)
+    monkeypatch.setenv(ENV_VARS["table"], base_config.table)
+    monkeypatch.setenv(ENV_VARS["region"], REGION)
+    monkeypatch.setenv(ENV_VARS["endpoint_url"], base_config.endpoint_url or "")
+    assert lambda_batch.lambda_handler(event, None) == {"batchItemFailures": []}
+
+
+async def test_worker_claim(client: MessageClient, queue: Queue, sqs: Any) -> None:
+    event = await event_of(client, sqs, queue.url, [{"id": 1, "amount": 5}])
+    (record,) = event["Records"]
+    assert await worker_claim.handle_record(client, record) == "processed"
+    assert await worker_claim.handle_record(client, record) == "already complete"
+    assert await worker_claim.handle_with_claim(client, record) is ClaimOutcome.COMPLETE
+
+    event = await event_of(client, sqs, queue.url, [{"id": 2, "amount": 5}])
+    (busy,) = event["Records"]
+    assert (await client.claim(busy)).outcome is ClaimOutcome.CLAIMED  # another delivery
+    assert await worker_claim.handle_record(client, busy) == "in progress elsewhere"
+    assert await worker_claim.handle_with_claim(client, busy) is ClaimOutcome.IN_PROGRESS
+    with pytest.raises(MessageInProgressError):
+        await client.is_complete(busy)
+
+    event = await event_of(client, sqs, queue.url, [{"id": 3, "amount": -1}])
+    (bad,) = event["Records"]
+    with pytest.raises(ValueError, match="negative amount"):
+        await worker_claim.handle_record(client, bad)
+    with pytest.raises(ValueError, match="negative amount"):
+        await worker_claim.handle_with_claim(client, bad)  # the lease was released
+    stored = await client.read_sqs_record(bad).get_message_record(consistent_read=True)
+    assert stored.status is Status.ERROR and stored.consumption_count == 2
+    assert [(e.type, e.receive_count) for e in stored.errors] == [("ValueError", 1)] * 2
+
+
+async def test_read_record(client: MessageClient, queue: Queue, sqs: Any) -> None:
+    key = await client.send_message(queue.url, {"n": 1}, meta={"tenant": "acme"})
+    sqs.send_message(QueueUrl=queue.url, MessageBody="not JSON")
+    event = receive_event(sqs, queue.url)
+    infos = sorted(
+        [await read_record.describe(client, r) for r in event["Records"]],
+        key=lambda i: i["tracked"],
+    )
+    untracked, tracked = infos
+    assert tracked["key"] == key.to_dict() and tracked["body"] == {"n": 1}
+    assert tracked["meta"] == {"tenant": "acme"} and tracked["status"] == "PRE FLIGHT"
+    assert tracked["receive_count"] == 1
+    assert untracked["body"] == "not JSON" and "meta" not in untracked
+    assert untracked["key"] == {
+        "pKey": f"SQSMessage${untracked['message_id']}",
+        "rKey": f"SQSMessage${queue.url}",
+    }
+
+
+async def test_update_record(client: MessageClient, queue: Queue) -> None:
+    key = await client.send_message(queue.url, "x", meta={"reviews": 1})
+    record = await update_record.review(client, key)
+    assert record.meta == {"reviews": 2} and record.user == {"reviewer": "billing"}
+    assert record.revision == 2
+
+
+# -- the wire format of docs/records.md ---------------------------------------------------------
+
+
+def types_of(item: dict[str, Any]) -> dict[str, str]:
+    return {name: next(iter(value)) for name, value in item.items()}
+
+
+FRESH = {
+    "pKey": "S",
+    "rKey": "S",
+    "id": "S",
+    "type": "S",
+    "url": "S",
+    "status": "S",
+    "statusCode": "N",
+    "startedAt": "S",
+    "updatedAt": "S",
+    "expiresAt": "N",
+    "consumptionCount": "N",
+    "body": "S",
+    "meta": "S",
+}
+
+
+async def test_wire_format(
+    base_config: Config, client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.send_message(queue.url, {"id": 7, "ratio": 1.0}, meta={"ratio": 1.0})
+    sent = raw_item.read_raw(base_config, key)
+    assert types_of(sent) == FRESH
+    assert sent["pKey"]["S"] == f"SQSMessage${key.id}" and sent["id"]["S"] == key.id
+    assert re.fullmatch(r"[0-9a-f]{32}", key.id)
+    assert sent["rKey"]["S"] == f"SQSMessage${queue.url}" and sent["url"]["S"] == queue.url
+    assert sent["meta"]["S"] == '{"ratio":1.0}' and sent["body"]["S"] == '{"id":7,"ratio":1.0}'
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", sent["startedAt"]["S"])
+    expires = int(sent["expiresAt"]["N"])
+    assert abs(expires - (time.time() + base_config.record_ttl_seconds)) < 60
+    decoded = raw_item.decode(sent)
+    assert decoded["status"] == "PRE FLIGHT" and decoded["statusCode"] == 0
+    assert decoded["meta"] == {"ratio": 1.0} and decoded["consumptionCount"] == 0
+
+    (record,) = receive_event(sqs, queue.url)["Records"]
+    attribute = json.loads(record["messageAttributes"]["sqsClusterKey"]["stringValue"])
+    assert attribute == key.to_dict()
+
+    await client.is_complete(record)
+    claimed = raw_item.read_raw(base_config, key)
+    assert types_of(claimed) == {**FRESH, "leaseUntilMs": "N", "leaseOwner": "S"}
+    lease = int(claimed["leaseUntilMs"]["N"])
+    assert abs(lease - (time.time() + base_config.lease_seconds) * 1000) < 60_000
+    assert raw_item.decode(claimed)["statusCode"] == StatusCode.IN_PROGRESS
+
+    await client.mark_failed(record, ValueError("out of stock"))
+    failed = raw_item.read_raw(base_config, key)
+    assert types_of(failed) == {**FRESH, "error": "L"}
+    (entry,) = failed["error"]["L"]
+    assert types_of(entry["M"]) == {"type": "S", "message": "S", "at": "S", "receiveCount": "N"}
+    assert raw_item.decode(failed)["errors"] == [
+        {
+            "type": "ValueError",
+            "message": "out of stock",
+            "at": entry["M"]["at"]["S"],
+            "receiveCount": "1",
+        }
+    ]
+
+    await client.is_complete(record)
+    await client.mark_complete(record)
+    done = raw_item.read_raw(base_config, key)
+    assert types_of(done) == {**FRESH, "error": "L", "completedAt": "S"}
+    assert raw_item.decode(done)["statusCode"] == 200
+    assert raw_item.decode(done)["consumptionCount"] == 2
+    retained = int(done["expiresAt"]["N"]) - time.time()
+    assert abs(retained - base_config.completed_retention_seconds) < 60
+
+    await client.update_message_record(key, {"reviewer": "me"})
+    updated = raw_item.read_raw(base_config, key)
+    assert types_of(updated) == {**FRESH, "error": "L", "completedAt": "S", "user": "S", "rev": "N"}
+    assert updated["user"]["S"] == '{"reviewer":"me"}' and updated["rev"]["N"] == "1"
+
+
+async def test_untracked_message_record(
+    base_config: Config, client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    sqs.send_message(QueueUrl=queue.url, MessageBody="plain")
+    (record,) = receive_event(sqs, queue.url)["Records"]
+    await client.is_complete(record)
+    key = RecordKey.for_message(record["messageId"], queue.url)
+    item = raw_item.read_raw(base_config, key)
+    assert types_of(item) == {
+        **{k: v for k, v in FRESH.items() if k != "meta"},
+        "leaseUntilMs": "N",
+        "leaseOwner": "S",
+    }
+    assert item["id"]["S"] == record["messageId"] and item["body"]["S"] == "plain"
+    assert item["consumptionCount"]["N"] == "1"
+
+
+# -- configuration and provisioning ----------------------------------------------------------
+
+
+def test_config_examples(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SQS_CLUSTER_TABLE", "orders-records")
+    monkeypatch.setenv("SQS_CLUSTER_DELETE_COMPLETED", "yes")
+    monkeypatch.setenv("SQS_CLUSTER_LEASE_SECONDS", "60")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:4566")
+    config = config_from_env.from_environment()
+    assert (config.table, config.region, config.endpoint_url) == (
+        "orders-records",
+        "eu-west-1",
+        "http://localhost:4566",
+    )
+    assert config.delete_completed is True and config.lease_seconds == 300  # keywords win
+    explicit = config_from_env.explicit()
+    assert (explicit.max_concurrency, explicit.lease_seconds, explicit.bucket) == (
+        64,
+        300,
+        "orders-globals",
+    )
+
+
+async def test_provision(base_config: Config, ddb: Any, sqs: Any) -> None:
+    config = base_config.with_changes(table=unique("prov"), bucket=unique("prov"))
+    resources = await provision.provision(config, unique("orders"))
+    assert resources.queue_url is not None and resources.dlq_url is not None
+    check_resources(config.table, config.bucket, resources.queue_url, resources.dlq_url, ddb, sqs)
+    attrs = sqs.get_queue_attributes(QueueUrl=resources.queue_url, AttributeNames=["All"])
+    assert attrs["Attributes"]["VisibilityTimeout"] == str(config.lease_seconds + 60)
+    again = await provision.provision(config, resources.queue_url.rsplit("/", 1)[1])
+    assert again == resources  # idempotent
+
+
+def check_resources(
+    table: str, bucket: str | None, queue_url: str, dlq_url: str, ddb: Any, sqs: Any
+) -> None:
+    described = ddb.describe_table(TableName=table)["Table"]
+    assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert {k["AttributeName"]: k["KeyType"] for k in described["KeySchema"]} == {
+        "pKey": "HASH",
+        "rKey": "RANGE",
+    }
+    ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expiresAt" and ttl["TimeToLiveStatus"] == "ENABLED"
+    s3 = boto3.client("s3", endpoint_url=sqs.meta.endpoint_url, region_name=REGION)
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert [r["Expiration"]["Days"] for r in rules] == [30]
+    encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    policy = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+    redrive = json.loads(policy["Attributes"]["RedrivePolicy"])
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+    assert redrive["deadLetterTargetArn"] == dlq_arn["Attributes"]["QueueArn"]
+    assert int(redrive["maxReceiveCount"]) == 5
+
+
+def test_init_script(endpoint: str, ddb: Any, sqs: Any) -> None:
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": REGION,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+    for _ in range(2):  # safe to run again
+        done = subprocess.run(
+            ["bash", str(EXAMPLES / "init.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    lines = dict(line.split(":", 1) for line in done.stdout.splitlines())
+    queue_url, dlq_url = lines["queue"].strip(), lines["dlq"].strip()
+    assert queue_url.endswith("/orders") and dlq_url.endswith("/orders-dlq")
+    check_resources("orders-records", "orders-globals", queue_url, dlq_url, ddb, sqs)
+
+
+# -- the embedded local AWS ----------------------------------------------------------------------
+
+
+def test_local_sync() -> None:
+    assert local_sync.queue_depth() == 1
+
+
+async def test_local_async() -> None:
+    assert await local_async.round_trip() is Status.PRE_FLIGHT

@@ -1,0 +1,406 @@
+"""The blocking facade ``sqs_cluster.sync``: parity, lifecycle, concurrency, warmth, generator.
+
+The behaviour tests of the other modules also run through the facade (the ``client`` fixture
+is parametrised over both APIs); these tests cover what only the facade has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib.util
+import inspect
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from typing_extensions import assert_type
+
+import sqs_cluster
+from sqs_cluster import ENV_VARS, Config, SQSClusterError, Status, sync
+from sqs_cluster._provision import ensure_resources as async_ensure_resources
+
+from .conftest import Queue, receive_event
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATOR = ROOT / "scripts" / "gen_sync.py"
+LIFECYCLE = {"__aenter__": "__enter__", "__aexit__": "__exit__", "aclose": "close"}
+PORTAL_THREAD = "sqs-cluster-MessageClient-"
+
+
+# -- parity: every async entry point has a blocking twin -----------------------------------------
+
+
+def has_async_methods(cls: type) -> bool:
+    return any(
+        inspect.iscoroutinefunction(v) for n, v in inspect.getmembers(cls) if not n.startswith("_")
+    )
+
+
+def twin_pairs() -> Iterator[tuple[str, Any, Any]]:
+    """(name, async object, sync object) for the public API and ``ensure_resources``."""
+    for name in sqs_cluster.__all__:
+        yield name, getattr(sqs_cluster, name), getattr(sync, name)
+    yield "ensure_resources", async_ensure_resources, sync.ensure_resources
+
+
+def parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def public_members(cls: type) -> dict[str, Any]:
+    members = {n: inspect.getattr_static(cls, n) for n in dir(cls) if not n.startswith("_")}
+    members.update({n: getattr(cls, n) for n in LIFECYCLE if hasattr(cls, n)})
+    return members
+
+
+def test_every_public_async_entry_point_has_a_blocking_twin() -> None:
+    for name, async_obj, sync_obj in twin_pairs():
+        if inspect.iscoroutinefunction(async_obj):
+            assert not inspect.iscoroutinefunction(sync_obj), name
+            assert parameters(sync_obj) == parameters(async_obj), name
+        elif isinstance(async_obj, type) and has_async_methods(async_obj):
+            assert sync_obj is not async_obj, f"{name} has no blocking twin"
+            assert_class_twin(name, async_obj, sync_obj)
+
+
+def assert_class_twin(name: str, async_cls: type, sync_cls: type) -> None:
+    if hasattr(async_cls, "__aenter__"):  # a client users construct (views come from clients)
+        assert parameters(sync_cls.__init__) == parameters(async_cls.__init__), name
+    fields = getattr(async_cls, "__dataclass_fields__", {})
+    for field_name in fields:
+        assert hasattr(sync_cls, field_name), f"{name}.{field_name} is not forwarded"
+    for member, value in public_members(async_cls).items():
+        if member in fields:
+            continue
+        twin_name = LIFECYCLE.get(member, member)
+        twin = inspect.getattr_static(sync_cls, twin_name, None)
+        where = f"{name}.{member}"
+        assert twin is not None, f"{where} has no blocking twin {twin_name}"
+        if isinstance(value, property):
+            assert isinstance(twin, property), where
+            continue
+        assert inspect.isfunction(twin) and not inspect.iscoroutinefunction(twin), where
+        assert parameters(twin) == parameters(value), where
+
+
+def test_the_facade_has_no_async_in_sight() -> None:
+    for name in sync.__all__:
+        obj = getattr(sync, name)
+        assert not inspect.iscoroutinefunction(obj), name
+        if isinstance(obj, type):
+            assert not has_async_methods(obj), name
+
+
+def test_generated_files_say_do_not_edit() -> None:
+    for path in (ROOT / "src" / "sqs_cluster" / "sync").glob("*.py"):
+        assert path.read_text().startswith("# Generated — do not edit"), path.name
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+def portal_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(PORTAL_THREAD)]
+
+
+def wait_for_threads(
+    baseline: set[threading.Thread], timeout: float = 5.0
+) -> set[threading.Thread]:
+    """Threads beyond ``baseline`` once they had ``timeout`` seconds to finish."""
+    deadline = time.monotonic() + timeout
+    while (extra := set(threading.enumerate()) - baseline) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return extra
+
+
+async def running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+def test_close_leaves_no_thread_loop_or_client_behind(base_config: Config, queue: Queue) -> None:
+    baseline = set(threading.enumerate())
+    client = sync.MessageClient(base_config)
+    assert set(threading.enumerate()) == baseline  # constructing starts nothing
+    key = client.send_message(queue.url, "x")
+    assert client.get_message_record(key).key == key
+    assert len(portal_threads()) == 1
+    loop = client._call(running_loop)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client.close()
+        client.close()  # idempotent
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert portal_threads() == []
+    assert loop.is_closed()
+    assert wait_for_threads(baseline) == set()
+    with pytest.raises(SQSClusterError, match="closed"):
+        client.get_message_record(key)
+
+
+def test_with_block_opens_eagerly_and_closes(base_config: Config) -> None:
+    with sync.MessageClient(base_config) as client:
+        assert len(portal_threads()) == 1
+        assert client.config is base_config
+    assert portal_threads() == []
+
+
+def test_a_forgotten_client_is_closed_when_collected(base_config: Config, queue: Queue) -> None:
+    baseline = set(threading.enumerate())
+    client = sync.MessageClient(base_config)
+    client.send_message(queue.url, "x")
+    del client
+    gc.collect()
+    assert wait_for_threads(baseline) == set()
+
+
+async def test_blocking_calls_work_inside_a_running_event_loop(
+    base_config: Config, queue: Queue
+) -> None:
+    asyncio.get_running_loop()  # this test's own loop is running right here
+    resources = sync.ensure_resources(base_config)
+    assert resources.table == base_config.table
+    with sync.MessageClient(base_config) as client:
+        key = client.send_message(queue.url, {"from": "a coroutine"})
+        assert client.get_message_record(key, consistent_read=True).status is Status.PRE_FLIGHT
+
+
+def test_clients_stay_warm_between_calls(base_config: Config, queue: Queue) -> None:
+    with sync.MessageClient(base_config) as client:
+        key = client.send_message(queue.url, "x")
+        client.get_message_record(key)
+        ddb, loop = client._core._aws.ddb, client._call(running_loop)
+        client.get_message_record(key)
+        assert client._core._aws.ddb is ddb  # the same aiobotocore client, pool and all
+        assert client._call(running_loop) is loop
+
+
+# -- callbacks: plain functions in worker threads, with blocking getters -------------------------
+
+
+def test_ten_slow_sync_handlers_run_concurrently(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    together = threading.Barrier(10, timeout=10)  # breaks unless all ten run at the same time
+    lock = threading.Lock()
+    active = {"now": 0, "max": 0}
+    seen: list[tuple[str, Status]] = []
+
+    def handler(message: sync.ReceivedMessage[Any]) -> None:
+        with lock:
+            active["now"] += 1
+            active["max"] = max(active["max"], active["now"])
+        together.wait()
+        record = message.get_message_record(consistent_read=True)  # blocks in this thread
+        time.sleep(0.2)
+        with lock:
+            active["now"] -= 1
+            seen.append((threading.current_thread().name, record.status))
+
+    with sync.MessageClient(base_config) as client:
+        client.send_message_batch(queue.url, list(range(10)))
+        event = receive_event(sqs, queue.url, max_messages=10)
+        assert client.safe_process_batch(event, handler) == {"batchItemFailures": []}
+    assert active["max"] == 10
+    assert len(seen) == 10 and {status for _, status in seen} == {Status.IN_PROGRESS}
+    assert not any(name.startswith(PORTAL_THREAD) for name, _ in seen)
+
+
+def test_sync_cluster_callback_gets_a_view_and_blocking_globals(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    calls: list[tuple[sync.ClusterRecord[Any, Any], Any]] = []
+
+    def on_complete(cluster: sync.ClusterRecord[Any, Any], get_globals: Callable[[], Any]) -> None:
+        calls.append((cluster, get_globals()))
+
+    with sync.MessageClient(base_config) as client:
+        key = client.create_message_cluster(queue.url, [1, 2], globals={"g": 1}, meta={"m": 2})
+        event = receive_event(sqs, queue.url, max_messages=2)
+        tasks = [client.read_sqs_record(r) for r in event["Records"]]
+        assert all(isinstance(t, sync.ReceivedMessage) and t.client is client for t in tasks)
+        assert tasks[0].get_globals() == {"g": 1}
+        response = client.safe_process_batch(event, lambda m: None, on_cluster_complete=on_complete)
+        assert response == {"batchItemFailures": []}
+        ((cluster, globals_value),) = calls
+        assert isinstance(cluster, sync.ClusterRecord) and cluster.completed == 2
+        assert globals_value == {"g": 1}
+        check_generics_survive(client.get_message_cluster(key, consistent_read=True), tasks[0])
+
+
+def check_generics_survive(
+    cluster: sync.ClusterRecord[dict[str, int], dict[str, int]],
+    message: sync.ReceivedMessage[dict[str, Any]],
+) -> None:
+    """Type parameters flow through the facade (mypy checks this function; it runs too)."""
+    assert_type(cluster.meta, dict[str, int] | None)
+    assert_type(cluster.get_globals(), dict[str, int])
+    assert_type(message.body, dict[str, Any])
+    tasks = list(cluster.iter_tasks())
+    assert [t.task_index for t in tasks] == [0, 1]
+    assert cluster.meta == {"m": 2} and message.body["task"] == message.task
+
+
+def test_a_blocking_call_on_the_facade_loop_fails_clearly(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    with sync.MessageClient(base_config) as client:
+
+        async def handler(message: Any) -> None:  # async: runs on the facade's own loop
+            client.get_message_record(message.key)
+
+        client.send_message(queue.url, "x")
+        event = receive_event(sqs, queue.url)
+        response = client.safe_process_batch(event, handler)
+        assert len(response["batchItemFailures"]) == 1
+        record = client.read_sqs_record(event["Records"][0]).get_message_record(True)
+        assert "facade's own event loop" in record.errors[-1].message
+
+
+# -- the example and the docs ---------------------------------------------------------------------
+
+
+def load_example(monkeypatch: pytest.MonkeyPatch, config: Config) -> ModuleType:
+    for name in ("table", "bucket", "region", "endpoint_url"):
+        monkeypatch.setenv(ENV_VARS[name], str(getattr(config, name)))
+    spec = importlib.util.spec_from_file_location(
+        "classic_handler", ROOT / "examples" / "classic_handler.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_classic_handler_example_stays_warm_across_invocations(
+    monkeypatch: pytest.MonkeyPatch, base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    example = load_example(monkeypatch, base_config)
+    client: sync.MessageClient = example.client
+    try:
+        warm = []
+        for invocation in range(2):
+            orders = [{"id": f"{invocation}-{i}", "quantity": i} for i in range(3)]
+            client.send_message_batch(queue.url, orders)
+            event = receive_event(sqs, queue.url, max_messages=3)
+            response = example.handler(event, None)
+            bad = [r["messageId"] for r in event["Records"] if '"quantity":0' in r["body"]]
+            assert response == {"batchItemFailures": [{"itemIdentifier": bad[0]}]}
+            warm.append((client._core._aws.ddb, client._call(running_loop)))
+        assert warm[0][0] is warm[1][0] and warm[0][1] is warm[1][1]
+    finally:
+        client.close()
+
+
+def doc_blocks() -> list[str]:
+    text = (ROOT / "docs" / "sync.md").read_text()
+    return re.findall(r"^```python\n(.*?)^```$", text, re.M | re.S)
+
+
+def test_docs_quote_the_example_verbatim() -> None:
+    example = (ROOT / "examples" / "classic_handler.py").read_text()
+    assert example in doc_blocks()
+
+
+def test_docs_script_runs() -> None:
+    (script,) = [b for b in doc_blocks() if "LocalAWS" in b]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "100 records, first is PRE FLIGHT"
+
+
+# -- the generator --------------------------------------------------------------------------------
+
+
+def test_generated_package_is_up_to_date() -> None:
+    result = run_generator(ROOT, "--check")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def tree_copy(tmp_path: Path) -> Path:
+    """A copy of the source tree, the generator and the ruff settings."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=ignore)
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts", ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    return tmp_path
+
+
+def run_generator(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(root / "scripts" / "gen_sync.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=120)
+
+
+def edit(path: Path) -> None:
+    path.write_text(path.read_text().replace("def send_message(", "def send_message_(", 1))
+
+
+def append(path: Path) -> None:
+    path.write_text(path.read_text() + "\nEXTRA = 1\n")
+
+
+def restamp(path: Path) -> None:
+    """A consistent file from an older API: body changed, digest updated to match."""
+    import hashlib
+
+    header, digest_line, body = path.read_text().split("\n", 2)
+    body = body.replace("queue_url: str", "queue: str", 1)
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    digest_line = re.sub(r"[0-9a-f]{16}", digest, digest_line, count=1)
+    path.write_text(f"{header}\n{digest_line}\n{body}")
+
+
+MUTATIONS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "edited": ("edited by hand: _client.py", lambda d: edit(d / "_client.py")),
+    "appended": ("edited by hand: _event.py", lambda d: append(d / "_event.py")),
+    "missing": ("missing: _provision.py", lambda d: (d / "_provision.py").unlink()),
+    "orphan": ("orphan: _old.py", lambda d: (d / "_old.py").write_text("x = 1\n")),
+    "stale": ("stale (the async API changed): _client.py", lambda d: restamp(d / "_client.py")),
+}
+
+
+@pytest.mark.parametrize("mutation", list(MUTATIONS))
+def test_check_fails_and_names_the_file(tree_copy: Path, mutation: str) -> None:
+    expected, mutate = MUTATIONS[mutation]
+    mutate(tree_copy / "src" / "sqs_cluster" / "sync")
+    result = run_generator(tree_copy, "--check")
+    assert result.returncode == 1
+    assert f"gen_sync --check: {expected}" in result.stderr
+    assert "1 problem(s)" in result.stderr
+    assert run_generator(tree_copy).returncode == 0  # regenerating repairs it
+    assert run_generator(tree_copy, "--check").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"sqs_cluster._provision:ensure_resources"', '"sqs_cluster._provision:nope"', "nope"),
+        ('{"AsyncIterator": "Iterator"}', '{"AsyncIterator": "Iterator", "Xyz": "X"}', "Xyz"),
+        ('(("``async with ", "``with "),)', '(("``async with ", "``with "), ("qq", "q"))', "qq"),
+    ],
+    ids=["missing-name", "unused-type-rule", "unused-doc-rule"],
+)
+def test_dead_configuration_fails_generation(
+    tree_copy: Path, old: str, new: str, message: str
+) -> None:
+    script = tree_copy / "scripts" / "gen_sync.py"
+    text = script.read_text()
+    assert old in text
+    script.write_text(text.replace(old, new, 1))
+    result = run_generator(tree_copy, "--check")
+    assert result.returncode == 2 and message in result.stderr
