@@ -50,8 +50,8 @@ TARGET = ROOT / "src" / "sqs_cluster" / "sync"
 ROOT_CLASSES = ("sqs_cluster._client:MessageClient",)
 """Classes users construct: the twin owns an event-loop thread and keeps the core open on it."""
 
-EXTRA_FUNCTIONS = ("sqs_cluster._provision:ensure_resources",)
-"""Async functions to twin besides those in ``sqs_cluster.__all__``."""
+EXTRA_FUNCTIONS: tuple[str, ...] = ()
+"""Async functions to twin besides those in ``sqs_cluster.__all__`` (``"module:name"``)."""
 
 LIFECYCLE = {"__aenter__": "__enter__", "__aexit__": "__exit__", "aclose": "close"}
 """Root methods provided by ``_sync_support.ClientFacade`` under their blocking names."""
@@ -479,9 +479,13 @@ class Api:
                 self.kind(ref)
         for spec in EXTRA_FUNCTIONS:
             fn = load_object(spec)
-            if not inspect.iscoroutinefunction(fn):
-                raise GenerationError(f"EXTRA_FUNCTIONS: {spec} is not an async function")
-            self.functions[defining(Ref(fn.__module__, fn.__name__))] = Function.read(fn)
+            ref = defining(Ref(fn.__module__, fn.__name__))
+            if not inspect.iscoroutinefunction(fn) or ref in self.functions:
+                raise GenerationError(
+                    f"EXTRA_FUNCTIONS: {spec} is not an async function, or is already in "
+                    f"{PACKAGE}.__all__: remove it"
+                )
+            self.functions[ref] = Function.read(fn)
 
 
 # -- writing one generated module -------------------------------------------------------------

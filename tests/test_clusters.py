@@ -315,16 +315,37 @@ async def test_create_resumes_without_duplicates(
             )
     assert info.value.sent == 30 and "resume" in str(info.value)
     async with MessageClient(base_config) as client:
+        await drain_queue(client, queue.url, lambda m: None)  # consumers finish what was sent
+        partial = await client.get_message_cluster("SQSMessage$resume-me-1", consistent_read=True)
+        assert (partial.completed, partial.sent) == (30, 30)
+        assert not partial.is_finished  # never complete before every task was sent
         key = await client.create_message_cluster(
             queue.url, tasks, cluster_id="resume-me-1", omit_globals=True
         )
         cluster = await client.get_message_cluster(key, consistent_read=True)
     assert cluster.sent == 120 and cluster.status is Status.IN_PROGRESS
+    assert cluster.completed == 30
     indexes = Counter(
         json.loads(r["body"])["index"]
         for r in receive_event(sqs, queue.url, max_messages=200)["Records"]
     )
-    assert sorted(indexes) == list(range(120)) and set(indexes.values()) == {1}
+    assert sorted(indexes) == list(range(30, 120)) and set(indexes.values()) == {1}
+
+
+async def test_task_counted_failed_is_not_run_again(base_config: Config, queue: Queue) -> None:
+    config = base_config.with_changes(max_receive_count=1)  # below the queue's redrive limit
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(queue.url, [1], omit_globals=True)
+        runs: list[int] = []
+
+        def handler(message: ReceivedMessage[Any]) -> None:
+            runs.append(message.receive_count)
+            raise RuntimeError("fails")
+
+        await drain_queue(client, queue.url, handler)  # redelivered, then skipped and deleted
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert runs == [1]
+    assert (cluster.completed, cluster.failed, cluster.status) == (0, 1, Status.ERROR)
 
 
 async def test_cluster_id_reused_for_another_cluster_is_rejected(
@@ -363,11 +384,11 @@ async def test_bad_input_fails_before_anything_is_written(
     assert new <= {"sqs.GetQueueAttributes"}
 
 
-async def test_update_cluster_meta_and_missing_cluster(
-    client: MessageClient, queue: Queue
-) -> None:
+async def test_update_cluster_meta_and_missing_cluster(client: MessageClient, queue: Queue) -> None:
     key = await client.create_message_cluster(queue.url, [1], meta={"v": 1}, omit_globals=True)
-    cluster = await client.update_message_cluster(key, lambda r: {"meta": {"v": (r.meta or {})["v"] + 1}})
+    cluster = await client.update_message_cluster(
+        key, lambda r: {"meta": {"v": (r.meta or {})["v"] + 1}}
+    )
     assert cluster.meta == {"v": 2} and cluster.total == 1
     with pytest.raises(RecordNotFoundError):
         await client.get_message_cluster("SQSMessage$no-such-cluster")

@@ -366,3 +366,19 @@ def test_fill_10000_messages_timing(sqs: Any, capsys: pytest.CaptureFixture[str]
     with capsys.disabled():
         print(f"\nsent 10,000 SQS messages in batches of 10 in {elapsed:.1f} s")
     assert _counts(sqs, url) == (10_000, 0, 0)
+
+
+def test_provision_makes_a_ready_config_and_queue() -> None:
+    with LocalAWS() as aws:
+        made = aws.provision(prefix="prov")
+        assert made.config.endpoint_url == aws.endpoint_url
+        assert made.queue_url is not None and made.dlq_url is not None
+        sqs = boto3.client("sqs", endpoint_url=aws.endpoint_url, region_name="us-east-1")
+        attrs = sqs.get_queue_attributes(QueueUrl=made.queue_url, AttributeNames=["All"])
+        assert json.loads(attrs["Attributes"]["RedrivePolicy"])["maxReceiveCount"] in (3, "3")
+        ddb = boto3.client("dynamodb", endpoint_url=aws.endpoint_url, region_name="us-east-1")
+        ttl = ddb.describe_time_to_live(TableName=made.config.table)
+        assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiresAt"
+        s3 = boto3.client("s3", endpoint_url=aws.endpoint_url, region_name="us-east-1")
+        assert made.config.bucket is not None
+        s3.head_bucket(Bucket=made.config.bucket)

@@ -389,11 +389,16 @@ def test_check_fails_and_names_the_file(tree_copy: Path, mutation: str) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('"sqs_cluster._provision:ensure_resources"', '"sqs_cluster._provision:nope"', "nope"),
+        ('("sqs_cluster._client:MessageClient",)', '("sqs_cluster._client:Nope",)', "Nope"),
+        (
+            "EXTRA_FUNCTIONS: tuple[str, ...] = ()",
+            'EXTRA_FUNCTIONS = ("sqs_cluster._provision:ensure_resources",)',
+            "already in sqs_cluster.__all__",
+        ),
         ('{"AsyncIterator": "Iterator"}', '{"AsyncIterator": "Iterator", "Xyz": "X"}', "Xyz"),
         ('(("``async with ", "``with "),)', '(("``async with ", "``with "), ("qq", "q"))', "qq"),
     ],
-    ids=["missing-name", "unused-type-rule", "unused-doc-rule"],
+    ids=["missing-name", "redundant-name", "unused-type-rule", "unused-doc-rule"],
 )
 def test_dead_configuration_fails_generation(
     tree_copy: Path, old: str, new: str, message: str

@@ -23,6 +23,7 @@ from ._errors import (
     ValidationError,
 )
 from ._event import QueueArn, ReceivedMessage, parse_record
+from ._provision import Resources, ensure_resources
 from ._records import (
     ErrorEntry,
     MessageRecord,
@@ -41,6 +42,8 @@ __all__ = [
     "ENV_VARS",
     "Config",
     "MessageClient",
+    "Resources",
+    "ensure_resources",
     # records
     "ErrorEntry",
     "MessageRecord",

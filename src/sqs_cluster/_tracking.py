@@ -16,7 +16,7 @@ from ._aws import AWS, error_code
 from ._codec import error_attr, key_item, now_iso, record_from_item
 from ._errors import MessageInProgressError
 from ._event import ReceivedMessage
-from ._records import ErrorEntry, MessageRecord, RecordKey, Status, StatusCode
+from ._records import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
 
 
 class ClaimOutcome(str, Enum):
@@ -25,7 +25,7 @@ class ClaimOutcome(str, Enum):
     CLAIMED = "claimed"
     """This delivery owns the message: process it, then complete or fail it."""
     COMPLETE = "complete"
-    """Already processed: skip it (and let it be deleted)."""
+    """Already settled (processed, or a task already counted failed): skip it, delete it."""
     IN_PROGRESS = "in_progress"
     """Another delivery holds a live lease: return this one to the queue."""
 
@@ -65,6 +65,8 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
         ":body": {"S": message.raw_body},
         ":exp": {"N": str(int(now / 1000) + cfg.record_ttl_seconds)},
         ":owner": {"S": lease_owner(message)},
+        ":task": {"S": RecordType.TASK.value},
+        ":stopped": {"N": str(int(StatusCode.STOPPED))},
     }
     try:
         async with aws.slot():
@@ -80,8 +82,9 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
                     "ADD consumptionCount :one"
                 ),
                 ConditionExpression=(
-                    "attribute_not_exists(pKey) OR "
-                    "(#s <> :done AND (#s <> :prog OR leaseUntilMs < :now))"
+                    "attribute_not_exists(pKey) OR (#s <> :done AND "
+                    "(#t <> :task OR statusCode <> :stopped) AND "
+                    "(#s <> :prog OR leaseUntilMs < :now))"
                 ),
                 ExpressionAttributeNames={"#s": "status", "#t": "type", "#url": "url"},
                 ExpressionAttributeValues=values,
@@ -106,7 +109,8 @@ async def _lost_claim(aws: AWS, key: RecordKey, exc: BaseException) -> Claim:
     if item is None:  # deleted in between: treat as a live competitor; SQS will redeliver
         return Claim(ClaimOutcome.IN_PROGRESS, None)
     record = record_from_item(item)
-    if record.status is Status.COMPLETE:
+    settled = record.type is RecordType.TASK and record.status_code is StatusCode.STOPPED
+    if record.status is Status.COMPLETE or settled:  # a task counted failed stays counted
         return Claim(ClaimOutcome.COMPLETE, record)
     return Claim(ClaimOutcome.IN_PROGRESS, record)
 

@@ -24,13 +24,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["LocalAWS", "LocalAWSError"]
+if TYPE_CHECKING:
+    from ._config import Config
+
+__all__ = ["LocalAWS", "LocalAWSError", "LocalResources"]
 
 _STOP_TIMEOUT = 10.0
 _POLL_INTERVAL = 0.05
@@ -43,6 +48,15 @@ _LocalAWS = TypeVar("_LocalAWS", bound="LocalAWS")
 
 class LocalAWSError(RuntimeError):
     """The local AWS server could not be started or used."""
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    """What :meth:`LocalAWS.provision` made: a Config for it, and the queue and DLQ URLs."""
+
+    config: Config
+    queue_url: str | None
+    dlq_url: str | None
 
 
 class LocalAWS:
@@ -130,7 +144,48 @@ class LocalAWS:
             raise LocalAWSError(f"resetting the local AWS server at {url} failed: {exc}") from exc
 
     # -- provisioning -------------------------------------------------------------------------
-    # ``provision(...)`` (create the table, bucket and queue an application needs) goes here.
+
+    async def aprovision(
+        self,
+        *,
+        prefix: str = "sqs-cluster",
+        queue: bool = True,
+        fifo: bool = False,
+        max_receive_count: int = 3,
+        visibility_timeout: int = 360,
+        region: str = "us-east-1",
+    ) -> LocalResources:
+        """Create a table, a bucket and (unless ``queue=False``) a queue with a DLQ.
+
+        Names are ``<prefix>-<random>``, because the server's state is shared by everything
+        that talks to it. Returns a ready :class:`~sqs_cluster.Config` and the queue URLs.
+        """
+        from ._config import Config
+        from ._provision import ensure_resources
+
+        suffix = uuid.uuid4().hex[:10]
+        config = Config(
+            table=f"{prefix}-{suffix}",
+            bucket=f"{prefix}-{suffix}",
+            region=region,
+            endpoint_url=self.endpoint_url,
+        )
+        name = f"{prefix}-{suffix}" + (".fifo" if fifo else "") if queue else None
+        res = await ensure_resources(
+            config,
+            queue_name=name,
+            max_receive_count=max_receive_count,
+            visibility_timeout=visibility_timeout,
+        )
+        return LocalResources(config, res.queue_url, res.dlq_url)
+
+    def provision(self, **kwargs: Any) -> LocalResources:
+        """Blocking :meth:`aprovision` (runs on its own event loop, in a thread if needed)."""
+        import asyncio
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self.aprovision(**kwargs)).result()
 
     # -- context managers ---------------------------------------------------------------------
 
