@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from aiobotocore.session import get_session
 
 from sqs_cluster import (
     Config,
@@ -179,3 +180,36 @@ async def test_update_record_changes_user_fields_only(client: MessageClient, que
     for field in ("status", "completedAt", "consumptionCount", "expiresAt"):
         with pytest.raises(ValidationError, match=f"changes.{field}"):
             await client.update_message_record(key, {field: "x"})
+
+
+class Aioboto3StyleSession:
+    """Shaped like aioboto3.Session: ``client(name, **kwargs)`` returns an async context."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self._session = get_session()
+
+    def client(self, service_name: str, **kwargs: Any) -> Any:
+        self.created.append(service_name)
+        return self._session.create_client(service_name, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["aiobotocore", "aioboto3-style"])
+async def test_callers_can_bring_their_own_session(
+    base_config: Config, queue: Queue, kind: str
+) -> None:
+    session: Any = get_session() if kind == "aiobotocore" else Aioboto3StyleSession()
+    async with MessageClient(base_config, session=session) as c:
+        key = await c.send_message(queue.url, {"x": 1})
+        assert (await c.get_message_record(key)).body == '{"x":1}'
+    if kind != "aiobotocore":
+        assert sorted(session.created) == ["dynamodb", "s3", "sqs"]
+
+
+async def test_ready_clients_are_used_and_left_open(
+    base_config: Config, queue: Queue, real: dict[str, Any]
+) -> None:
+    async with MessageClient(base_config, clients=real) as c:
+        await c.send_message(queue.url, "x")
+    # still usable: the library did not close clients it did not create
+    assert (await real["sqs"].get_queue_url(QueueName=queue.url.rsplit("/", 1)[1]))["QueueUrl"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import importlib.util
 import inspect
 import os
@@ -326,24 +327,55 @@ def test_docs_script_runs() -> None:
 # -- the generator --------------------------------------------------------------------------------
 
 
+def run_generator(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(root / "scripts" / "gen_sync.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=120)
+
+
 def test_generated_package_is_up_to_date() -> None:
     result = run_generator(ROOT, "--check")
     assert result.returncode == 0, result.stderr
 
 
-@pytest.fixture
-def tree_copy(tmp_path: Path) -> Path:
-    """A copy of the source tree, the generator and the ruff settings."""
+def test_check_fails_on_a_damaged_copy_of_the_tree_and_regenerating_repairs_it(
+    tmp_path: Path,
+) -> None:
     ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=ignore)
-    shutil.copytree(ROOT / "scripts", tmp_path / "scripts", ignore=ignore)
+    for folder in ("src", "scripts"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    return tmp_path
+    generated = tmp_path / "src" / "sqs_cluster" / "sync"
+    assert run_generator(tmp_path).returncode == 0  # the copy's own API, freshly generated
+    (generated / "_old.py").write_text("x = 1\n")
+    edit(generated / "_client.py")
+    result = run_generator(tmp_path, "--check")
+    assert result.returncode == 1
+    assert "gen_sync --check: orphan: _old.py" in result.stderr
+    assert "gen_sync --check: edited by hand: _client.py" in result.stderr
+    assert run_generator(tmp_path).returncode == 0
+    result = run_generator(tmp_path, "--check")
+    assert result.returncode == 0, result.stderr
 
 
-def run_generator(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(root / "scripts" / "gen_sync.py"), *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=120)
+@pytest.fixture(scope="module")
+def gen_sync() -> Iterator[ModuleType]:
+    """The generator, imported (it introspects the same tree as this process)."""
+    spec = importlib.util.spec_from_file_location("gen_sync", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gen_sync"] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules["gen_sync"]
+
+
+@pytest.fixture(scope="module")
+def fresh_tree(gen_sync: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder: Path = tmp_path_factory.mktemp("generated") / "sync"
+    gen_sync.render_tree(folder)
+    return folder
 
 
 def edit(path: Path) -> None:
@@ -355,9 +387,7 @@ def append(path: Path) -> None:
 
 
 def restamp(path: Path) -> None:
-    """A consistent file from an older API: body changed, digest updated to match."""
-    import hashlib
-
+    """What an older API would have generated: the body differs, its digest matches it."""
     header, digest_line, body = path.read_text().split("\n", 2)
     body = body.replace("queue_url: str", "queue: str", 1)
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
@@ -375,37 +405,36 @@ MUTATIONS: dict[str, tuple[str, Callable[[Path], None]]] = {
 
 
 @pytest.mark.parametrize("mutation", list(MUTATIONS))
-def test_check_fails_and_names_the_file(tree_copy: Path, mutation: str) -> None:
+def test_check_names_each_kind_of_damage(
+    gen_sync: ModuleType, fresh_tree: Path, tmp_path: Path, mutation: str
+) -> None:
     expected, mutate = MUTATIONS[mutation]
-    mutate(tree_copy / "src" / "sqs_cluster" / "sync")
-    result = run_generator(tree_copy, "--check")
-    assert result.returncode == 1
-    assert f"gen_sync --check: {expected}" in result.stderr
-    assert "1 problem(s)" in result.stderr
-    assert run_generator(tree_copy).returncode == 0  # regenerating repairs it
-    assert run_generator(tree_copy, "--check").returncode == 0
+    damaged = tmp_path / "sync"
+    shutil.copytree(fresh_tree, damaged)
+    assert gen_sync.compare(fresh_tree, damaged) == []
+    mutate(damaged)
+    (problem,) = gen_sync.compare(fresh_tree, damaged)
+    assert problem.startswith(expected)
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "message"),
+    ("setting", "value", "message"),
     [
-        ('("sqs_cluster._client:MessageClient",)', '("sqs_cluster._client:Nope",)', "Nope"),
+        ("ROOT_CLASSES", ("sqs_cluster._client:Nope",), "'sqs_cluster._client:Nope' does not"),
         (
-            "EXTRA_FUNCTIONS: tuple[str, ...] = ()",
-            'EXTRA_FUNCTIONS = ("sqs_cluster._provision:ensure_resources",)',
+            "EXTRA_FUNCTIONS",
+            ("sqs_cluster._provision:ensure_resources",),
             "already in sqs_cluster.__all__",
         ),
-        ('{"AsyncIterator": "Iterator"}', '{"AsyncIterator": "Iterator", "Xyz": "X"}', "Xyz"),
-        ('(("``async with ", "``with "),)', '(("``async with ", "``with "), ("qq", "q"))', "qq"),
+        ("ASYNC_ITERATORS", {"AsyncIterator": "Iterator", "Xyz": "X"}, "never used"),
+        ("DOC_REPLACEMENTS", (("``async with ", "``with "), ("qq", "q")), "never used"),
+        ("INSTANCE_ATTRIBUTES", {}, "MessageClient.config is set in __init__ without a type"),
     ],
-    ids=["missing-name", "redundant-name", "unused-type-rule", "unused-doc-rule"],
+    ids=["missing-name", "redundant-name", "unused-type-rule", "unused-doc-rule", "untyped"],
 )
-def test_dead_configuration_fails_generation(
-    tree_copy: Path, old: str, new: str, message: str
+def test_configuration_that_does_not_match_the_api_fails(
+    gen_sync: ModuleType, monkeypatch: pytest.MonkeyPatch, setting: str, value: Any, message: str
 ) -> None:
-    script = tree_copy / "scripts" / "gen_sync.py"
-    text = script.read_text()
-    assert old in text
-    script.write_text(text.replace(old, new, 1))
-    result = run_generator(tree_copy, "--check")
-    assert result.returncode == 2 and message in result.stderr
+    monkeypatch.setattr(gen_sync, setting, value)
+    with pytest.raises(gen_sync.GenerationError, match=re.escape(message)):
+        gen_sync.generate()

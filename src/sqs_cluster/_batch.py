@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from ._client import MessageClient
 
 Handler = Callable[[ReceivedMessage[Any]], Awaitable[Any] | Any]
-"""A record handler: sync or async, takes the parsed message; raising marks it failed."""
+"""A record handler: sync or async, takes the parsed message; raising marks it failed.
+
+A non-None return value (any JSON value) is stored on the record as its ``result``."""
 
 DEFAULT_BATCH_CONCURRENCY = 10
 
@@ -141,7 +143,7 @@ async def _process_tracked(
             await client._after_task(message, callback)
         return True
     try:
-        await call_handler(handler, message, limiter=limiter)
+        result = await call_handler(handler, message, limiter=limiter)
     except Exception as exc:
         client.log_failure(message, exc)
         if message.is_task and await client.is_last_receive(message):
@@ -151,10 +153,10 @@ async def _process_tracked(
             await client.mark_failed(message, exc)
         return False
     if message.is_task:
-        _, cluster = await client._finish_task(message)
+        _, cluster = await client._finish_task(message, result=result)
         await client._run_callback(cluster, callback)
     else:
-        await client.mark_complete(message)
+        await client.mark_complete(message, result)
     return True
 
 

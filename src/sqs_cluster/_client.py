@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from . import _queue_ops as queue_ops
 from ._aws import AWS, RequestHook, error_code
 from ._batch import DEFAULT_BATCH_CONCURRENCY, Handler, PartialBatchResponse, process_batch
 from ._cluster_api import ClusterOperations
@@ -196,17 +197,18 @@ class MessageClient(ClusterOperations):
         message = self.read_sqs_record(record)
         return raise_if_in_progress(await claim(self._aws, message), message.key)
 
-    async def mark_complete(self, record: RecordLike) -> bool:
+    async def mark_complete(self, record: RecordLike, result: Any = None) -> bool:
         """Mark the message complete; False if it already was (a duplicate completion).
 
+        A JSON ``result`` is stored on the record in the same write (``MessageRecord.result``).
         For a task of a cluster the task is also counted in its cluster, exactly once, and
         the cluster ends if it was the last one.
         """
         message = self.read_sqs_record(record)
         if message.is_task:
-            counted, _ = await self._finish_task(message)
+            counted, _ = await self._finish_task(message, result=result)
             return counted
-        return await complete_message(self._aws, message.key)
+        return await complete_message(self._aws, message.key, result)
 
     async def mark_failed(self, record: RecordLike, error: BaseException) -> bool:
         """Append ``error`` to the record, set ``ERROR`` and release the lease for a retry.
@@ -286,6 +288,33 @@ class MessageClient(ClusterOperations):
             logger.warning("could not delete %d messages: %s", len(chunk), exc)
             return [m.message_id for m in chunk]
         return [chunk[int(f["Id"])].message_id for f in resp.get("Failed", [])]
+
+    async def receive_messages(
+        self,
+        queue_url: str,
+        *,
+        max_messages: int = 10,
+        wait_seconds: int = 20,
+        visibility_timeout: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """ReceiveMessage with all attributes, as SQS returns them (for local workers)."""
+        return await queue_ops.receive(
+            self._aws,
+            queue_url,
+            max_messages=max_messages,
+            wait_seconds=wait_seconds,
+            visibility_timeout=visibility_timeout,
+        )
+
+    async def change_visibility(
+        self, queue_url: str, receipt_handles: Sequence[str], timeout: int
+    ) -> None:
+        """Extend (or, with 0, release) received messages' visibility, 10 per request."""
+        await queue_ops.change_visibility(self._aws, queue_url, receipt_handles, timeout)
+
+    async def queue_visibility_timeout(self, queue_url: str) -> int:
+        """The queue's visibility timeout in seconds."""
+        return await queue_ops.visibility_timeout(self._aws, queue_url)
 
     async def max_receive_count(self, queue_url: str) -> int | None:
         """The receive limit: ``config.max_receive_count``, else the queue's redrive policy."""

@@ -119,10 +119,13 @@ class ClusterOperations:
         return await run_callback(self._aws, dataclasses.replace(cluster, client=self), callback)
 
     async def _finish_task(
-        self, message: ReceivedMessage[Any], error: BaseException | None = None
+        self,
+        message: ReceivedMessage[Any],
+        error: BaseException | None = None,
+        result: Any = None,
     ) -> tuple[bool, ClusterRecord[Any, Any]]:
         """Count a task (complete, or failed for good) and end its cluster if it was the last."""
-        counted = await count_task(self._aws, message, error=error)
+        counted = await count_task(self._aws, message, error=error, result=result)
         assert message.cluster_key is not None
         cluster = await finalize_if_done(self._aws, message.cluster_key)
         return counted, dataclasses.replace(cluster, client=self)

@@ -55,12 +55,16 @@ def _task_only_once(update: dict[str, Any]) -> dict[str, Any]:
 
 
 async def count_task(
-    aws: AWS, message: ReceivedMessage[Any], *, error: BaseException | None = None
+    aws: AWS,
+    message: ReceivedMessage[Any],
+    *,
+    error: BaseException | None = None,
+    result: Any = None,
 ) -> bool:
     """Complete (or, with ``error``, finally fail) a task and count it; False if counted before."""
     assert message.cluster_key is not None and message.task_index is not None
     if error is None:
-        task = complete_update(aws, message.key)
+        task = complete_update(aws, message.key, result)
         field = "completed"
     else:
         entry = error_entry(error, message.receive_count)

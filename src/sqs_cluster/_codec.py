@@ -132,6 +132,7 @@ def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
         task_index=data.get("taskIndex"),
         user=json.loads(data["user"]) if "user" in data else {},
         revision=int(data.get("rev", 0)),
+        result=json.loads(data["result"]) if "result" in data else None,
     )
 
 

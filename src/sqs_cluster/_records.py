@@ -113,6 +113,7 @@ class MessageRecord(Generic[Meta]):
     task_index: int | None = None
     user: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
+    result: Any = None
 
     @property
     def p_key(self) -> str:

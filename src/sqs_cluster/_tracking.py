@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any
 
 from ._aws import AWS, error_code
-from ._codec import error_attr, key_item, now_iso, record_from_item
+from ._codec import dumps, error_attr, key_item, now_iso, record_from_item
 from ._errors import MessageInProgressError
 from ._event import ReceivedMessage
 from ._records import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
@@ -123,15 +123,19 @@ def raise_if_in_progress(result: Claim, key: RecordKey) -> bool:
     return result.outcome is ClaimOutcome.COMPLETE
 
 
-def complete_update(aws: AWS, key: RecordKey) -> dict[str, Any]:
-    """The UpdateItem parameters that mark a record complete (once: conditional)."""
+def complete_update(aws: AWS, key: RecordKey, result: Any = None) -> dict[str, Any]:
+    """The UpdateItem parameters that mark a record complete (once: conditional).
+
+    A handler's non-None ``result`` is stored (as JSON text) in the same write.
+    """
     cfg = aws.config
-    return {
+    extra = ", #r = :result" if result is not None else ""
+    update: dict[str, Any] = {
         "TableName": cfg.table,
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :done, statusCode = :donec, completedAt = :stamp, updatedAt = :stamp, "
-            "expiresAt = :exp REMOVE leaseUntilMs, leaseOwner"
+            f"expiresAt = :exp{extra} REMOVE leaseUntilMs, leaseOwner"
         ),
         "ConditionExpression": "attribute_exists(pKey) AND #s <> :done",
         "ExpressionAttributeNames": {"#s": "status"},
@@ -142,9 +146,13 @@ def complete_update(aws: AWS, key: RecordKey) -> dict[str, Any]:
             ":exp": {"N": str(int(time.time()) + cfg.completed_retention_seconds)},
         },
     }
+    if result is not None:
+        update["ExpressionAttributeNames"]["#r"] = "result"
+        update["ExpressionAttributeValues"][":result"] = {"S": dumps(result, field="result")}
+    return update
 
 
-async def complete_message(aws: AWS, key: RecordKey) -> bool:
+async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool:
     """Mark a plain message complete; False if it already was (or its record is gone)."""
     try:
         async with aws.slot():
@@ -155,7 +163,7 @@ async def complete_message(aws: AWS, key: RecordKey) -> bool:
                     ConditionExpression="attribute_exists(pKey)",
                 )
             else:
-                await aws.ddb.update_item(**complete_update(aws, key))
+                await aws.ddb.update_item(**complete_update(aws, key, result))
     except Exception as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
             return False

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: e683a2caffa9e1a5 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: be00c58516f78f63 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -30,6 +30,7 @@ from .. import (
     RecordNotFoundError,
     RecordType,
     ResourceMissingError,
+    Resources,
     SQSClusterError,
     Status,
     StatusCode,
@@ -47,6 +48,8 @@ __all__ = [
     "ENV_VARS",
     "Config",
     "MessageClient",
+    "Resources",
+    "ensure_resources",
     "ErrorEntry",
     "MessageRecord",
     "RecordKey",
@@ -76,5 +79,4 @@ __all__ = [
     "SQSClusterError",
     "ValidationError",
     "__version__",
-    "ensure_resources",
 ]

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._batch.
-# Body digest: 04ff4a804ddb653e (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 9f8993099692abb8 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._batch`` (generated)."""
 
 from __future__ import annotations
@@ -10,4 +10,7 @@ from typing import Any
 from ._event import ReceivedMessage
 
 Handler = Callable[[ReceivedMessage[Any]], Any]
-"""A record handler: sync or async, takes the parsed message; raising marks it failed."""
+"""A record handler: sync or async, takes the parsed message; raising marks it failed.
+
+A non-None return value (any JSON value) is stored on the record as its ``result``.
+"""

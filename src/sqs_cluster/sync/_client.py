@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.
-# Body digest: 22ebb1d20d6328c3 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: fe22736911b89e55 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client`` (generated)."""
 
 from __future__ import annotations
@@ -142,13 +142,16 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         """
         return self._call(self._core.is_complete, _sync_support.unwrap(record))
 
-    def mark_complete(self, record: RecordLike) -> bool:
+    def mark_complete(self, record: RecordLike, result: Any = None) -> bool:
         """Mark the message complete; False if it already was (a duplicate completion).
 
+        A JSON ``result`` is stored on the record in the same write (``MessageRecord.result``).
         For a task of a cluster the task is also counted in its cluster, exactly once, and
         the cluster ends if it was the last one.
         """
-        return self._call(self._core.mark_complete, _sync_support.unwrap(record))
+        return self._call(
+            self._core.mark_complete, _sync_support.unwrap(record), _sync_support.unwrap(result)
+        )
 
     def mark_failed(self, record: RecordLike, error: BaseException) -> bool:
         """Append ``error`` to the record, set ``ERROR`` and release the lease for a retry.
@@ -200,6 +203,33 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         claim, and deleted then.
         """
         return self._call(self._core.delete_messages, _sync_support.unwrap(messages))
+
+    def receive_messages(
+        self,
+        queue_url: str,
+        *,
+        max_messages: int = 10,
+        wait_seconds: int = 20,
+        visibility_timeout: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """ReceiveMessage with all attributes, as SQS returns them (for local workers)."""
+        return self._call(
+            self._core.receive_messages,
+            queue_url,
+            max_messages=max_messages,
+            wait_seconds=wait_seconds,
+            visibility_timeout=visibility_timeout,
+        )
+
+    def change_visibility(
+        self, queue_url: str, receipt_handles: Sequence[str], timeout: int
+    ) -> None:
+        """Extend (or, with 0, release) received messages' visibility, 10 per request."""
+        self._call(self._core.change_visibility, queue_url, receipt_handles, timeout)
+
+    def queue_visibility_timeout(self, queue_url: str) -> int:
+        """The queue's visibility timeout in seconds."""
+        return self._call(self._core.queue_visibility_timeout, queue_url)
 
     def max_receive_count(self, queue_url: str) -> int | None:
         """The receive limit: ``config.max_receive_count``, else the queue's redrive policy."""

@@ -1,0 +1,67 @@
+"""Raw queue operations the local worker needs: receive, change visibility, queue attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._aws import AWS, error_code
+from ._concurrency import chunked
+from ._errors import ResourceMissingError
+
+MISSING_QUEUE_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+async def receive(
+    aws: AWS,
+    queue_url: str,
+    *,
+    max_messages: int,
+    wait_seconds: int,
+    visibility_timeout: int | None = None,
+) -> list[dict[str, Any]]:
+    """ReceiveMessage with every system and message attribute (what Lambda events carry)."""
+    params: dict[str, Any] = {
+        "QueueUrl": queue_url,
+        "MaxNumberOfMessages": max_messages,
+        "WaitTimeSeconds": wait_seconds,
+        "AttributeNames": ["All"],
+        "MessageAttributeNames": ["All"],
+    }
+    if visibility_timeout is not None:
+        params["VisibilityTimeout"] = visibility_timeout
+    try:
+        async with aws.slot():
+            resp: Any = await aws.sqs.receive_message(**params)
+    except Exception as exc:
+        if error_code(exc) in MISSING_QUEUE_CODES:
+            raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
+        raise
+    return list(resp.get("Messages", []))
+
+
+async def change_visibility(
+    aws: AWS, queue_url: str, receipt_handles: Sequence[str], timeout: int
+) -> None:
+    """ChangeMessageVisibilityBatch (10 a call): extend a lease on messages, or release them."""
+    for chunk in chunked(receipt_handles, 10):
+        entries: Any = [
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": timeout}
+            for i, h in enumerate(chunk)
+        ]
+        async with aws.slot():
+            await aws.sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+
+
+async def visibility_timeout(aws: AWS, queue_url: str) -> int:
+    """The queue's VisibilityTimeout in seconds."""
+    try:
+        async with aws.slot():
+            resp = await aws.sqs.get_queue_attributes(
+                QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"]
+            )
+    except Exception as exc:
+        if error_code(exc) in MISSING_QUEUE_CODES:
+            raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
+        raise
+    return int(resp.get("Attributes", {}).get("VisibilityTimeout", 30))

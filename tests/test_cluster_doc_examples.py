@@ -1,0 +1,322 @@
+"""The code in docs/clusters.md: every block is a docs/examples/cluster_*.py file, and each runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiobotocore.session import get_session
+from docs.examples import cluster_lambda, cluster_producer, cluster_records, cluster_worker
+
+from sqs_cluster import ClusterRecord, Config, MessageClient, RecordKey, Status
+
+from .conftest import REGION, Queue, make_queue, receive_event, unique
+from .faults import FaultyClient, fail_entries_once
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGE = "clusters.md"
+MARKER = re.compile(r"<!-- example: (?P<path>examples/[\w./-]+) -->")
+FENCE = re.compile(r"^```(?P<lang>[\w-]*)\n(?P<code>.*?)^```$", re.M | re.S)
+CODE_LANGUAGES = {"python", "py", "bash", "sh", "shell", "console"}
+RATE = 120
+
+
+# -- the markdown quotes the files exactly -------------------------------------------------------
+
+
+def code_blocks(page: str) -> list[tuple[str | None, str, str]]:
+    """(included file or None, language, code) for every fenced block of a page."""
+    text = (DOCS / page).read_text()
+    blocks = []
+    for fence in FENCE.finditer(text):
+        before = text[: fence.start()].rstrip().splitlines()
+        marker = MARKER.fullmatch(before[-1].strip()) if before else None
+        blocks.append((marker["path"] if marker else None, fence["lang"], fence["code"]))
+    return blocks
+
+
+def test_every_code_block_of_clusters_md_is_an_example_file_quoted_exactly() -> None:
+    blocks = code_blocks(PAGE)
+    assert blocks
+    for path, lang, code in blocks:
+        if lang not in CODE_LANGUAGES:
+            continue  # diagrams and data (mermaid, json, text) are not code examples
+        assert path is not None, f"{PAGE}: a {lang} block is not marked <!-- example: ... -->"
+        assert code == (DOCS / path).read_text(), f"{PAGE}: the block differs from docs/{path}"
+
+
+def test_every_cluster_example_is_quoted_in_clusters_md() -> None:
+    quoted = {path for path, _, _ in code_blocks(PAGE) if path}
+    files = {f"examples/{p.name}" for p in (DOCS / "examples").glob("cluster_*.py")}
+    assert files and files == quoted
+
+
+def test_clusters_md_names_every_public_cluster_method() -> None:
+    text = (DOCS / PAGE).read_text()
+    for name in (
+        "create_message_cluster",
+        "get_message_cluster",
+        "get_message_cluster_globals",
+        "update_message_cluster_globals",
+        "update_cluster_globals",
+        "update_message_cluster",
+        "on_cluster_complete",
+        "iter_tasks",
+        "safe_process_batch",
+        "mark_complete",
+        "mark_failed",
+        "COUNTER_SHARDS",
+        "counter_shard",
+    ):
+        assert f"`{name}" in text, name
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def hours_of(count: int, bad: int = 0) -> dict[str, int]:
+    """``count`` customers; the last ``bad`` of them have negative hours (their task fails)."""
+    return {f"c{i}": (-1 if i >= count - bad else i + 1) for i in range(count)}
+
+
+async def drain(
+    config: Config,
+    queue_url: str,
+    sqs: Any,
+    process: Callable[[Config, dict[str, Any]], Awaitable[Any]],
+) -> int:
+    """Deliver the queue to ``process`` as Lambda would: delete successes, release failures."""
+    batches = idle = 0
+    while idle < 2 and batches < 200:
+        event = receive_event(sqs, queue_url)
+        if not event["Records"]:
+            idle += 1
+            continue
+        idle, batches = 0, batches + 1
+        response = await process(config, event)
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for record in event["Records"]:
+            if record["messageId"] in failed:
+                sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"])
+    return batches
+
+
+class Calls:
+    """A cluster callback that records each run."""
+
+    def __init__(self) -> None:
+        self.clusters: list[ClusterRecord[Any, Any]] = []
+
+    async def __call__(
+        self, cluster: ClusterRecord[Any, Any], get_globals: Callable[[], Awaitable[Any]]
+    ) -> None:
+        self.clusters.append(cluster)
+
+
+# -- cluster_producer.py ---------------------------------------------------------------------
+
+
+async def test_start_run_and_describe(
+    base_config: Config, client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    run_id = unique("run")
+    key = await cluster_producer.start_run(client, queue.url, hours_of(20), run_id, RATE)
+    assert key == RecordKey(f"SQSMessage${run_id}", f"SQSMessage${queue.url}")
+    info = await cluster_producer.describe(client, run_id)
+    assert info == {
+        "status": "IN PROGRESS",
+        "total": 20,
+        "sent": 20,
+        "completed": 0,
+        "failed": 0,
+        "in_progress": 20,
+        "callback": None,
+        "meta": {"run": run_id},
+    }
+    cluster = await client.get_message_cluster(key)
+    assert cluster.tolerated_failures == 2  # 10% of 20
+    assert await client.get_message_cluster_globals(key.p_key) == {"rate": RATE, "amounts": {}}
+
+
+async def test_start_run_resumes_after_a_partial_fan_out(base_config: Config, sqs: Any) -> None:
+    queue = await make_queue(base_config)
+    session = get_session()
+    async with (
+        session.create_client(
+            "sqs", region_name=REGION, endpoint_url=base_config.endpoint_url
+        ) as real,
+        session.create_client(
+            "dynamodb", region_name=REGION, endpoint_url=base_config.endpoint_url
+        ) as ddb,
+        session.create_client(
+            "s3", region_name=REGION, endpoint_url=base_config.endpoint_url
+        ) as s3,
+    ):
+        faulty = FaultyClient(real, send_message_batch=fail_entries_once(4, sender_fault=True))
+        clients = {"sqs": faulty, "dynamodb": ddb, "s3": s3}
+        async with MessageClient(base_config, clients=clients) as client:
+            run_id = unique("run")
+            key = await cluster_producer.start_run(client, queue.url, hours_of(30), run_id, RATE)
+            cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert faulty.calls["send_message_batch"] == 4  # 3 batches, then 1 for the 4 unsent tasks
+    assert (cluster.total, cluster.sent, cluster.status) == (30, 30, Status.IN_PROGRESS)
+    received = receive_event(sqs, queue.url, max_messages=40)["Records"]
+    indexes = sorted(json.loads(r["body"])["index"] for r in received)
+    assert indexes == list(range(30))  # each task sent exactly once
+
+
+# -- cluster_lambda.py -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("bad", "status"), [(1, Status.COMPLETE), (2, Status.ERROR)])
+async def test_lambda_processes_a_cluster_and_reports_once(
+    base_config: Config, sqs: Any, bad: int, status: Status
+) -> None:
+    queue = await make_queue(base_config, max_receive_count=2)
+    hours = hours_of(10, bad)
+    async with MessageClient(base_config) as client:
+        key = await cluster_producer.start_run(client, queue.url, hours, unique("run"), RATE)
+
+    await drain(base_config, queue.url, sqs, cluster_lambda.process)
+
+    good = [i for i, h in enumerate(hours.values()) if h >= 0]
+    async with MessageClient(base_config) as client:
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+        globals_ = await client.get_message_cluster_globals(key)
+    assert (cluster.completed, cluster.failed, cluster.status) == (10 - bad, bad, status)
+    assert cluster.callback_state == "DONE" and cluster.callback_attempts == 1  # ran once
+    assert globals_["amounts"] == {str(i): (i + 1) * RATE for i in good}
+    assert cluster.user["report"] == {
+        "status": status.value,
+        "sum": sum((i + 1) * RATE for i in good),
+        "failed": list(range(10 - bad, 10)),
+    }
+    assert await cluster_lambda.finish(base_config, key) is False  # already ran
+
+
+async def test_finish_runs_a_callback_nobody_ran(
+    base_config: Config, client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await cluster_producer.start_run(client, queue.url, hours_of(3), unique("run"), RATE)
+    for record in receive_event(sqs, queue.url)["Records"]:  # completed with no callback given
+        assert await client.is_complete(record) is False
+        await client.mark_complete(record)
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.status is Status.COMPLETE and cluster.callback_state == "PENDING"
+    assert await cluster_lambda.finish(base_config, key) is True
+    assert await cluster_lambda.finish(base_config, key) is False
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.callback_state == "DONE"
+    assert cluster.user["report"] == {"status": "COMPLETE", "sum": 0, "failed": []}
+
+
+# -- cluster_worker.py -----------------------------------------------------------------------
+
+
+async def test_worker_handles_tasks_one_at_a_time(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    await cluster_producer.start_run(client, queue.url, hours_of(2), unique("run"), RATE)
+    first, second = receive_event(sqs, queue.url)["Records"]
+    calls = Calls()
+    assert await cluster_worker.handle_task(client, first, calls) == "processed"
+    assert calls.clusters == []
+    assert await cluster_worker.handle_task(client, second, calls) == "processed; callback ran"
+    assert await cluster_worker.handle_task(client, first, calls) == "already complete"
+    (done,) = calls.clusters
+    assert (done.status, done.completed, done.failed) == (Status.COMPLETE, 2, 0)
+
+
+async def test_worker_counts_a_task_failed_on_its_last_receive(
+    base_config: Config, sqs: Any
+) -> None:
+    queue = await make_queue(base_config, max_receive_count=1)
+    async with MessageClient(base_config) as client:
+        key = await cluster_producer.start_run(
+            client, queue.url, hours_of(1, bad=1), unique("run"), RATE
+        )
+        (record,) = receive_event(sqs, queue.url)["Records"]
+        calls = Calls()
+        with pytest.raises(ValueError, match="negative hours"):
+            await cluster_worker.handle_task(client, record, calls)
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.failed, cluster.status) == (1, Status.ERROR)  # 10% of 1 task is 0
+    assert [c.status for c in calls.clusters] == [Status.ERROR]
+
+
+# -- cluster_records.py ----------------------------------------------------------------------
+
+
+def types_of(item: dict[str, Any]) -> dict[str, str]:
+    return {name: next(iter(value)) for name, value in item.items()}
+
+
+async def test_record_layout(
+    base_config: Config, client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    run_id = unique("run")
+    key = await cluster_producer.start_run(client, queue.url, hours_of(3), run_id, RATE)
+    items = cluster_records.partition(base_config, key.p_key)
+    assert set(items) == {key.r_key, "SQSMessage$progress"}  # no counter before the first count
+    main = items[key.r_key]
+    assert types_of(main) == {
+        "pKey": "S",
+        "rKey": "S",
+        "id": "S",
+        "type": "S",
+        "url": "S",
+        "status": "S",
+        "statusCode": "N",
+        "startedAt": "S",
+        "updatedAt": "S",
+        "expiresAt": "N",
+        "total": "N",
+        "toleratedFailures": "N",
+        "meta": "S",
+        "globals": "M",
+    }
+    assert main["type"]["S"] == "cluster" and main["id"]["S"] == run_id
+    assert main["status"]["S"] == "IN PROGRESS" and main["statusCode"]["N"] == "100"
+    assert main["meta"]["S"] == json.dumps({"run": run_id}, separators=(",", ":"))
+    assert main["globals"]["M"] == {
+        "Bucket": {"S": base_config.bucket},
+        "Key": {"S": f"{key.p_key}-globals.json"},
+    }
+    progress = items["SQSMessage$progress"]
+    assert types_of(progress) == {"pKey": "S", "rKey": "S", "sentCount": "N", "sentUnits": "NS"}
+    assert progress["sentUnits"]["NS"] == ["0"] and progress["sentCount"]["N"] == "3"
+
+    task = cluster_records.task_item(base_config, key.p_key, key.r_key, 1)
+    assert task["pKey"]["S"] == f"{key.p_key}.1" and task["id"]["S"] == f"{run_id}.1"
+    assert task["type"]["S"] == "task" and task["taskIndex"]["N"] == "1"
+    assert task["clusterKey"]["M"] == {"pKey": {"S": key.p_key}, "rKey": {"S": key.r_key}}
+    assert "meta" not in task and task["status"]["S"] == "PRE FLIGHT"
+    body = json.loads(task["body"]["S"])
+    assert list(body) == ["pKey", "rKey", "task", "type", "index", "globals"]
+    assert body["task"] == {"customer": "c1", "hours": 2} and body["index"] == 1
+    assert body["globals"] == {"Bucket": base_config.bucket, "Key": f"{key.p_key}-globals.json"}
+
+    records = receive_event(sqs, queue.url)["Records"]
+    assert {r["body"] for r in records} == {
+        cluster_records.task_item(base_config, key.p_key, key.r_key, i)["body"]["S"]
+        for i in range(3)
+    }
+    attribute = json.loads(records[0]["messageAttributes"]["sqsClusterKey"]["stringValue"])
+    assert attribute["pKey"].startswith(f"{key.p_key}.") and attribute["rKey"] == key.r_key
+    await client.is_complete(records[0])
+    await client.mark_complete(records[0])
+    items = cluster_records.partition(base_config, key.p_key)
+    counter = items["SQSMessage$counter#0"]
+    assert types_of(counter) == {"pKey": "S", "rKey": "S", "completed": "N", "updatedAt": "S"}
+    assert cluster_records.counts(items) == {"completed": 1, "failed": 0, "sent": 3}
+    value, encryption = cluster_records.globals_object(base_config, key.p_key)
+    assert value == {"rate": RATE, "amounts": {}} and encryption == "AES256"
