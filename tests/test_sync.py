@@ -30,6 +30,8 @@ from typing_extensions import assert_type
 import sqs_cluster
 from sqs_cluster import ENV_VARS, Config, SQSClusterError, Status, sync
 from sqs_cluster._provision import ensure_resources as async_ensure_resources
+from sqs_cluster._worker import WorkerOptions
+from sqs_cluster._worker import run_worker as async_run_worker
 
 from .conftest import Queue, receive_event
 
@@ -49,10 +51,11 @@ def has_async_methods(cls: type) -> bool:
 
 
 def twin_pairs() -> Iterator[tuple[str, Any, Any]]:
-    """(name, async object, sync object) for the public API and ``ensure_resources``."""
+    """(name, async object, sync object): the public API, and entry points not (yet) in it."""
     for name in sqs_cluster.__all__:
         yield name, getattr(sqs_cluster, name), getattr(sync, name)
     yield "ensure_resources", async_ensure_resources, sync.ensure_resources
+    yield "run_worker", async_run_worker, sync.run_worker
 
 
 def parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
@@ -77,7 +80,9 @@ def test_every_public_async_entry_point_has_a_blocking_twin() -> None:
 
 def assert_class_twin(name: str, async_cls: type, sync_cls: type) -> None:
     if hasattr(async_cls, "__aenter__"):  # a client users construct (views come from clients)
-        assert parameters(sync_cls.__init__) == parameters(async_cls.__init__), name
+        assert parameters(vars(sync_cls)["__init__"]) == parameters(vars(async_cls)["__init__"]), (
+            name
+        )
     fields = getattr(async_cls, "__dataclass_fields__", {})
     for field_name in fields:
         assert hasattr(sync_cls, field_name), f"{name}.{field_name} is not forwarded"
@@ -269,6 +274,26 @@ def test_a_blocking_call_on_the_facade_loop_fails_clearly(
         assert "facade's own event loop" in record.errors[-1].message
 
 
+def test_a_classic_handler_runs_under_the_blocking_worker(
+    base_config: Config, queue: Queue
+) -> None:
+    seen: list[int] = []
+    with sync.MessageClient(base_config) as client:
+
+        def handle(message: sync.ReceivedMessage[int]) -> None:
+            seen.append(message.body)
+
+        def handler(event: dict[str, Any], context: Any) -> sync.PartialBatchResponse:
+            assert context.get_remaining_time_in_millis() > 0
+            return client.safe_process_batch(event, handle)  # from a worker thread of the loop
+
+        client.send_message_batch(queue.url, list(range(5)))
+        options = WorkerOptions(wait_seconds=0, max_empty_polls=1)
+        stats = sync.run_worker(queue.url, handler, client=client, options=options)
+    assert sorted(seen) == list(range(5))
+    assert (stats.received, stats.succeeded, stats.failed) == (5, 5, 0)
+
+
 # -- the example and the docs ---------------------------------------------------------------------
 
 
@@ -346,7 +371,7 @@ def test_check_fails_on_a_damaged_copy_of_the_tree_and_regenerating_repairs_it(
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     generated = tmp_path / "src" / "sqs_cluster" / "sync"
     assert run_generator(tmp_path).returncode == 0  # the copy's own API, freshly generated
-    (generated / "_old.py").write_text("x = 1\n")
+    add_orphan(generated / "_old.py")
     edit(generated / "_client.py")
     result = run_generator(tmp_path, "--check")
     assert result.returncode == 1
@@ -395,11 +420,15 @@ def restamp(path: Path) -> None:
     path.write_text(f"{header}\n{digest_line}\n{body}")
 
 
+def add_orphan(path: Path) -> None:
+    path.write_text("x = 1\n")
+
+
 MUTATIONS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "edited": ("edited by hand: _client.py", lambda d: edit(d / "_client.py")),
     "appended": ("edited by hand: _event.py", lambda d: append(d / "_event.py")),
     "missing": ("missing: _provision.py", lambda d: (d / "_provision.py").unlink()),
-    "orphan": ("orphan: _old.py", lambda d: (d / "_old.py").write_text("x = 1\n")),
+    "orphan": ("orphan: _old.py", lambda d: add_orphan(d / "_old.py")),
     "stale": ("stale (the async API changed): _client.py", lambda d: restamp(d / "_client.py")),
 }
 

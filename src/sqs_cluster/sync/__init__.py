@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: be00c58516f78f63 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 42c74ea26882b3ed (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -43,6 +43,7 @@ from ._client import MessageClient
 from ._cluster_model import ClusterCallback, ClusterRecord
 from ._event import ReceivedMessage
 from ._provision import ensure_resources
+from ._worker import run_worker
 
 __all__ = [
     "ENV_VARS",
@@ -79,4 +80,5 @@ __all__ = [
     "SQSClusterError",
     "ValidationError",
     "__version__",
+    "run_worker",
 ]

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.
-# Body digest: fe22736911b89e55 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 9c05e6f6e3f8eab9 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client`` (generated)."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
     per Lambda container, outside the handler, to keep connections warm). Every AWS request of
     every method shares one semaphore of ``config.max_concurrency`` slots.
 
-    Blocking client generated from :class:`sqs_cluster.MessageClient`: every method runs its async
+    Blocking client generated from :class:`sqs_cluster.MessageClient`: each method runs its async
     twin on this client's own event-loop thread, which starts on first use and stops in ``close()``
     (or at exit). See docs/sync.md.
     """

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._provision.
-# Body digest: a263e9ecbd332342 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: d52c93fdfb6c4366 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._provision`` (generated)."""
 
 from __future__ import annotations
@@ -27,5 +27,5 @@ def ensure_resources(
         queue_name=queue_name,
         max_receive_count=max_receive_count,
         visibility_timeout=visibility_timeout,
-        session=_sync_support.unwrap(session),
+        session=session,
     )

@@ -1,0 +1,141 @@
+"""The CLI as a user drives it: help, one-line errors, workers side by side, SIGTERM mid-batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sqs_cluster import Config, MessageClient
+
+from .conftest import Queue, make_queue
+
+CLI = [sys.executable, "-m", "sqs_cluster._cli"]
+TESTS = Path(__file__).parent
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def worker_env(config: Config, ledger: Path, sleep: float = 0.0) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "SQS_CLUSTER_TABLE": config.table,
+            "SQS_CLUSTER_BUCKET": config.bucket or "",
+            "SQS_CLUSTER_ENDPOINT_URL": config.endpoint_url or "",
+            "SQS_CLUSTER_REGION": "us-east-1",
+            "LEDGER": str(ledger),
+            "SLEEP": str(sleep),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
+        }
+    )
+    return env
+
+
+def start_worker(queue: Queue, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "worker", queue.url, "worker_app:handler", "--wait-seconds", "1", *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def ledger_counts(ledger: Path) -> Counter[int]:
+    return (
+        Counter(int(line) for line in ledger.read_text().split()) if ledger.exists() else Counter()
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["worker"], ["status"], ["init"], ["demo"]])
+def test_help_is_complete(command: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0 and "usage: sqs-cluster" in result.stdout
+    if command == ["worker"]:
+        for flag in ("--batch-size", "--concurrency", "--wait-seconds", "QUEUE_URL", "HANDLER"):
+            assert flag in result.stdout
+    if command == ["status"]:
+        assert "--watch" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["worker", "http://127.0.0.1:9/1/q", "worker_app:handler", "--table", "t",
+          "--endpoint-url", "http://127.0.0.1:9"], "Could not connect"),
+        (["worker", "http://127.0.0.1:9/1/q", "no_such_module:handler", "--table", "t"], "handler"),
+        (["worker", "http://127.0.0.1:9/1/q", "not-a-path", "--table", "t"], "module:function"),
+        (["status", "abc"], "SQS_CLUSTER_TABLE"),
+    ],
+)  # fmt: skip
+def test_errors_are_one_clear_line(args: list[str], needle: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQS_CLUSTER_")}
+    env["AWS_MAX_ATTEMPTS"] = "1"
+    env["PYTHONPATH"] = str(TESTS)
+    result = run_cli(*args, env=env)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("sqs-cluster: error:"), result.stderr
+    assert needle in lines[0] and "Traceback" not in result.stderr
+
+
+def test_status_of_missing_table_is_one_line(base_config: Config) -> None:
+    env = dict(os.environ, SQS_CLUSTER_TABLE="no-such-table")
+    result = run_cli("status", "abc", "--endpoint-url", base_config.endpoint_url or "", env=env)
+    assert result.returncode == 1 and "ResourceNotFoundException" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_two_workers_do_every_task_once(base_config: Config, tmp_path: Path) -> None:
+    queue = await make_queue(base_config, visibility_timeout=30)
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, list(range(60)), omit_globals=True)
+    ledger = tmp_path / "ledger"
+    env = worker_env(base_config, ledger)
+    workers = [start_worker(queue, env, "--max-empty-polls", "3") for _ in range(2)]
+    for proc in workers:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "batch:" in err  # one log line per batch
+    assert ledger_counts(ledger) == Counter(range(60))
+    async with MessageClient(base_config) as client:
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.completed == 60 and cluster.is_finished
+
+
+async def test_sigterm_mid_batch_loses_nothing(base_config: Config, tmp_path: Path) -> None:
+    queue = await make_queue(base_config, visibility_timeout=30)
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, list(range(30)), omit_globals=True)
+    ledger = tmp_path / "ledger"
+    env = worker_env(base_config, ledger, sleep=1.0)
+    proc = start_worker(queue, env, "--batch-size", "10")
+    deadline = time.monotonic() + 60
+    while not ledger.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # wait for the first batch to finish
+    time.sleep(0.5)  # the second batch is in flight now (each task sleeps 1 s)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    done_by_first = ledger_counts(ledger)
+    finished = sum(done_by_first.values())
+    assert 0 < finished < 30 and finished % 10 == 0  # stopped after finishing whole batches
+    drain = start_worker(queue, worker_env(base_config, ledger), "--max-empty-polls", "3")
+    _, err = drain.communicate(timeout=120)
+    assert drain.returncode == 0, err
+    assert ledger_counts(ledger) == Counter(range(30))  # none lost, none twice
+    async with MessageClient(base_config) as client:
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.completed == 30

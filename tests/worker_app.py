@@ -1,0 +1,26 @@
+"""A Lambda-style handler module the worker tests run in subprocesses.
+
+Each task appends its index to the ledger file named by ``LEDGER`` (one line per execution), so
+the tests can check that every task ran exactly once. ``SLEEP`` slows each batch down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from sqs_cluster import MessageClient, ReceivedMessage
+
+
+async def handler(event: dict[str, Any], context: Any) -> Any:
+    """Process a batch with safe_process_batch; tasks append to the ledger."""
+    assert context.get_remaining_time_in_millis() > 0
+
+    async def task(message: ReceivedMessage[Any]) -> None:
+        await asyncio.sleep(float(os.environ.get("SLEEP", "0")))
+        with open(os.environ["LEDGER"], "a") as ledger:
+            ledger.write(f"{message.task_index}\n")
+
+    async with MessageClient() as client:
+        return await client.safe_process_batch(event, task)
