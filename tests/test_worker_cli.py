@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -106,7 +107,7 @@ async def test_two_workers_do_every_task_once(base_config: Config, tmp_path: Pat
     env = worker_env(base_config, ledger)
     workers = [start_worker(queue, env, "--max-empty-polls", "3") for _ in range(2)]
     for proc in workers:
-        _, err = proc.communicate(timeout=120)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=120)
         assert proc.returncode == 0, err
         assert "batch:" in err  # one log line per batch
     assert ledger_counts(ledger) == Counter(range(60))
@@ -124,16 +125,16 @@ async def test_sigterm_mid_batch_loses_nothing(base_config: Config, tmp_path: Pa
     proc = start_worker(queue, env, "--batch-size", "10")
     deadline = time.monotonic() + 60
     while not ledger.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)  # wait for the first batch to finish
-    time.sleep(0.5)  # the second batch is in flight now (each task sleeps 1 s)
+        await asyncio.sleep(0.1)  # wait for the first batch to finish
+    await asyncio.sleep(0.5)  # the second batch is in flight now (each task sleeps 1 s)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = await asyncio.to_thread(proc.communicate, timeout=60)
     assert proc.returncode == 0, err
     done_by_first = ledger_counts(ledger)
     finished = sum(done_by_first.values())
     assert 0 < finished < 30 and finished % 10 == 0  # stopped after finishing whole batches
     drain = start_worker(queue, worker_env(base_config, ledger), "--max-empty-polls", "3")
-    _, err = drain.communicate(timeout=120)
+    _, err = await asyncio.to_thread(drain.communicate, timeout=120)
     assert drain.returncode == 0, err
     assert ledger_counts(ledger) == Counter(range(30))  # none lost, none twice
     async with MessageClient(base_config) as client:

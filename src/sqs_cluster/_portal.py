@@ -8,6 +8,7 @@ no thread behind).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, ExitStack
@@ -68,12 +69,12 @@ class LoopThread:
         stack = ExitStack()
         try:
             portal = stack.enter_context(start_blocking_portal(name=self._name))
-            self._thread_id = portal.call(threading.get_ident)
+            thread_id = portal.call(threading.get_ident)
             stack.enter_context(portal.wrap_async_context_manager(self._core))
         except BaseException:
             stack.close()
             raise
-        self._stack = stack
+        self._stack, self._thread_id = stack, thread_id
         return portal
 
     def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
@@ -105,7 +106,8 @@ class LoopThread:
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None and self.running:
-                self.call(aclose)
+                with contextlib.suppress(SQSClusterError):  # closed meanwhile, or on the loop
+                    self.call(aclose)
 
     def close(self) -> None:
         """Exit ``core`` on the loop, stop the loop and join its thread. Idempotent."""

@@ -115,8 +115,8 @@ class View(Generic[CoreT]):
 
 
 def unwrap(value: Any) -> Any:
-    """Sync to async: a view becomes its core; lists and tuples are converted item by item."""
-    if isinstance(value, View):
+    """Sync to async: a view or client becomes its core; lists and tuples item by item."""
+    if isinstance(value, (View, ClientFacade)):
         return value._core
     if type(value) in (list, tuple) and any(isinstance(v, View) for v in value):
         return type(value)(unwrap(v) for v in value)
