@@ -124,7 +124,7 @@ async def test_sigterm_mid_batch_loses_nothing(base_config: Config, tmp_path: Pa
     env = worker_env(base_config, ledger, sleep=1.0)
     proc = start_worker(queue, env, "--batch-size", "10")
     deadline = time.monotonic() + 60
-    while not ledger.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not ledger.exists() and proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a file another process writes
         await asyncio.sleep(0.1)  # wait for the first batch to finish
     await asyncio.sleep(0.5)  # the second batch is in flight now (each task sleeps 1 s)
     proc.send_signal(signal.SIGTERM)
