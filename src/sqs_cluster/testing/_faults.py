@@ -24,7 +24,6 @@ Worker processes configure an injector from the ``SQS_CLUSTER_FAULTS`` environme
 from __future__ import annotations
 
 import contextvars
-import itertools
 import json
 import logging
 import os
@@ -37,7 +36,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -476,7 +475,7 @@ class FaultInjector:
         self._current.set(call)
         if not eligible or not self._budget():
             return None
-        if name in FAULT_SCOPE[FaultKind.UNPROCESSED]:
+        if name in ("dynamodb.BatchWriteItem", "dynamodb.BatchGetItem"):
             return self._withhold_ddb(call, params)
         if service == "sqs" and operation in SQS_BATCH_OPERATIONS:
             return self._withhold_sqs(call, params)
@@ -493,8 +492,9 @@ class FaultInjector:
         count = 0
         for table, request in params.get("RequestItems", {}).items():
             entries = request["Keys"] if reads else request
-            keep = [e for e in entries if not rng.random() < rate]
-            lost = [e for e in entries if e not in keep]
+            rolls = [rng.random() < rate for _ in entries]
+            keep = [e for e, lose in zip(entries, rolls, strict=True) if not lose]
+            lost = [e for e, lose in zip(entries, rolls, strict=True) if lose]
             count += len(lost)
             if reads:
                 spec = {k: v for k, v in request.items() if k != "Keys"}
@@ -677,7 +677,9 @@ def _error_response(
         )
         headers = {"Content-Type": "application/xml", "x-amz-request-id": request_id}
         return _new_response(url, status, headers, xml.encode())
-    namespace = "com.amazonaws.dynamodb.v20120810" if service == "dynamodb" else f"com.amazonaws.{service}"
+    namespace = (
+        "com.amazonaws.dynamodb.v20120810" if service == "dynamodb" else f"com.amazonaws.{service}"
+    )
     body = {"__type": f"{namespace}#{code}", **extra, "message": message}
     headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": request_id}
     if service == "sqs":  # SQS speaks JSON with its query-era error codes in this header
@@ -860,10 +862,8 @@ def _dynamodb_access(
         access = []
         for table, request in body["RequestItems"].items():
             entries = request.get("Keys", []) if isinstance(request, dict) else request
-            keys: list[str] = []
-            for entry in entries:
-                keys.extend(_leading_keys(entry))
-            access.extend(Access(a, arn(table), name, tuple(keys)) for a in _actions(name))
+            found = tuple(k for entry in entries for k in _leading_keys(entry))
+            access.extend(Access(a, arn(table), name, found) for a in _actions(name))
         return access
     keys = _leading_keys(body)
     if name == "dynamodb.Query":
@@ -970,7 +970,7 @@ class OperationRecorder:
             aws.add_request_hook(recorder.hook)
             return result
 
-        AWS.__aenter__ = __aenter__  # type: ignore[method-assign]
+        AWS.__aenter__ = __aenter__  # type: ignore[method-assign,assignment]
         try:
             yield self
         finally:
@@ -1018,16 +1018,16 @@ def _listed(value: Any) -> list[str]:
 
 def iam_match(pattern: str, value: str) -> bool:
     """IAM wildcard matching: ``*`` any run of characters, ``?`` one character."""
-    regex = "".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern
-    )
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.fullmatch(regex, value, flags=re.DOTALL) is not None
 
 
 def _allows(statement: Mapping[str, Any], access: Access) -> bool:
     if statement.get("Effect") != "Allow":
         return False
-    if not any(iam_match(a.lower(), access.action.lower()) for a in _listed(statement.get("Action"))):
+    if not any(
+        iam_match(a.lower(), access.action.lower()) for a in _listed(statement.get("Action"))
+    ):
         return False
     if not any(iam_match(r, access.resource) for r in _listed(statement.get("Resource"))):
         return False
@@ -1065,6 +1065,3 @@ __all__ = [
     "install_from_env",
     "required_access",
 ]
-
-_ = itertools  # reserved for future entry-level kinds
-_ = field

@@ -1,0 +1,46 @@
+"""Test support for code built on sqs-cluster: seeded fault injection and operation recording.
+
+``FaultInjector`` makes the AWS clients of a ``MessageClient`` throttle, fail, time out, lose
+responses and return partial batch results at configurable, seeded rates, through botocore's
+own event hooks (so botocore's retries and parsing run as in production). ``OperationRecorder``
+records the operations a client issues and checks them against an IAM policy. See
+``docs/reliability.md``.
+
+Nothing here is imported by the library itself.
+"""
+
+from __future__ import annotations
+
+from ._faults import (
+    ENV_VAR,
+    FAULT_SCOPE,
+    IAM_ACTIONS,
+    REQUEST_KINDS,
+    Access,
+    FaultInjector,
+    FaultKind,
+    InjectedFault,
+    OperationRecorder,
+    clients_of,
+    fault_services,
+    iam_match,
+    install_from_env,
+    required_access,
+)
+
+__all__ = [
+    "ENV_VAR",
+    "FAULT_SCOPE",
+    "IAM_ACTIONS",
+    "REQUEST_KINDS",
+    "Access",
+    "FaultInjector",
+    "FaultKind",
+    "InjectedFault",
+    "OperationRecorder",
+    "clients_of",
+    "fault_services",
+    "iam_match",
+    "install_from_env",
+    "required_access",
+]
