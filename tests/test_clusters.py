@@ -21,7 +21,7 @@ from sqs_cluster import (
     ValidationError,
 )
 
-from .conftest import Queue, make_queue, receive_event
+from .conftest import Queue, make_queue, receive_event, unique
 from .drain import drain_queue
 from .faults import FaultyClient
 
@@ -349,13 +349,17 @@ async def test_task_counted_failed_is_not_run_again(base_config: Config, queue: 
 
 
 async def test_cluster_id_reused_for_another_cluster_is_rejected(
-    client: MessageClient, queue: Queue
+    client: MessageClient, queue: Queue, base_config: Config
 ) -> None:
-    await client.create_message_cluster(queue.url, [1, 2], cluster_id="taken-id", omit_globals=True)
+    taken = unique("taken")
+    await client.create_message_cluster(queue.url, [1, 2], cluster_id=taken, omit_globals=True)
     with pytest.raises(ValidationError, match="cluster_id"):
         await client.create_message_cluster(
-            queue.url, [1, 2, 3], cluster_id="taken-id", omit_globals=True
+            queue.url, [1, 2, 3], cluster_id=taken, omit_globals=True
         )
+    other = await make_queue(base_config)
+    with pytest.raises(ValidationError, match="cluster_id"):  # same id, same tasks, other queue
+        await client.create_message_cluster(other.url, [1, 2], cluster_id=taken, omit_globals=True)
 
 
 @pytest.mark.parametrize(

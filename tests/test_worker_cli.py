@@ -54,6 +54,10 @@ def start_worker(queue: Queue, env: dict[str, str], *extra: str) -> subprocess.P
     )
 
 
+def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.PIPE, text=True)
+
+
 def ledger_counts(ledger: Path) -> Counter[int]:
     return (
         Counter(int(line) for line in ledger.read_text().split()) if ledger.exists() else Counter()
@@ -140,3 +144,20 @@ async def test_sigterm_mid_batch_loses_nothing(base_config: Config, tmp_path: Pa
     async with MessageClient(base_config) as client:
         cluster = await client.get_message_cluster(key, consistent_read=True)
     assert cluster.completed == 30
+
+
+async def test_status_shows_progress_and_exits_when_finished(
+    base_config: Config, tmp_path: Path
+) -> None:
+    queue = await make_queue(base_config)
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, list(range(12)), omit_globals=True)
+    env = worker_env(base_config, tmp_path / "ledger")
+    env["COLUMNS"] = "160"
+    before = await asyncio.to_thread(run_cli, "status", key.id, env=env)
+    assert before.returncode == 0 and "0 done" in before.stdout and "12 left" in before.stdout
+    watcher = start_cli(["status", key.p_key, "--watch"], env)
+    worker = start_worker(queue, env, "--max-empty-polls", "3")
+    out, _ = await asyncio.to_thread(watcher.communicate, timeout=120)
+    await asyncio.to_thread(worker.communicate, timeout=120)
+    assert watcher.returncode == 0 and "12 done" in out and "COMPLETE" in out

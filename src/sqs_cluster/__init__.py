@@ -34,6 +34,7 @@ from ._records import (
 )
 from ._sending import Message
 from ._tracking import Claim, ClaimOutcome
+from ._worker import LambdaContext, Worker, WorkerOptions, WorkerStats, run_worker
 
 __version__ = "0.1.0"
 
@@ -65,6 +66,12 @@ __all__ = [
     "QueueArn",
     "ReceivedMessage",
     "parse_record",
+    # local worker
+    "LambdaContext",
+    "Worker",
+    "WorkerOptions",
+    "WorkerStats",
+    "run_worker",
     # errors
     "ClusterSendError",
     "ConfigError",

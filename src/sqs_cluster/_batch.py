@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-import anyio
-
 from ._concurrency import run_bounded
 from ._event import QueueArn, ReceivedMessage, event_records
 from ._tracking import ClaimOutcome
 
 if TYPE_CHECKING:
+    import anyio
+
     from ._client import MessageClient
 
 Handler = Callable[[ReceivedMessage[Any]], Awaitable[Any] | Any]
@@ -62,6 +62,8 @@ async def call_handler(
         getattr(handler, "__call__", None)  # noqa: B004
     ):
         return await handler(*args)
+    import anyio.to_thread  # lazily: keeps ``import sqs_cluster`` light
+
     result = await anyio.to_thread.run_sync(handler, *args, limiter=limiter)
     if inspect.isawaitable(result):
         return await result
@@ -85,6 +87,8 @@ async def process_batch(
     messages = [client.read_sqs_record(r) for r in records]
     fifo = QueueArn.parse(records[0]["eventSourceARN"]).is_fifo
     state = _BatchState()
+    import anyio
+
     limiter = anyio.CapacityLimiter(max(1, concurrency))
 
     async def run_group(group: list[Positioned]) -> None:

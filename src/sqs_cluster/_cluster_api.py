@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._cluster_complete import count_task, finalize_if_done, run_callback
@@ -84,6 +84,11 @@ class ClusterOperations:
             raise ConfigError("bucket: cluster globals need Config.bucket")
         return {"Bucket": bucket, "Key": globals_object_key(coerce_cluster_key(key))}
 
+    async def _globals_at(self, location: Mapping[str, str]) -> Any:
+        """The globals at a stored ``{"Bucket", "Key"}`` location."""
+        value, _ = await read_globals(self._aws, location)
+        return value
+
     async def get_message_cluster_globals(self, key: ClusterKeyLike) -> Any:
         """The cluster's globals, read from S3 (accepts the key or just the ``pKey``)."""
         value, _ = await read_globals(self._aws, self._globals_location(key))
@@ -116,19 +121,25 @@ class ClusterOperations:
         finish together; if its runner died, a later call (or redelivery) runs it again.
         """
         cluster = await finalize_if_done(self._aws, coerce_cluster_key(key))
-        return await run_callback(self._aws, dataclasses.replace(cluster, client=self), callback)
+        return await run_callback(self._aws, self._bind(cluster), callback)
 
     async def _finish_task(
         self,
         message: ReceivedMessage[Any],
         error: BaseException | None = None,
         result: Any = None,
-    ) -> tuple[bool, ClusterRecord[Any, Any]]:
-        """Count a task (complete, or failed for good) and end its cluster if it was the last."""
+    ) -> tuple[bool, ClusterRecord[Any, Any] | None]:
+        """Count a task (complete, or failed for good) and end its cluster if it was the last.
+
+        Returns whether this call counted it, and the cluster once every task was counted.
+        """
         counted = await count_task(self._aws, message, error=error, result=result)
         assert message.cluster_key is not None
         cluster = await finalize_if_done(self._aws, message.cluster_key)
-        return counted, dataclasses.replace(cluster, client=self)
+        return counted, self._bind(cluster)
+
+    def _bind(self, cluster: ClusterRecord[Any, Any] | None) -> ClusterRecord[Any, Any] | None:
+        return None if cluster is None else dataclasses.replace(cluster, client=self)
 
     async def _after_task(
         self, message: ReceivedMessage[Any], callback: ClusterCallback | None
@@ -137,10 +148,10 @@ class ClusterOperations:
         assert message.cluster_key is not None
         cluster = await finalize_if_done(self._aws, message.cluster_key)
         if callback is not None:
-            await run_callback(self._aws, dataclasses.replace(cluster, client=self), callback)
+            await run_callback(self._aws, self._bind(cluster), callback)
 
     async def _run_callback(
-        self, cluster: ClusterRecord[Any, Any], callback: ClusterCallback | None
+        self, cluster: ClusterRecord[Any, Any] | None, callback: ClusterCallback | None
     ) -> None:
         if callback is not None:
             await run_callback(self._aws, cluster, callback)

@@ -24,7 +24,7 @@ from ._cluster_model import (
     counter_key,
     counter_shard,
 )
-from ._cluster_read import read_cluster
+from ._cluster_read import read_cluster, read_counts
 from ._codec import error_attr, key_item, now_iso
 from ._event import ReceivedMessage
 from ._records import RecordKey, Status, StatusCode
@@ -95,8 +95,15 @@ async def count_task(
     raise RuntimeError(f"counting task {message.key} kept conflicting; SQS will redeliver it")
 
 
-async def finalize_if_done(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any]:
-    """Read the cluster; if every task was counted, end it (one conditional winner)."""
+async def finalize_if_done(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any] | None:
+    """If every task was counted, end the cluster (one conditional winner) and return it.
+
+    Reads only the counter shards first (a few hundred bytes), so the common case, a task
+    that is not the last, costs one small Query. None while tasks are outstanding.
+    """
+    counts = await read_counts(aws, key)
+    if counts is not None and counts[1] + counts[2] < counts[0]:
+        return None
     cluster = await read_cluster(aws, key, consistent_read=True)
     if cluster.is_finished or cluster.completed + cluster.failed < cluster.total:
         return cluster
@@ -212,14 +219,14 @@ async def _settle_callback(
 
 
 async def run_callback(
-    aws: AWS, cluster: ClusterRecord[Any, Any], callback: ClusterCallback
+    aws: AWS, cluster: ClusterRecord[Any, Any] | None, callback: ClusterCallback
 ) -> bool:
     """Run ``callback`` if the cluster ended and nobody ran (or is running) it; True if we did.
 
     A failing callback records its error on the cluster, leaves it ``FAILED`` for a retry, and
     raises, so the message that triggered it returns to the queue and tries again.
     """
-    if not callback_due(cluster):
+    if cluster is None or not callback_due(cluster):
         return False
     token = uuid.uuid4().hex
     if not await _claim_callback(aws, cluster.key, token):

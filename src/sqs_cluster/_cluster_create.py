@@ -17,6 +17,7 @@ from typing import Any
 from ._aws import AWS, error_code
 from ._cluster_model import (
     cluster_key,
+    counter_key,
     globals_object_key,
     progress_key,
     task_key,
@@ -159,7 +160,28 @@ def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
 
 
 async def create_cluster_record(aws: AWS, plan: ClusterPlan) -> bool:
-    """PutItem the cluster record; False when it already exists (a resumed create)."""
+    """Claim the cluster id, then write the cluster record; False for a resumed create.
+
+    The id is claimed with the counter item, which carries the total and the queue URL: the
+    cluster's items share its ``pKey`` whatever the queue, so reusing an id for another
+    cluster (or another queue) must fail here, before anything else is written.
+    """
+    expires = str(int(time.time()) + aws.config.record_ttl_seconds)
+    counter = {
+        "pKey": {"S": plan.key.p_key},
+        "rKey": {"S": counter_key(plan.key).r_key},
+        "total": {"N": str(len(plan.tasks))},
+        "url": {"S": plan.queue_url},
+        "expiresAt": {"N": expires},
+    }
+    fresh = await _put_if_absent(aws, counter)
+    if not fresh:
+        await _check_same_cluster(aws, plan)
+    await _put_if_absent(aws, _cluster_item(aws, plan, expires))  # a crash may come in between
+    return fresh
+
+
+def _cluster_item(aws: AWS, plan: ClusterPlan, expires: str) -> dict[str, Any]:
     stamp = now_iso()
     item: dict[str, Any] = {
         "pKey": {"S": plan.key.p_key},
@@ -171,7 +193,7 @@ async def create_cluster_record(aws: AWS, plan: ClusterPlan) -> bool:
         "statusCode": {"N": str(int(StatusCode.PRE_FLIGHT))},
         "startedAt": {"S": stamp},
         "updatedAt": {"S": stamp},
-        "expiresAt": {"N": str(int(time.time()) + aws.config.record_ttl_seconds)},
+        "expiresAt": {"N": expires},
         "total": {"N": str(len(plan.tasks))},
         "toleratedFailures": {"N": str(plan.tolerated)},
     }
@@ -179,6 +201,10 @@ async def create_cluster_record(aws: AWS, plan: ClusterPlan) -> bool:
         item["meta"] = {"S": plan.meta_text}
     if plan.location is not None:
         item["globals"] = to_attr(dict(plan.location))
+    return item
+
+
+async def _put_if_absent(aws: AWS, item: dict[str, Any]) -> bool:
     try:
         async with aws.slot():
             await aws.ddb.put_item(
@@ -193,29 +219,29 @@ async def create_cluster_record(aws: AWS, plan: ClusterPlan) -> bool:
     return True
 
 
-async def check_resumable(aws: AWS, plan: ClusterPlan) -> tuple[set[int], set[int]]:
-    """For a resumed create: the same cluster? Returns (units sent, single tasks sent)."""
+async def _check_same_cluster(aws: AWS, plan: ClusterPlan) -> None:
     async with aws.slot():
         got = await aws.ddb.get_item(
-            TableName=aws.config.table, Key=key_item(plan.key), ConsistentRead=True
+            TableName=aws.config.table, Key=key_item(counter_key(plan.key)), ConsistentRead=True
         )
     existing = from_item(got.get("Item", {}))
-    if existing.get("type") != RecordType.CLUSTER.value or int(existing.get("total", -1)) != len(
-        plan.tasks
-    ):
+    if existing.get("url") != plan.queue_url or existing.get("total") != len(plan.tasks):
         raise ValidationError(
             "cluster_id",
-            f"{plan.key.id!r} is already used by a different record "
-            f"({existing.get('type')} with {existing.get('total')} tasks); pick another id",
+            f"{plan.key.id!r} is already used by a cluster of {existing.get('total')} tasks on "
+            f"{existing.get('url')}; pick another id (or resume with the same queue and tasks)",
         )
+
+
+async def read_progress(aws: AWS, plan: ClusterPlan) -> tuple[set[int], set[int]]:
+    """For a resumed create: (units confirmed sent, single tasks confirmed sent)."""
     async with aws.slot():
         got = await aws.ddb.get_item(
             TableName=aws.config.table, Key=key_item(progress_key(plan.key)), ConsistentRead=True
         )
     progress = from_item(got.get("Item", {}))
-    return set(map(int, progress.get("sentUnits", set()))), set(
-        map(int, progress.get("sentTasks", set()))
-    )
+    units = set(map(int, progress.get("sentUnits", set())))
+    return units, set(map(int, progress.get("sentTasks", set())))
 
 
 def plan_units(
@@ -232,7 +258,7 @@ def plan_units(
 
 async def resolve_resumed(aws: AWS, unit: Unit) -> Unit:
     """On resume, never overwrite a task record that exists, nor resend a task consumers saw."""
-    records = await get_records(aws, [p.key for p in unit.write])
+    records = await get_records(aws, [p.key for p in unit.write], consistent_read=True)
     write = [p for p, r in zip(unit.write, records, strict=True) if r is None]
     send = [
         p
@@ -254,7 +280,9 @@ async def record_progress(aws: AWS, plan: ClusterPlan, unit: Unit, failed: dict[
         values[":t"] = {"NS": [str(i) for i in sent]}
     else:
         return
-    names = {"#c": "sentCount"}
+    names = {"#c": "sentCount", "#x": "expiresAt"}
+    values[":x"] = {"N": str(int(time.time()) + aws.config.record_ttl_seconds)}
+    expression += " SET #x = if_not_exists(#x, :x)"
     async with aws.slot():
         await aws.ddb.update_item(
             TableName=aws.config.table,
@@ -265,8 +293,17 @@ async def record_progress(aws: AWS, plan: ClusterPlan, unit: Unit, failed: dict[
         )
 
 
-async def mark_fanned_out(aws: AWS, key: RecordKey) -> None:
-    """PRE FLIGHT -> IN PROGRESS once every task was sent (a no-op if tasks already ended it)."""
+async def mark_fanned_out(aws: AWS, plan: ClusterPlan) -> None:
+    """Every task was sent: progress says all, and PRE FLIGHT -> IN PROGRESS (unless the
+    tasks already ended the cluster)."""
+    key = plan.key
+    async with aws.slot():
+        await aws.ddb.update_item(
+            TableName=aws.config.table,
+            Key=key_item(progress_key(key)),
+            UpdateExpression="SET sentCount = :n",
+            ExpressionAttributeValues={":n": {"N": str(len(plan.tasks))}},
+        )
     try:
         async with aws.slot():
             await aws.ddb.update_item(
@@ -295,7 +332,7 @@ async def create_cluster(
     sent_units: set[int] = set()
     sent_tasks: set[int] = set()
     if not fresh:
-        sent_units, sent_tasks = await check_resumable(aws, plan)
+        sent_units, sent_tasks = await read_progress(aws, plan)
     if plan.location is not None:  # never overwrite globals tasks may already have changed
         await write_globals(aws, plan.location, plan.globals_value, if_none_match=True)
     already = len(sent_tasks) + sum(min(UNIT, len(plan.tasks) - u * UNIT) for u in sent_units)
@@ -318,5 +355,5 @@ async def create_cluster(
         raise ClusterSendError(
             plan.key.id, already + outcome.sent_count, len(plan.tasks), outcome.failed
         )
-    await mark_fanned_out(aws, plan.key)
+    await mark_fanned_out(aws, plan)
     return plan.key

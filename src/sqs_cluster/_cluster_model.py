@@ -147,8 +147,10 @@ class ClusterRecord(Generic[Meta, Globals]):
         return self.status is Status.COMPLETE
 
     async def get_globals(self) -> Globals:
-        """The globals object, read from S3 now."""
-        value: Globals = await self._bound().get_message_cluster_globals(self.key)
+        """The globals object, read from S3 now (ValueError if created with omit_globals)."""
+        if self.globals_location is None:
+            raise ValueError(f"cluster {self.id} has no globals (omit_globals)")
+        value: Globals = await self._bound()._globals_at(self.globals_location)
         return value
 
     def iter_tasks(self, status: Status | None = None) -> AsyncIterator[Any]:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._aws import AWS
-from ._cluster_model import ClusterRecord, cluster_from_items, task_key
+from ._cluster_model import COUNTER_PREFIX, ClusterRecord, cluster_from_items, task_key
 from ._codec import from_item
 from ._errors import RecordNotFoundError
 from ._records import KEY_PREFIX, MessageRecord, RecordKey, Status
@@ -45,13 +45,34 @@ async def read_cluster(
     return cluster_from_items(items, key)
 
 
+async def read_counts(aws: AWS, key: RecordKey) -> tuple[int, int, int] | None:
+    """(total, completed, failed) from the counter shards alone: a small consistent Query.
+
+    None when no shard carries the total (then read the whole cluster instead).
+    """
+    async with aws.slot():
+        resp: Any = await aws.ddb.query(
+            TableName=aws.config.table,
+            KeyConditionExpression="pKey = :p AND begins_with(rKey, :c)",
+            ExpressionAttributeValues={":p": {"S": key.p_key}, ":c": {"S": COUNTER_PREFIX}},
+            ConsistentRead=True,
+        )
+    shards = [from_item(i) for i in resp.get("Items", [])]
+    totals = [int(s["total"]) for s in shards if "total" in s]
+    if not totals:
+        return None
+    completed = sum(int(s.get("completed", 0)) for s in shards)
+    failed = sum(int(s.get("failed", 0)) for s in shards)
+    return totals[0], completed, failed
+
+
 async def iter_task_records(
     aws: AWS, cluster: ClusterRecord[Any, Any], status: Status | None = None
 ) -> AsyncIterator[MessageRecord[Any]]:
-    """Task records in index order, 100 per BatchGetItem, filtered by ``status``."""
+    """Task records in index order, 100 per strongly consistent BatchGetItem, by ``status``."""
     for start in range(0, cluster.total, BATCH_GET_LIMIT):
         stop = min(cluster.total, start + BATCH_GET_LIMIT)
         keys = [task_key(cluster.key, i) for i in range(start, stop)]
-        for record in await get_records(aws, keys):
+        for record in await get_records(aws, keys, consistent_read=True):
             if record is not None and (status is None or record.status is status):
                 yield record

@@ -15,8 +15,6 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from ._errors import ValidationError
 from ._records import (
     ErrorEntry,
@@ -27,8 +25,18 @@ from ._records import (
     StatusCode,
 )
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+_codecs: list[Any] = []
+
+
+def _boto3_codecs() -> tuple[Any, Any]:
+    """boto3's DynamoDB (de)serializers, imported on first use: ``import sqs_cluster`` stays
+    light for Lambda cold starts (boto3 pulls in botocore's session machinery)."""
+    if not _codecs:
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        _codecs.extend((TypeSerializer(), TypeDeserializer()))
+    return _codecs[0], _codecs[1]
+
 
 MAX_JSON_DEPTH = 64
 
@@ -71,7 +79,7 @@ def loads_maybe(text: str) -> Any:
 
 def to_attr(value: Any) -> Any:
     """Serialise one Python value (floats allowed) to a DynamoDB AttributeValue."""
-    return _serializer.serialize(_floats_to_decimal(value))
+    return _boto3_codecs()[0].serialize(_floats_to_decimal(value))
 
 
 def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +89,8 @@ def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """Deserialise a DynamoDB item; numbers become int when integral, else float."""
-    return {k: _decimal_to_number(_deserializer.deserialize(v)) for k, v in item.items()}
+    deserializer = _boto3_codecs()[1]
+    return {k: _decimal_to_number(deserializer.deserialize(v)) for k, v in item.items()}
 
 
 def _floats_to_decimal(value: Any) -> Any:

@@ -103,10 +103,16 @@ class ReceivedMessage(Generic[Body]):
         )
 
     async def get_globals(self) -> Any:
-        """Read the cluster's globals from S3 without reading the cluster record."""
+        """Read the cluster's globals from S3, where the task's body says they are.
+
+        No cluster record is read. Raises ValueError for a plain message or a cluster
+        created with ``omit_globals``.
+        """
         if self.cluster_key is None:
             raise ValueError(f"message {self.message_id} is not a task of a cluster")
-        return await self._bound().get_message_cluster_globals(self.cluster_key)
+        if self.globals_location is None:
+            raise ValueError(f"cluster {self.cluster_key.id} has no globals (omit_globals)")
+        return await self._bound()._globals_at(self.globals_location)
 
 
 def as_record_dict(record: Any) -> Mapping[str, Any]:

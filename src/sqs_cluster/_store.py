@@ -50,18 +50,22 @@ async def get_raw(
     return item
 
 
-async def get_records(aws: AWS, keys: Iterable[RecordKey]) -> list[MessageRecord[Any] | None]:
+async def get_records(
+    aws: AWS, keys: Iterable[RecordKey], *, consistent_read: bool = False
+) -> list[MessageRecord[Any] | None]:
     """BatchGetItem ≤ 100 keys a call, retrying UnprocessedKeys; results in the order asked."""
     wanted = [RecordKey.coerce(k) for k in keys]
     found: dict[tuple[str, str], MessageRecord[Any]] = {}
     for chunk in chunked(dict.fromkeys(wanted), BATCH_GET_LIMIT):
-        for item in await _batch_get(aws, chunk):
+        for item in await _batch_get(aws, chunk, consistent_read):
             record = record_from_item(item)
             found[(record.p_key, record.r_key)] = record
     return [found.get((k.p_key, k.r_key)) for k in wanted]
 
 
-async def _batch_get(aws: AWS, keys: list[RecordKey]) -> list[dict[str, Any]]:
+async def _batch_get(
+    aws: AWS, keys: list[RecordKey], consistent_read: bool = False
+) -> list[dict[str, Any]]:
     table = aws.config.table
     request: list[dict[str, Any]] = [key_item(k) for k in keys]
     items: list[dict[str, Any]] = []
@@ -69,7 +73,9 @@ async def _batch_get(aws: AWS, keys: list[RecordKey]) -> list[dict[str, Any]]:
         if attempt:
             await sleep_backoff(attempt)
         async with aws.slot():
-            resp: Any = await aws.ddb.batch_get_item(RequestItems={table: {"Keys": request}})
+            resp: Any = await aws.ddb.batch_get_item(
+                RequestItems={table: {"Keys": request, "ConsistentRead": consistent_read}}
+            )
         items.extend(resp.get("Responses", {}).get(table, []))
         request = list(resp.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
         if not request:

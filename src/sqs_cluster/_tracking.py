@@ -7,6 +7,7 @@ delivery. Completing is one more write: two DynamoDB writes per successful messa
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -14,9 +15,11 @@ from typing import Any
 
 from ._aws import AWS, error_code
 from ._codec import dumps, error_attr, key_item, now_iso, record_from_item
-from ._errors import MessageInProgressError
+from ._errors import MessageInProgressError, ValidationError
 from ._event import ReceivedMessage
 from ._records import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
+
+logger = logging.getLogger("sqs_cluster")
 
 
 class ClaimOutcome(str, Enum):
@@ -129,6 +132,7 @@ def complete_update(aws: AWS, key: RecordKey, result: Any = None) -> dict[str, A
     A handler's non-None ``result`` is stored (as JSON text) in the same write.
     """
     cfg = aws.config
+    result = storable_result(result, key)
     extra = ", #r = :result" if result is not None else ""
     update: dict[str, Any] = {
         "TableName": cfg.table,
@@ -150,6 +154,19 @@ def complete_update(aws: AWS, key: RecordKey, result: Any = None) -> dict[str, A
         update["ExpressionAttributeNames"]["#r"] = "result"
         update["ExpressionAttributeValues"][":result"] = {"S": dumps(result, field="result")}
     return update
+
+
+def storable_result(result: Any, key: RecordKey) -> Any:
+    """The handler's result if it is JSON; else None and a warning. The work is done either
+    way, and an unstorable return value must not make the message fail forever."""
+    if result is None:
+        return None
+    try:
+        dumps(result, field="result")
+    except ValidationError as exc:
+        logger.warning("not storing the result of %s: %s", key.p_key, exc)
+        return None
+    return result
 
 
 async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool:
