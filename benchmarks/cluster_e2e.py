@@ -38,6 +38,7 @@ from _common import (
     process_cpu_seconds,
     progress_bar,
     setup_env,
+    src_digest,
     write_json,
 )
 
@@ -392,7 +393,7 @@ def main() -> None:
     options = Options(
         args.tasks, args.workers, args.concurrency, args.batch_concurrency, args.timeout
     )
-    started = time.time()
+    started, digest = time.time(), src_digest()
     with local_server(args.server == "serialised", args.endpoint) as (endpoint, pid):
         result = asyncio.run(run(options, endpoint, pid))
     title = f"cluster end to end: {args.tasks} tasks, {args.workers} consumers ({args.server})"
@@ -410,6 +411,7 @@ def main() -> None:
             "batch_concurrency": args.batch_concurrency,
             "server": "external" if args.endpoint else f"LocalAWS({args.server})",
             "machine": machine(),
+            "src_digest": digest,
             **result,
         },
     )

@@ -46,6 +46,7 @@ from _common import (
     progress_bar,
     run_child,
     setup_env,
+    src_digest,
     write_json,
 )
 
@@ -428,6 +429,7 @@ def measure(server: Server, variant: str, tasks: int, concurrency: int, label: s
     if in_queue != tasks:
         raise RuntimeError(f"{variant}: {in_queue} messages in the queue, expected {tasks}")
     result["variant"] = variant
+    result["src_digest"] = src_digest()
     return result
 
 

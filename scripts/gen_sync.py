@@ -53,13 +53,19 @@ TARGET = ROOT / "src" / "sqs_cluster" / "sync"
 ROOT_CLASSES = ("sqs_cluster._client:MessageClient",)
 """Classes users construct: the twin owns an event-loop thread and keeps the core open on it."""
 
-EXTRA_FUNCTIONS: tuple[str, ...] = ("sqs_cluster._worker:run_worker",)
+EXTRA_FUNCTIONS: tuple[str, ...] = ()
 """Async functions to twin besides those in ``sqs_cluster.__all__`` (``"module:name"``)."""
 
 LIFECYCLE = {"__aenter__": "__enter__", "__aexit__": "__exit__", "aclose": "close"}
 """Root methods that ``_sync_support.ClientFacade`` provides under their blocking names."""
 
-INSTANCE_ATTRIBUTES = {"sqs_cluster._client:MessageClient.config": "Config"}
+INSTANCE_ATTRIBUTES = {
+    "sqs_cluster._client:MessageClient.config": "Config",
+    "sqs_cluster._worker:Worker.queue_url": "str",
+    "sqs_cluster._worker:Worker.handler": "LambdaHandler",
+    "sqs_cluster._worker:Worker.options": "WorkerOptions",
+    "sqs_cluster._worker:Worker.stats": "WorkerStats",
+}
 """Types of public attributes that ``__init__`` sets without an annotation."""
 
 VIEW_BASE_FIELDS = ("client",)
@@ -295,6 +301,9 @@ def annotated_fields(cls: type) -> list[Field]:
     return list(found.values())
 
 
+USED_ATTRIBUTES: set[str] = set()
+
+
 def init_attributes(cls: type, known: set[str]) -> list[Field]:
     """Public attributes that ``__init__`` sets without an annotation, typed by configuration."""
     init = vars(cls).get("__init__")
@@ -317,6 +326,7 @@ def init_attributes(cls: type, known: set[str]) -> list[Field]:
                     "or add it to INSTANCE_ATTRIBUTES"
                 )
             known.add(name)
+            USED_ATTRIBUTES.add(key)
             fields.append(Field(name, INSTANCE_ATTRIBUTES[key], cls.__module__))
     return fields
 
@@ -326,7 +336,7 @@ class ClassInfo:
     """What a class's twin forwards."""
 
     cls: type
-    kind: str  # "root" or "view"
+    kind: str  # "root", "view" or "bound" (a view users construct with a client)
     fields: list[Field] = field(default_factory=list)
     properties: list[Function] = field(default_factory=list)
     methods: list[Function] = field(default_factory=list)
@@ -335,7 +345,8 @@ class ClassInfo:
     @classmethod
     def read(cls, klass: type, kind: str) -> ClassInfo:
         fields = annotated_fields(klass)
-        fields += init_attributes(klass, {f.name for f in fields})
+        base_fields = set(VIEW_BASE_FIELDS) if kind != "root" else set()
+        fields += init_attributes(klass, {f.name for f in fields} | base_fields)
         info = cls(
             klass, kind, [f for f in fields if kind == "root" or f.name not in VIEW_BASE_FIELDS]
         )
@@ -351,8 +362,9 @@ class ClassInfo:
                     f"{klass.__qualname__}.{name}: no blocking form for a {type(value).__name__} "
                     "member; teach scripts/gen_sync.py about it"
                 )
-        if kind == "root":
+        if kind in ("root", "bound"):
             info.init = Function.read(vars(klass)["__init__"])
+        if kind == "root":
             for name in LIFECYCLE:
                 if not inspect.iscoroutinefunction(getattr(klass, name, None)):
                     raise GenerationError(
@@ -399,11 +411,29 @@ class Api:
                 "ROOT_CLASSES so its twin owns an event loop"
             )
         else:
-            kind = "view"
+            kind = "bound" if self.root_parameter(cls) else "view"
         if cls not in self.classes:
             self.classes[cls] = ClassInfo(cls, kind)  # a placeholder while reading it
             self.classes[cls] = ClassInfo.read(cls, kind)
         return kind
+
+    def root_parameter(self, cls: type) -> str | None:
+        """The ``__init__`` parameter of ``cls`` that takes a client (of a root class), if any."""
+        init = vars(cls).get("__init__")
+        if not inspect.isfunction(init) or cls in self.roots:
+            return None
+        try:
+            fn = Function.read(init)
+        except OSError:
+            return None  # a generated __init__ (dataclass): instances come from a client
+        context = module(fn.module)
+        for p in fn.signature.parameters.values():
+            if isinstance(p.annotation, str):
+                names = [n.id for n in ast.walk(ast.parse(p.annotation)) if isinstance(n, ast.Name)]
+                refs = [context.resolve(n) for n in names]
+                if any(r and r.name and load(defining(r)) in self.roots for r in refs):
+                    return p.name
+        return None
 
     def _alias_is_twinned(self, ref: Ref) -> bool:
         if ref not in self._twinned_alias:
@@ -706,7 +736,7 @@ def body(expr: str, returns: Annotation) -> str:
     return f"return {expr}" if returns.text not in ("None", "") else expr
 
 
-def emit_method(writer: Writer, fn: Function) -> str:
+def emit_method(writer: Writer, fn: Function, on_loop: bool = False) -> str:
     signature, infos = emit_def(writer, fn, fn.name)
     args = call_arguments(fn, infos[:-1], "self._root")
     target, sep = f"self._core.{fn.name}", ", " if args else ""
@@ -714,6 +744,8 @@ def emit_method(writer: Writer, fn: Function) -> str:
         expr = f"self._iterate({target}{sep}{args})"
     elif fn.is_async:
         expr = convert_result(writer, f"self._call({target}{sep}{args})", infos[-1], "self._root")
+    elif on_loop:  # a stateful object of the loop: even its plain methods run there
+        expr = convert_result(writer, f"self._run({target}{sep}{args})", infos[-1], "self._root")
     else:
         expr = convert_result(writer, f"{target}({args})", infos[-1], "self._root")
     doc = docstring(writer, fn.doc, " " * 8)
@@ -739,22 +771,31 @@ def emit_class(writer: Writer, info: ClassInfo) -> str:
     bases = f"_sync_support.{base}[{core}{generic}]"
     if params:
         bases += f", {writer.use(Ref('typing', 'Generic'))}{generic}"
-    if info.kind == "view":
+    if info.kind != "root":
         bases += f", core_type={core}"
     out = [f"class {cls.__name__}({bases}):\n", docstring(writer, class_doc(info), "    "), "\n"]
-    if info.kind == "view":
+    if info.kind != "root":
         out.append("    __slots__ = ()\n\n")
     if info.init is not None:
-        signature, infos = emit_def(writer, info.init, "__init__")
-        args = call_arguments(info.init, infos[:-1], "self")
-        out.append(f"    {signature}\n        super().__init__({core}({args}))\n\n")
+        out.append(emit_init(writer, info, core) + "\n")
     for f in info.fields:
         out.append(emit_property(writer, f.name, f.annotation, f.module, f.doc) + "\n")
     for fn in sorted(info.properties, key=lambda p: p.line):
         returns = fn.signature.return_annotation
         out.append(emit_property(writer, fn.name, returns, fn.module, fn.doc) + "\n")
-    out += [emit_method(writer, fn) + "\n" for fn in info.methods]
+    out += [emit_method(writer, fn, info.kind == "bound") + "\n" for fn in info.methods]
     return "".join(out)
+
+
+def emit_init(writer: Writer, info: ClassInfo, core: str) -> str:
+    """A root builds its core; a bound view builds its core and runs on its client's loop."""
+    assert info.init is not None
+    signature, infos = emit_def(writer, info.init, "__init__")
+    params = list(info.init.signature.parameters)
+    client = next((params[i] for i, a in enumerate(infos[:-1]) if a.root), "")
+    args = call_arguments(info.init, infos[:-1], client or "self")
+    call = f"{core}({args})" + (f", {client}" if info.kind == "bound" else "")
+    return f"    {signature}\n        super().__init__({call})\n"
 
 
 def class_doc(info: ClassInfo) -> str:
@@ -763,6 +804,12 @@ def class_doc(info: ClassInfo) -> str:
         how = (
             "each method runs its async twin on this client's own event-loop thread, which "
             "starts on first use and stops in ``close()`` (or at exit)"
+        )
+    elif info.kind == "bound":
+        what = "Blocking twin"
+        how = (
+            "it runs on the event-loop thread of the client it is given; its methods block "
+            "and return the result"
         )
     else:
         what = "Blocking view"
@@ -797,6 +844,7 @@ def emit_alias(writer: Writer, ref: Ref, expr: ast.expr) -> str:
 
 def generate() -> dict[str, tuple[str, str]]:
     """Relative path -> (source module, unformatted source) for every generated file."""
+    USED_ATTRIBUTES.clear()
     api = Api()
     api.discover()
     found = -1
@@ -864,6 +912,8 @@ def check_rules(used: set[str]) -> None:
     rules = {AWAITABLE, *ASYNC_ITERATORS, *(f"doc:{old}" for old, _ in DOC_REPLACEMENTS)}
     if unused := sorted(rules - used):
         raise GenerationError(f"rules never used, remove them from gen_sync.py: {unused}")
+    if unused := sorted(set(INSTANCE_ATTRIBUTES) - USED_ATTRIBUTES):
+        raise GenerationError(f"INSTANCE_ATTRIBUTES never used (annotated now?): {unused}")
 
 
 # -- formatting, writing, checking ------------------------------------------------------------

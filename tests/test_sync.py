@@ -7,6 +7,7 @@ is parametrised over both APIs); these tests cover what only the facade has.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import hashlib
 import importlib.util
@@ -29,9 +30,6 @@ from typing_extensions import assert_type
 
 import sqs_cluster
 from sqs_cluster import ENV_VARS, Config, SQSClusterError, Status, sync
-from sqs_cluster._provision import ensure_resources as async_ensure_resources
-from sqs_cluster._worker import WorkerOptions
-from sqs_cluster._worker import run_worker as async_run_worker
 
 from .conftest import Queue, receive_event
 
@@ -51,11 +49,9 @@ def has_async_methods(cls: type) -> bool:
 
 
 def twin_pairs() -> Iterator[tuple[str, Any, Any]]:
-    """(name, async object, sync object): the public API, and entry points not (yet) in it."""
+    """(name, async object, sync object) for every name of the public API."""
     for name in sqs_cluster.__all__:
         yield name, getattr(sqs_cluster, name), getattr(sync, name)
-    yield "ensure_resources", async_ensure_resources, sync.ensure_resources
-    yield "run_worker", async_run_worker, sync.run_worker
 
 
 def parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
@@ -79,7 +75,7 @@ def test_every_public_async_entry_point_has_a_blocking_twin() -> None:
 
 
 def assert_class_twin(name: str, async_cls: type, sync_cls: type) -> None:
-    if hasattr(async_cls, "__aenter__"):  # a client users construct (views come from clients)
+    if not dataclasses.is_dataclass(async_cls):  # users construct it (not a returned value)
         assert parameters(vars(sync_cls)["__init__"]) == parameters(vars(async_cls)["__init__"]), (
             name
         )
@@ -288,10 +284,27 @@ def test_a_classic_handler_runs_under_the_blocking_worker(
             return client.safe_process_batch(event, handle)  # from a worker thread of the loop
 
         client.send_message_batch(queue.url, list(range(5)))
-        options = WorkerOptions(wait_seconds=0, max_empty_polls=1)
+        options = sync.WorkerOptions(wait_seconds=0, max_empty_polls=1)
         stats = sync.run_worker(queue.url, handler, client=client, options=options)
     assert sorted(seen) == list(range(5))
     assert (stats.received, stats.succeeded, stats.failed) == (5, 5, 0)
+
+
+def test_a_blocking_worker_can_be_stopped_from_its_handler(
+    base_config: Config, queue: Queue
+) -> None:
+    batches: list[int] = []
+    with sync.MessageClient(base_config) as client:
+
+        def handler(event: dict[str, Any], context: Any) -> None:
+            batches.append(len(event["Records"]))
+            worker.stop()  # from the handler's thread; the worker's state lives on the loop
+
+        client.send_message_batch(queue.url, [1, 2, 3])
+        worker = sync.Worker(client, queue.url, handler, sync.WorkerOptions(wait_seconds=1))
+        assert worker.client is client
+        stats = worker.run()
+    assert stats is worker.stats and batches == [stats.succeeded] and stats.batches == 1
 
 
 # -- the example and the docs ---------------------------------------------------------------------

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from . import _queue_ops as queue_ops
-from ._aws import AWS, RequestHook, error_code
+from ._aws import AWS, RequestHook
 from ._batch import DEFAULT_BATCH_CONCURRENCY, Handler, PartialBatchResponse, process_batch
 from ._cluster_api import ClusterOperations
 from ._cluster_model import ClusterCallback
 from ._codec import dumps
 from ._concurrency import chunked
 from ._config import Config
-from ._errors import PartialSendError, ResourceMissingError, ValidationError
+from ._errors import PartialSendError, ValidationError
 from ._event import ReceivedMessage, parse_record
 from ._records import MessageRecord, RecordKey
 from ._sending import (
@@ -325,18 +326,7 @@ class MessageClient(ClusterOperations):
         return self._max_receive[queue_url]
 
     async def _redrive_limit(self, queue_url: str) -> int | None:
-        import json
-
-        try:
-            async with self._aws.slot():
-                resp = await self._aws.sqs.get_queue_attributes(
-                    QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]
-                )
-        except Exception as exc:
-            if error_code(exc) in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
-                raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
-            raise
-        policy = resp.get("Attributes", {}).get("RedrivePolicy")
+        policy = await queue_ops.queue_attribute(self._aws, queue_url, "RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
 
     def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None:

@@ -26,8 +26,9 @@ from ._cluster_model import (
 )
 from ._codec import dumps, from_item, key_item, now_iso, to_attr
 from ._concurrency import chunked
-from ._errors import ClusterSendError, ConfigError, ResourceMissingError, ValidationError
+from ._errors import ClusterSendError, ConfigError, ValidationError
 from ._globals import write_globals
+from ._queue_ops import queue_attribute
 from ._records import RecordKey, RecordType, Status, StatusCode
 from ._sending import (
     MAX_MESSAGE_BYTES,
@@ -61,16 +62,8 @@ class ClusterPlan:
 
 async def queue_max_message_size(aws: AWS, queue_url: str) -> int:
     """The queue's MaximumMessageSize (and a clear error if the queue does not exist)."""
-    try:
-        async with aws.slot():
-            resp = await aws.sqs.get_queue_attributes(
-                QueueUrl=queue_url, AttributeNames=["MaximumMessageSize"]
-            )
-    except Exception as exc:
-        if error_code(exc) in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
-            raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
-        raise
-    return int(resp.get("Attributes", {}).get("MaximumMessageSize", MAX_MESSAGE_BYTES))
+    size = await queue_attribute(aws, queue_url, "MaximumMessageSize")
+    return int(size) if size else MAX_MESSAGE_BYTES
 
 
 def task_body(plan: ClusterPlan, index: int, task: Any) -> dict[str, Any]:

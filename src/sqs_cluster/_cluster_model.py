@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
+from ._codec import error_entry_from
 from ._errors import ValidationError
 from ._records import KEY_PREFIX, ErrorEntry, RecordKey, Status, StatusCode
 from ._types import Globals, Meta
@@ -212,15 +213,7 @@ def cluster_from_items(
         expires_at=main.get("expiresAt"),
         callback_state=main.get("callbackState"),
         callback_attempts=int(main.get("callbackAttempts", 0)),
-        errors=[
-            ErrorEntry(
-                type=str(e.get("type", "")),
-                message=str(e.get("message", "")),
-                at=str(e.get("at", "")),
-                receive_count=e.get("receiveCount"),
-            )
-            for e in main.get("error", [])
-        ],
+        errors=[error_entry_from(e) for e in main.get("error", [])],
         user=json.loads(main["user"]) if "user" in main else {},
         revision=int(main.get("rev", 0)),
     )

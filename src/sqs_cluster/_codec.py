@@ -136,7 +136,7 @@ def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
         expires_at=data.get("expiresAt"),
         consumption_count=int(data.get("consumptionCount", 0)),
         lease_until_ms=data.get("leaseUntilMs"),
-        errors=[_error_entry(e) for e in data.get("error", [])],
+        errors=[error_entry_from(e) for e in data.get("error", [])],
         cluster_key=RecordKey.coerce(cluster) if cluster else None,
         task_index=data.get("taskIndex"),
         user=json.loads(data["user"]) if "user" in data else {},
@@ -145,7 +145,8 @@ def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
     )
 
 
-def _error_entry(raw: Mapping[str, Any]) -> ErrorEntry:
+def error_entry_from(raw: Mapping[str, Any]) -> ErrorEntry:
+    """An ErrorEntry from a deserialised ``error`` list entry."""
     return ErrorEntry(
         type=str(raw.get("type", "")),
         message=str(raw.get("message", "")),

@@ -89,6 +89,11 @@ class LoopThread:
             return portal.call(partial(fn, *args, **kwargs))
         return portal.call(fn, *args)
 
+    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run the plain function ``fn(*args, **kwargs)`` on the loop and return its result."""
+        result: T = self.call(_as_coroutine, partial(fn, *args, **kwargs))
+        return result
+
     def iterate(
         self, fn: Callable[..., AsyncIterator[T]], /, *args: Any, **kwargs: Any
     ) -> Iterator[T]:
@@ -96,7 +101,7 @@ class LoopThread:
 
         The iterator is created and advanced on the loop; leaving early closes it there.
         """
-        iterator: AsyncIterator[T] = self.call(_create, partial(fn, *args, **kwargs))
+        iterator: AsyncIterator[T] = self.run(fn, *args, **kwargs)
         try:
             while True:
                 chunk, more = self.call(_take, iterator, ITERATION_CHUNK)
@@ -122,8 +127,8 @@ class LoopThread:
             stack.close()
 
 
-async def _create(make: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
-    return make()
+async def _as_coroutine(fn: Callable[[], T]) -> T:
+    return fn()
 
 
 async def _take(iterator: AsyncIterator[T], limit: int) -> tuple[list[T], bool]:

@@ -53,15 +53,20 @@ async def change_visibility(
             await aws.sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
 
 
-async def visibility_timeout(aws: AWS, queue_url: str) -> int:
-    """The queue's VisibilityTimeout in seconds."""
+async def queue_attribute(aws: AWS, queue_url: str, name: str) -> str | None:
+    """One queue attribute (a clear ResourceMissingError if the queue does not exist)."""
+    names: Any = [name]
     try:
         async with aws.slot():
-            resp = await aws.sqs.get_queue_attributes(
-                QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"]
-            )
+            resp: Any = await aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
     except Exception as exc:
         if error_code(exc) in MISSING_QUEUE_CODES:
             raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
         raise
-    return int(resp.get("Attributes", {}).get("VisibilityTimeout", 30))
+    value = resp.get("Attributes", {}).get(name)
+    return None if value is None else str(value)
+
+
+async def visibility_timeout(aws: AWS, queue_url: str) -> int:
+    """The queue's VisibilityTimeout in seconds."""
+    return int(await queue_attribute(aws, queue_url, "VisibilityTimeout") or 30)

@@ -5,7 +5,8 @@ Two kinds of facade wrap an async object (its *core*):
 - a :class:`ClientFacade` (``sync.MessageClient``) owns a :class:`LoopThread`; its core is
   entered on that loop on first use and stays open (warm) until ``close()``;
 - a :class:`View` (``sync.ReceivedMessage``, ``sync.ClusterRecord``) wraps a value the core
-  returned, forwards its fields, and runs its async methods on its client's loop.
+  returned, forwards its fields, and runs its async methods on its client's loop; a view users
+  build themselves (``sync.Worker(client, ...)``) also runs its plain methods there.
 
 Values cross between the two worlds through :func:`unwrap` (sync to async: views become their
 cores), :func:`to_sync` (async to sync: cores become views, async functions blocking ones) and
@@ -112,6 +113,10 @@ class View(Generic[CoreT]):
         self, fn: Callable[..., AsyncIterator[Any]], /, *args: Any, **kwargs: Any
     ) -> Iterator[Any]:
         return self._root._iterate(fn, *args, **kwargs)
+
+    def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a plain method of the core on the loop (the core's state belongs to the loop)."""
+        return self._root._loop.run(fn, *args, **kwargs)
 
 
 def unwrap(value: Any) -> Any:

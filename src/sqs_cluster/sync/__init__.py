@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: 42c74ea26882b3ed (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 10dd93416ee5abea (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -19,6 +19,7 @@ from .. import (
     ConfigError,
     ConflictError,
     ErrorEntry,
+    LambdaContext,
     MalformedEventError,
     Message,
     MessageInProgressError,
@@ -35,6 +36,8 @@ from .. import (
     Status,
     StatusCode,
     ValidationError,
+    WorkerOptions,
+    WorkerStats,
     __version__,
     parse_record,
 )
@@ -43,7 +46,7 @@ from ._client import MessageClient
 from ._cluster_model import ClusterCallback, ClusterRecord
 from ._event import ReceivedMessage
 from ._provision import ensure_resources
-from ._worker import run_worker
+from ._worker import Worker, run_worker
 
 __all__ = [
     "ENV_VARS",
@@ -69,6 +72,11 @@ __all__ = [
     "QueueArn",
     "ReceivedMessage",
     "parse_record",
+    "LambdaContext",
+    "Worker",
+    "WorkerOptions",
+    "WorkerStats",
+    "run_worker",
     "ClusterSendError",
     "ConfigError",
     "ConflictError",
@@ -80,5 +88,4 @@ __all__ = [
     "SQSClusterError",
     "ValidationError",
     "__version__",
-    "run_worker",
 ]

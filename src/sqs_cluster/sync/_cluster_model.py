@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._cluster_model.
-# Body digest: db30b0c1927c1205 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: eb0b515d744b81dc (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._cluster_model`` (generated)."""
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class ClusterRecord(
         return self._core.succeeded
 
     def get_globals(self) -> Globals:
-        """The globals object, read from S3 now."""
+        """The globals object, read from S3 now (ValueError if created with omit_globals)."""
         return self._call(self._core.get_globals)
 
     def iter_tasks(self, status: Status | None = None) -> Iterator[Any]:

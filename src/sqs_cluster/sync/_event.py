@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._event.
-# Body digest: ffa78c8235f5f063 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 60d1e64fdd8cdc90 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._event`` (generated)."""
 
 from __future__ import annotations
@@ -115,5 +115,9 @@ class ReceivedMessage(
         )
 
     def get_globals(self) -> Any:
-        """Read the cluster's globals from S3 without reading the cluster record."""
+        """Read the cluster's globals from S3, where the task's body says they are.
+
+        No cluster record is read. Raises ValueError for a plain message or a cluster
+        created with ``omit_globals``.
+        """
         return _sync_support.to_sync(self._call(self._core.get_globals), self._root)

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._worker.
-# Body digest: 2e24e97e1d8b6791 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 0971ad6a2413d2db (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._worker`` (generated)."""
 
 from __future__ import annotations
@@ -8,8 +8,54 @@ import asyncio
 
 from .. import _sync_support
 from .._worker import LambdaHandler, WorkerOptions, WorkerStats
+from .._worker import Worker as _AsyncWorker
 from .._worker import run_worker as _async_run_worker
 from ._client import MessageClient
+
+
+class Worker(_sync_support.View[_AsyncWorker], core_type=_AsyncWorker):
+    """Polls one queue with ``options.concurrency`` pollers until stopped.
+
+    Blocking twin generated from :class:`sqs_cluster.Worker`: it runs on the event-loop thread of
+    the client it is given; its methods block and return the result. See docs/sync.md.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        client: MessageClient,
+        queue_url: str,
+        handler: LambdaHandler,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        super().__init__(
+            _AsyncWorker(_sync_support.unwrap(client), queue_url, handler, options), client
+        )
+
+    @property
+    def queue_url(self) -> str:
+        return self._core.queue_url
+
+    @property
+    def handler(self) -> LambdaHandler:
+        return self._core.handler
+
+    @property
+    def options(self) -> WorkerOptions:
+        return self._core.options
+
+    @property
+    def stats(self) -> WorkerStats:
+        return self._core.stats
+
+    def stop(self) -> None:
+        """Finish the batches in flight, then return from :meth:`run`."""
+        self._run(self._core.stop)
+
+    def run(self) -> WorkerStats:
+        """Poll until :meth:`stop` (or ``max_empty_polls`` empty receives in a row)."""
+        return self._call(self._core.run)
 
 
 def run_worker(
