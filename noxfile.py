@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s bench``, ``nox -s demo``."""
+"""Developer sessions: ``nox -s tests``, ``lint``, ``docs``, ``dist``, ``bench``, ``demo``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,20 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "--strict")
     session.run("python", "scripts/gen_sync.py", "--check")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, into site/: ``mkdocs build --strict`` (a broken link fails)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session
+def dist(session: nox.Session) -> None:
+    """Build the wheel and the sdist, then install and import each in a fresh venv."""
+    session.install("build")
+    session.run("bash", "scripts/check_dist.sh", env={"PYTHON": "python"}, external=True)
 
 
 @nox.session

@@ -8,7 +8,9 @@ until the callback has run. Then it checks that the cluster counted every task o
 the callback ran exactly once, and reports times, requests and DynamoDB writes per task.
 
 The local server is serialised by default, so conditional writes are atomic as on AWS (the
-exactly-once checks rely on that); ``--server concurrent`` uses moto's threaded mode.
+exactly-once checks rely on that); ``--server concurrent`` uses moto's threaded mode. Its
+Query reads one partition, as DynamoDB's does (``_local_server.py``); stock moto sorts the
+whole table on every Query, which makes fan-in quadratic (``--no-query-patch`` to see it).
 
     .venv/bin/python benchmarks/cluster_e2e.py --tasks 10000 --workers 4
 """
@@ -171,13 +173,26 @@ class Options:
     timeout: float
 
 
+class QueryPatchedLocalAWS(LocalAWS):
+    """LocalAWS whose server also applies ``_local_server.apply_query_patch`` (O(partition))."""
+
+    def _command(self) -> list[str]:
+        command = super()._command()
+        module = command.index("-m")
+        script = str(Path(__file__).resolve().parent / "_local_server.py")
+        return [*command[:module], script, *command[module + 2 :]]
+
+
 @contextmanager
-def local_server(serialised: bool, endpoint: str | None) -> Iterator[tuple[str, int | None]]:
+def local_server(
+    serialised: bool, query_patch: bool, endpoint: str | None
+) -> Iterator[tuple[str, int | None]]:
     """The endpoint and server PID: a fresh local AWS unless ``endpoint`` is given."""
     if endpoint is not None:
         yield endpoint, None
         return
-    with LocalAWS(serialised=serialised) as aws:
+    kind = QueryPatchedLocalAWS if query_patch else LocalAWS
+    with kind(serialised=serialised) as aws:
         yield aws.endpoint_url, aws.pid
 
 
@@ -383,6 +398,12 @@ def main() -> None:
     parser.add_argument(
         "--server", choices=("serialised", "concurrent"), default="serialised", help="local mode"
     )
+    parser.add_argument(
+        "--query-patch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="make the local server's Query read one partition, as DynamoDB does",
+    )
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="give up after seconds")
     parser.add_argument("--endpoint", help="use this AWS endpoint instead of a local server")
     parser.add_argument("--json", help="result path (default results/e2e-<N>-<W>.json)")
@@ -394,9 +415,13 @@ def main() -> None:
         args.tasks, args.workers, args.concurrency, args.batch_concurrency, args.timeout
     )
     started, digest = time.time(), src_digest()
-    with local_server(args.server == "serialised", args.endpoint) as (endpoint, pid):
+    serialised = args.server == "serialised"
+    with local_server(serialised, args.query_patch, args.endpoint) as (endpoint, pid):
         result = asyncio.run(run(options, endpoint, pid))
-    title = f"cluster end to end: {args.tasks} tasks, {args.workers} consumers ({args.server})"
+    server = "external" if args.endpoint else f"LocalAWS({args.server})"
+    if not args.endpoint and args.query_patch:
+        server += " + O(partition) Query"
+    title = f"cluster end to end: {args.tasks} tasks, {args.workers} consumers, {server}"
     print_report(result, title)
     path = Path(args.json) if args.json else RESULTS / f"e2e-{args.tasks}-{args.workers}.json"
     write_json(
@@ -409,7 +434,7 @@ def main() -> None:
             "workers": args.workers,
             "concurrency": args.concurrency,
             "batch_concurrency": args.batch_concurrency,
-            "server": "external" if args.endpoint else f"LocalAWS({args.server})",
+            "server": server,
             "machine": machine(),
             "src_digest": digest,
             **result,

@@ -42,6 +42,24 @@ def time_sync(client: sync.MessageClient, key: RecordKey, calls: int) -> float:
     return time.perf_counter() - start
 
 
+async def noop() -> None:
+    """A coroutine that does nothing: the facade's fixed cost per call, without any I/O."""
+
+
+async def time_async_noop(calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        await noop()
+    return time.perf_counter() - start
+
+
+def time_sync_noop(client: sync.MessageClient, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        client._call(noop)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
@@ -60,6 +78,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 async_times.append(asyncio.run(time_async(config, key, args.calls)))
                 sync_times.append(time_sync(facade, key, args.calls))
+            hop = time_sync_noop(facade, args.calls) - asyncio.run(time_async_noop(args.calls))
     best_async, best_sync = min(async_times), min(sync_times)
     ratio = best_sync / best_async
     per_call = (best_sync - best_async) / args.calls * 1e6
@@ -71,6 +90,7 @@ def main() -> None:
         f"  medians    async {statistics.median(async_times):.3f} s, "
         f"facade {statistics.median(sync_times):.3f} s"
     )
+    print(f"  floor      {hop / args.calls * 1e6:.0f} us/call through the facade with no I/O")
 
 
 if __name__ == "__main__":

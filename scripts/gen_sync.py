@@ -8,7 +8,8 @@ The async API is the one source of truth. This script imports ``sqs_cluster`` an
 
 - *roots* (``ROOT_CLASSES``: ``MessageClient``): the twin owns an event-loop thread;
 - *views*: any class reachable from the API that has async methods (``ReceivedMessage``,
-  ``ClusterRecord``); the twin wraps an instance and blocks on its async methods;
+  ``ClusterRecord``); the twin wraps an instance and blocks on its async methods. When its
+  ``__init__`` takes a client (``Worker``), users build the twin and it runs on that client;
 - *aliases* that mention a twin (``Handler``), re-emitted so they name the sync types;
 - the async functions of ``sqs_cluster.__all__`` (and ``EXTRA_FUNCTIONS``).
 

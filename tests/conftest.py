@@ -138,3 +138,25 @@ async def real(base_config: Config) -> AsyncIterator[dict[str, Any]]:
         ) as s3,
     ):
         yield {"sqs": sqs, "dynamodb": ddb, "s3": s3}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def library_operations() -> Iterator[Any]:
+    """Records every AWS operation sqs-cluster's own code issues in the session; at the end,
+    fails if docs/iam-policy.json does not allow one of their IAM actions.
+
+    Actions only: resources, leading keys and encryption are checked exactly, on a
+    representative workload, in tests/test_security.py.
+    """
+    import json
+    from pathlib import Path
+
+    from sqs_cluster.testing import OperationRecorder
+
+    recorder = OperationRecorder(library_only=True)
+    with recorder.record_all_clients():
+        yield recorder
+    policy_path = Path(__file__).resolve().parent.parent / "docs" / "iam-policy.json"
+    policy = json.loads(policy_path.read_text(encoding="utf-8"))
+    problems = recorder.violations(policy, {}, actions_only=True)
+    assert not problems, "docs/iam-policy.json does not allow:\n" + "\n".join(problems)

@@ -38,6 +38,7 @@ from sqs_cluster.testing import (
     FAULT_SCOPE,
     FaultInjector,
     FaultKind,
+    clients_of,
     install_from_env,
 )
 
@@ -68,16 +69,16 @@ def session() -> AioSession:
     return get_session()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def clean(fault_config: Config, session: AioSession) -> AsyncIterator[MessageClient]:
     """A client without faults: the test's eyes, and Lambda's poller."""
     async with MessageClient(fault_config, session=session) as client:
         yield client
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def faulty(fault_config: Config, session: AioSession) -> AsyncIterator[MessageClient]:
-    """A second client, for the injector to attach to."""
+    """A second client, for the injector to attach to (each test detaches its injector)."""
     async with MessageClient(fault_config, session=session) as client:
         yield client
 
@@ -270,6 +271,20 @@ async def test_install_from_env_attaches_and_detaches(
         assert install_from_env(client, {}) is None
 
 
+async def test_a_conflicting_attach_unwinds_what_it_hooked(faulty: MessageClient) -> None:
+    s3_only = FaultInjector(1, {FaultKind.SERVER_ERROR: 1.0})
+    detach = s3_only.attach(clients_of(faulty)["s3"])  # the last of the three clients
+    whole = FaultInjector(2, {FaultKind.SERVER_ERROR: 1.0})
+    try:
+        with pytest.raises(RuntimeError, match="already attached"):
+            whole.attach(faulty)
+    finally:
+        detach()
+    missing = RecordKey.for_message("never-sent", "https://sqs.us-east-1.amazonaws.com/1/q")
+    assert await faulty.get_message_records([missing]) == [None]  # no 5xx: nothing left hooked
+    assert whole.calls == {} and s3_only.calls == {}
+
+
 # -- helpers for the matrix --------------------------------------------------------------------
 
 
@@ -387,7 +402,7 @@ async def op_get_message_records(cell: Cell) -> None:
     bodies = [{"i": i} for i in range(30)]
     keys = await cell.clean.send_message_batch(cell.queue.url, bodies)
     missing = RecordKey.for_message("no-such-message", cell.queue.url)
-    for _ in range(6):
+    for _ in range(4):
         try:
             records = await cell.faulty.get_message_records([*keys, missing])
         except ConflictError as exc:  # keys left unprocessed after every retry: says how many
@@ -448,7 +463,7 @@ async def run_like_lambda(
             MaxNumberOfMessages=10,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
-            VisibilityTimeout=2,  # a success whose delete failed comes back soon
+            VisibilityTimeout=1,  # a success whose delete failed comes back soon
             WaitTimeSeconds=0,
         )
         received = resp.get("Messages", [])
@@ -474,8 +489,12 @@ async def run_like_lambda(
     raise AssertionError(f"the queue never drained: {cell.injector.summary()}")
 
 
+S3_KINDS = {FaultKind.S3_CONFLICT, FaultKind.S3_PRECONDITION_FAILED}
+
+
 async def op_safe_process_batch(cell: Cell) -> None:
-    size = 20
+    size = 10  # one receive batch
+    every = 1 if cell.kind in S3_KINDS else 5  # tasks that also update the globals
     key = await cell.clean.create_message_cluster(
         cell.queue.url, [{"i": i} for i in range(size)], globals={"seen": []}
     )
@@ -485,7 +504,7 @@ async def op_safe_process_batch(cell: Cell) -> None:
     async def handler(message: ReceivedMessage[Any]) -> None:
         index = message.task["i"]
         runs[index] += 1
-        if index % 4:
+        if index % every:
             return
 
         def add(g: dict[str, Any]) -> dict[str, Any]:  # idempotent: a rerun adds nothing
@@ -504,7 +523,7 @@ async def op_safe_process_batch(cell: Cell) -> None:
     assert (cluster.completed, cluster.failed, cluster.status) == (size, 0, Status.COMPLETE)
     assert sorted(runs) == list(range(size))
     assert len(callbacks) == 1, f"the callback ran {len(callbacks)} times"
-    assert callbacks[0] == (size, {"seen": list(range(0, size, 4))})
+    assert callbacks[0] == (size, {"seen": list(range(0, size, every))})
     assert cluster.callback_state == "DONE"
     tasks = [t async for t in cell.clean.iter_tasks(cluster)]
     assert [t.status for t in tasks] == [Status.COMPLETE] * size
@@ -598,6 +617,11 @@ KNOWN_GAPS: dict[tuple[str, FaultKind], tuple[str, bool]] = {
         "gets 412 and the function is applied a second time",
         True,
     ),
+    ("create_message_cluster", FaultKind.S3_CONFLICT): (
+        "_globals.write_globals treats 409 ConditionalRequestConflict like 412: the create's "
+        "If-None-Match write is then taken as 'exists' and the globals are never written",
+        True,
+    ),
     ("safe_process_batch", FaultKind.READ_TIMEOUT): (
         "lost responses of the claim (_tracking.claim) and of the callback claim "
         "(_cluster_complete._claim_callback) are taken as lost races: a message is blocked "
@@ -627,7 +651,7 @@ async def test_fault_matrix(
     scenario = SCENARIOS[operation]
     injector = FaultInjector(SEED, {kind: RATE}, delay_scale=DELAY_SCALE)
     with injector.attached(faulty):
-        for _ in range(5):  # rounds, each on a fresh queue, until a fault landed
+        for _ in range(10):  # rounds, each on a fresh queue, until a fault landed
             cell = Cell(kind, clean, faulty, await fresh_queue(clean), injector)
             await scenario.run(cell)
             if injector.count():
@@ -851,6 +875,25 @@ async def test_globals_conflict_on_create_is_retried(
     with injector.attached(faulty):
         key = await faulty.create_message_cluster(queue.url, [1], globals={"g": 1})
     assert await clean.get_message_cluster_globals(key) == {"g": 1}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_queue_ops.change_visibility ignores the Failed entries of "
+    "ChangeMessageVisibilityBatch: a release (or a lease extension) that SQS failed with a "
+    "retryable fault is neither retried nor reported",
+)
+async def test_visibility_changes_retry_failed_entries(
+    faulty: MessageClient, clean: MessageClient
+) -> None:
+    queue = await fresh_queue(clean)
+    await clean.send_message_batch(queue.url, [1, 2, 3])
+    received = await clean.receive_messages(queue.url, wait_seconds=0, visibility_timeout=60)
+    injector = FaultInjector(12, {FaultKind.SQS_FAILED_ENTRY: 1.0}, limit=1)
+    with injector.attached(faulty):
+        await faulty.change_visibility(queue.url, [m["ReceiptHandle"] for m in received], 0)
+    assert injector.count(FaultKind.SQS_FAILED_ENTRY) == 1
+    assert len(await receive_messages(clean, queue.url)) == 3  # released: visible again
 
 
 async def test_response_loss_on_sends_is_absorbed_by_claims(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 
 APP = '''
 """A user's Lambda function: orders with a non-positive quantity fail."""
@@ -135,13 +138,20 @@ def test_entry_point_is_declared() -> None:
 def test_a_users_three_line_test_passes(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One session: the three lines, more cases, and the testing guide's tests (docs/examples)."""
     pytester.makeini(INI)
-    pytester.makepyfile(app=APP, test_app=THREE_LINES, test_more=MORE)
+    pytester.makepyfile(
+        app=APP,
+        test_app=THREE_LINES,
+        test_more=MORE,
+        guide_async_lambda=(EXAMPLES / "guide_async_lambda.py").read_text(),
+        test_guide_testing=(EXAMPLES / "guide_testing.py").read_text(),
+    )
     pid_file = pytester.path / "server.pid"
     monkeypatch.setenv("PID_FILE", str(pid_file))
     monkeypatch.setenv("PYTHONPATH", str(pytester.path))
     result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=7, errors=1)
+    result.assert_outcomes(passed=10, errors=1)
     result.stdout.fnmatch_lines(["*UsageError*sqs_cluster*visibility_timeout*"])
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):  # the session's server was stopped

@@ -6,11 +6,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._aws import AWS
-from ._cluster_model import COUNTER_PREFIX, ClusterRecord, cluster_from_items, task_key
+from ._cluster_model import (
+    COUNTER_SHARDS,
+    ClusterRecord,
+    cluster_from_items,
+    counter_key,
+    task_key,
+)
 from ._codec import from_item
 from ._errors import RecordNotFoundError
 from ._records import KEY_PREFIX, MessageRecord, RecordKey, Status
-from ._store import BATCH_GET_LIMIT, get_records
+from ._store import BATCH_GET_LIMIT, batch_get_raw, get_raw, get_records
 
 
 def coerce_cluster_key(key: Any) -> RecordKey:
@@ -46,18 +52,17 @@ async def read_cluster(
 
 
 async def read_counts(aws: AWS, key: RecordKey) -> tuple[int, int, int] | None:
-    """(total, completed, failed) from the counter shards alone: a small consistent Query.
+    """(total, completed, failed) from the counter shards alone, read strongly consistent.
 
-    None when no shard carries the total (then read the whole cluster instead).
+    The shard keys are derivable, so this is one small GetItem (BatchGetItem once there are
+    several shards). None when no shard carries the total (then read the whole cluster).
     """
-    async with aws.slot():
-        resp: Any = await aws.ddb.query(
-            TableName=aws.config.table,
-            KeyConditionExpression="pKey = :p AND begins_with(rKey, :c)",
-            ExpressionAttributeValues={":p": {"S": key.p_key}, ":c": {"S": COUNTER_PREFIX}},
-            ConsistentRead=True,
-        )
-    shards = [from_item(i) for i in resp.get("Items", [])]
+    keys = [counter_key(key, shard) for shard in range(COUNTER_SHARDS)]
+    if len(keys) == 1:
+        raw = await get_raw(aws, keys[0], consistent_read=True)
+        shards = [from_item(raw)] if raw else []
+    else:
+        shards = [from_item(i) for i in await batch_get_raw(aws, keys, consistent_read=True)]
     totals = [int(s["total"]) for s in shards if "total" in s]
     if not totals:
         return None

@@ -1,4 +1,4 @@
-"""Make moto's DynamoDB TransactWriteItems cost O(items in the transaction), not O(table).
+"""Make moto's DynamoDB transactions and queries cost what they touch, not the whole table.
 
 moto 5.2 backs up every table a transaction touches with ``copy.deepcopy(table)`` before it
 applies the operations, so one transaction on a table of 100,000 records copies all of them.
@@ -8,16 +8,28 @@ module a ``copy`` whose ``deepcopy`` hands tables back uncopied, and backs up on
 transaction names; on failure those items are put back exactly as they were. Applied only
 inside the local server process. It checks moto's shape first and raises RuntimeError naming
 the moto version if that changed.
+
+:func:`apply_ddb_query_patch`: moto 5.2's ``Table.query`` on the table itself (no index) lists
+and sorts *every* item of the table to find one partition, so each Query costs O(table). Fan-in
+queries a cluster's counters once per task, which made a 10,000-task cluster crawl. The patch
+tells ``Table.all_items`` which partition the running query wants (a context variable, so
+concurrent requests on other threads are unaffected) and it returns that partition alone, in
+the same sorted order; scans and index queries are untouched.
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import inspect
 from typing import Any
 
-__all__ = ["apply_ddb_transaction_patch"]
+__all__ = ["apply_ddb_query_patch", "apply_ddb_transaction_patch"]
+
+_QUERY_PARTITION: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "sqs_cluster_query_partition", default=None
+)
 
 _MARK = "__sqs_cluster_patched__"
 
@@ -109,3 +121,47 @@ def _restore_items(backups: list[Any]) -> None:
             table.items[hash_key][range_key] = item
         else:
             table.items[hash_key] = item
+
+
+def apply_ddb_query_patch() -> None:
+    """Patch moto's ``Table.query``/``Table.all_items`` in this process (idempotent)."""
+    import moto
+    from moto.dynamodb.models.table import Table
+
+    version = getattr(moto, "__version__", "?")
+    query, all_items = Table.query, Table.all_items
+    if getattr(query, _MARK, False):
+        return
+    params = list(inspect.signature(query).parameters)
+    if params[:2] != ["self", "hash_key"] or "index_name" not in params:
+        raise _fail(version, "Table.query has a new signature")
+    if "self.all_items()" not in inspect.getsource(query):
+        raise _fail(version, "Table.query no longer lists all_items()")
+    if list(inspect.signature(all_items).parameters) != ["self"]:
+        raise _fail(version, "Table.all_items has a new signature")
+
+    @functools.wraps(query)
+    def patched_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name is not None or hash_key is None:
+            return query(self, hash_key, *args, **kwargs)
+        token = _QUERY_PARTITION.set(hash_key)
+        try:
+            return query(self, hash_key, *args, **kwargs)
+        finally:
+            _QUERY_PARTITION.reset(token)
+
+    @functools.wraps(all_items)
+    def patched_all_items(self: Any) -> Any:
+        hash_key = _QUERY_PARTITION.get()
+        if hash_key is None:
+            return all_items(self)
+        partition = self.items.get(hash_key)
+        if partition is None:
+            return []
+        items = list(partition.values()) if self.range_key_attr else [partition]
+        return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+    setattr(patched_query, _MARK, True)
+    setattr(Table, "query", patched_query)  # noqa: B010 - a patch, on purpose
+    setattr(Table, "all_items", patched_all_items)  # noqa: B010

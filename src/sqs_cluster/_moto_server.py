@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqs_cluster._moto_ddb_patch import apply_ddb_transaction_patch
+from sqs_cluster._moto_ddb_patch import apply_ddb_query_patch, apply_ddb_transaction_patch
 from sqs_cluster._moto_patch import apply_sqs_counter_patch
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
     apply_sqs_counter_patch()
     apply_ddb_transaction_patch()
+    apply_ddb_query_patch()
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server

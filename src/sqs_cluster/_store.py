@@ -57,15 +57,16 @@ async def get_records(
     wanted = [RecordKey.coerce(k) for k in keys]
     found: dict[tuple[str, str], MessageRecord[Any]] = {}
     for chunk in chunked(dict.fromkeys(wanted), BATCH_GET_LIMIT):
-        for item in await _batch_get(aws, chunk, consistent_read):
+        for item in await batch_get_raw(aws, chunk, consistent_read=consistent_read):
             record = record_from_item(item)
             found[(record.p_key, record.r_key)] = record
     return [found.get((k.p_key, k.r_key)) for k in wanted]
 
 
-async def _batch_get(
-    aws: AWS, keys: list[RecordKey], consistent_read: bool = False
+async def batch_get_raw(
+    aws: AWS, keys: list[RecordKey], *, consistent_read: bool = False
 ) -> list[dict[str, Any]]:
+    """Raw items for ≤ 100 keys (one BatchGetItem, UnprocessedKeys retried); any order."""
     table = aws.config.table
     request: list[dict[str, Any]] = [key_item(k) for k in keys]
     items: list[dict[str, Any]] = []

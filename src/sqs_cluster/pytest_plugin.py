@@ -1,37 +1,34 @@
 """pytest fixtures for testing code built on sqs-cluster against the embedded local AWS.
 
-The plugin is registered through the ``pytest11`` entry point, so installing
-``sqs-cluster[local]`` next to pytest is all it takes::
+The plugin is registered through the `pytest11` entry point, so installing
+`sqs-cluster[local]` next to pytest is all it takes:
 
-    def test_handler(sqs_cluster_event):
-        event = sqs_cluster_event([{"id": 1, "quantity": 2}])
-        assert lambda_handler(event, None) == {"batchItemFailures": []}
+```python
+def test_handler(sqs_cluster_event):
+    event = sqs_cluster_event([{"id": 1, "quantity": 2}])
+    assert lambda_handler(event, None) == {"batchItemFailures": []}
+```
 
-Every fixture name starts with ``sqs_cluster_``. Nothing starts when the plugin loads: the
-local server starts when a test first requests one of the fixtures, once per session, and is
-stopped (by its PID) when the session ends.
+Every fixture name starts with `sqs_cluster_`. Nothing starts when the plugin loads: the local
+server starts when a test first requests one of the fixtures, once per session, and is stopped
+(by its PID) when the session ends.
 
-``sqs_cluster_local``
-    session: a running :class:`~sqs_cluster.local.LocalAWS` (serialised, so conditional
-    writes are atomic as on AWS). While it runs, ``AWS_ACCESS_KEY_ID`` and
-    ``AWS_SECRET_ACCESS_KEY`` are ``testing`` and ``AWS_PROFILE`` and ``AWS_SESSION_TOKEN``
-    are unset, so no real credentials are used.
-``sqs_cluster_resources``
-    function: a :class:`~sqs_cluster.local.LocalResources` with a fresh queue and dead-letter
-    queue for the test, on a table and bucket made once for the session. ``SQS_CLUSTER_TABLE``,
-    ``SQS_CLUSTER_BUCKET``, ``SQS_CLUSTER_REGION`` and ``SQS_CLUSTER_ENDPOINT_URL`` point at
-    them during the test, so ``Config.from_env()`` finds them. ``@pytest.mark.sqs_cluster(
-    fifo=True, max_receive_count=1, visibility_timeout=30)`` changes how the queue is made.
-``sqs_cluster_config``
-    function: the :class:`~sqs_cluster.Config` of those resources.
-``sqs_cluster_client``
-    function, async: an open :class:`~sqs_cluster.MessageClient` on them (needs an async test
-    plugin such as pytest-asyncio).
-``sqs_cluster_sync_client``
-    function: an open blocking :class:`sqs_cluster.sync.MessageClient` on them.
-``sqs_cluster_event``
-    function: an :class:`EventFactory`. ``sqs_cluster_event(bodies)`` sends the bodies as
-    tracked messages, receives them and returns the Lambda SQS event a function would get.
+- `sqs_cluster_local` (session): a running `sqs_cluster.local.LocalAWS`, serialised so that
+  conditional writes are atomic as on AWS. While it runs, `AWS_ACCESS_KEY_ID` and
+  `AWS_SECRET_ACCESS_KEY` are `testing`, and `AWS_PROFILE` and `AWS_SESSION_TOKEN` are unset,
+  so no real credentials are used.
+- `sqs_cluster_resources` (test): a `sqs_cluster.local.LocalResources` with a fresh queue and
+  dead-letter queue for the test, on a table and bucket made once for the session.
+  `SQS_CLUSTER_TABLE`, `SQS_CLUSTER_BUCKET`, `SQS_CLUSTER_REGION` and
+  `SQS_CLUSTER_ENDPOINT_URL` point at them during the test, so `Config.from_env()` finds them.
+  `@pytest.mark.sqs_cluster(fifo=True, max_receive_count=1, visibility_timeout=30)` changes
+  how the queue is made.
+- `sqs_cluster_config` (test): the `sqs_cluster.Config` of those resources.
+- `sqs_cluster_client` (test, async): an open async `sqs_cluster.MessageClient` on them (needs
+  an async test plugin such as pytest-asyncio).
+- `sqs_cluster_sync_client` (test): an open blocking `sqs_cluster.sync.MessageClient` on them.
+- `sqs_cluster_event` (test): an `EventFactory`: `sqs_cluster_event(bodies)` sends the bodies
+  as tracked messages, receives them and returns the Lambda SQS event a function would get.
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -161,7 +160,7 @@ class _Body:
 
 
 _ATTACHED: weakref.WeakKeyDictionary[Any, FaultInjector] = weakref.WeakKeyDictionary()
-_ATTACH_LOCK = threading.Lock()
+_ATTACH_LOCK = threading.RLock()  # attach unwinds (and takes it again) on a conflict
 _NAME = re.compile(r"^(?:[a-z0-9-]+\.)?[A-Z][A-Za-z0-9]+$")
 
 
@@ -555,7 +554,7 @@ class FaultInjector:
 
     async def _on_send(self, service: str, client: Any, request: Any, event_name: str) -> Any:
         call = self._current.get()
-        if call is None or call.service != service or not event_name.endswith(call.operation):
+        if call is None or call.service != service or not event_name.endswith(f".{call.operation}"):
             return None
         call.attempts += 1
         if call.eligible and self._budget():
@@ -908,23 +907,37 @@ def _s3_location(url: str) -> tuple[str, str]:
     return bucket, key
 
 
+_INFRASTRUCTURE = (
+    "aiobotocore",
+    "botocore",
+    "asyncio",
+    "contextlib",
+    "functools",
+    "sqs_cluster._aws",
+    "sqs_cluster._portal",
+    "sqs_cluster._sync_support",
+    "sqs_cluster.testing",
+    "threading",
+    "concurrent",
+)
+
+
 def _library_caller() -> str | None:
-    """'library', 'provisioning' or None (a test harness call), from the calling frames."""
-    package = Path(__file__).resolve().parent.parent
-    frame = sys._getframe(2)
-    kind: str | None = None
+    """Who issued the request being hooked: 'library', 'provisioning' or None (anyone else).
+
+    Decided by the innermost calling frame outside botocore, asyncio and the AWS layer: code
+    in ``sqs_cluster._provision`` is provisioning, other ``sqs_cluster`` code is the library,
+    and everything else (a test reaching for ``client._aws``) is not counted.
+    """
+    frame = sys._getframe(1)
     while frame is not None:
-        path = Path(frame.f_code.co_filename)
-        if path.name == "_provision.py" and path.parent == package:
-            return "provisioning"
-        if (
-            kind is None
-            and path.parent == package
-            and path.name not in {"_aws.py", "_portal.py", "_sync_support.py"}
-        ):
-            kind = "library"
+        module = str(frame.f_globals.get("__name__", ""))
+        if not module.startswith(_INFRASTRUCTURE):
+            if module.startswith("sqs_cluster._provision"):
+                return "provisioning"
+            return "library" if module.startswith("sqs_cluster") else None
         frame = frame.f_back  # type: ignore[assignment]
-    return kind
+    return None
 
 
 class OperationRecorder:
@@ -981,17 +994,28 @@ class OperationRecorder:
         with self._lock:
             return {a.action for a in self.access}
 
-    def violations(self, policy: Mapping[str, Any], placeholders: Mapping[str, str]) -> list[str]:
+    def violations(
+        self,
+        policy: Mapping[str, Any],
+        placeholders: Mapping[str, str],
+        *,
+        actions_only: bool = False,
+    ) -> list[str]:
         """What the policy would deny: one line per action/resource it does not allow.
 
         ``placeholders`` replace the policy's upper-case placeholders (``TABLE_NAME`` ...);
-        a value of ``"*"`` matches anything.
+        a value of ``"*"`` matches anything. ``actions_only`` checks only that each action is
+        allowed somewhere, ignoring resources and conditions.
         """
         with self._lock:
             access = sorted(self.access, key=lambda a: (a.action, a.resource))
         statements = _statements(policy, placeholders)
         problems = []
         for item in access:
+            if actions_only:
+                if not any(_allows_action(s, item.action) for s in statements):
+                    problems.append(f"{item.operation} needs {item.action}")
+                continue
             if not any(_allows(s, item) for s in statements):
                 where = f"{item.action} on {item.resource}"
                 extra = f" (leading keys {sorted(set(item.leading_keys))[:3]})" * bool(
@@ -1022,12 +1046,14 @@ def iam_match(pattern: str, value: str) -> bool:
     return re.fullmatch(regex, value, flags=re.DOTALL) is not None
 
 
+def _allows_action(statement: Mapping[str, Any], action: str) -> bool:
+    return statement.get("Effect") == "Allow" and any(
+        iam_match(a.lower(), action.lower()) for a in _listed(statement.get("Action"))
+    )
+
+
 def _allows(statement: Mapping[str, Any], access: Access) -> bool:
-    if statement.get("Effect") != "Allow":
-        return False
-    if not any(
-        iam_match(a.lower(), access.action.lower()) for a in _listed(statement.get("Action"))
-    ):
+    if not _allows_action(statement, access.action):
         return False
     if not any(iam_match(r, access.resource) for r in _listed(statement.get("Resource"))):
         return False

@@ -1,0 +1,777 @@
+"""The bad input catalogue: each case raises a specific error naming the field and the limit,
+and nothing is written (reads the validation needs, such as the queue's attributes, are fine).
+
+Rows marked ``xfail`` are cases the library does not handle that way yet: the reason says what
+happens instead. They are strict, so a fix shows up as XPASS and the mark can go.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiobotocore.session import AioSession, get_session
+
+from sqs_cluster import (
+    Config,
+    ConfigError,
+    MalformedEventError,
+    Message,
+    MessageClient,
+    RecordKey,
+    ResourceMissingError,
+    ValidationError,
+)
+
+from .conftest import REGION, Queue, make_queue
+
+READS = frozenset(
+    {
+        "sqs.GetQueueAttributes",
+        "sqs.GetQueueUrl",
+        "dynamodb.GetItem",
+        "dynamodb.BatchGetItem",
+        "dynamodb.Query",
+        "dynamodb.DescribeTable",
+        "s3.GetObject",
+        "s3.HeadObject",
+        "s3.HeadBucket",
+    }
+)
+"""Operations a rejected call may still have issued: they change nothing."""
+
+ACCOUNT = "123456789012"
+MISSING_QUEUE = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/no-such-queue-4f1c"
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@dataclass
+class Ctx:
+    """What a case may use: an open client, a queue, an existing cluster, more clients."""
+
+    client: MessageClient
+    queue: Queue
+    cluster: RecordKey
+    config: Config
+    session: AioSession
+    opened: list[MessageClient] = field(default_factory=list)
+
+    async def other(self, **changes: Any) -> MessageClient:
+        """A client on a changed configuration (closed after the case; its requests count)."""
+        client = MessageClient(self.config.with_changes(**changes), session=self.session)
+        await client.__aenter__()
+        self.opened.append(client)
+        return client
+
+    def arn(self) -> str:
+        return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.queue.url.rsplit('/', 1)[1]}"
+
+
+def sqs_record(ctx: Ctx, body: Any = "{}", **overrides: Any) -> dict[str, Any]:
+    """A Lambda SQS record as Lambda builds it (no AWS call)."""
+    record: dict[str, Any] = {
+        "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+        "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": ctx.arn(),
+        "awsRegion": REGION,
+    }
+    record.update(overrides)
+    return record
+
+
+def key_attribute(p_key: str, r_key: str) -> dict[str, Any]:
+    value = json.dumps({"pKey": p_key, "rKey": r_key})
+    return {"sqsClusterKey": {"stringValue": value, "dataType": "String"}}
+
+
+def task_record(ctx: Ctx, body_p_key: str, **body: Any) -> dict[str, Any]:
+    """A task of cluster ``ctx.cluster`` whose body names ``body_p_key`` as its cluster."""
+    own = ctx.cluster
+    task_body = {"pKey": body_p_key, "rKey": own.r_key, "task": 1, "type": "task", "index": 0}
+    task_body.update(body)
+    return sqs_record(ctx, task_body, messageAttributes=key_attribute(f"{own.p_key}.0", own.r_key))
+
+
+S3_EVENT = {
+    "Records": [
+        {
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": REGION,
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}},
+        }
+    ]
+}
+SNS_EVENT = {
+    "Records": [
+        {
+            "EventVersion": "1.0",
+            "EventSource": "aws:sns",
+            "EventSubscriptionArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:topic:1",
+            "Sns": {"Type": "Notification", "MessageId": "m", "Message": "{}"},
+        }
+    ]
+}
+KINESIS_EVENT = {
+    "Records": [
+        {
+            "eventSource": "aws:kinesis",
+            "eventID": "shardId-000000000006:4954",
+            "eventSourceARN": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/s",
+            "kinesis": {"data": "e30=", "partitionKey": "1"},
+        }
+    ]
+}
+EVENTBRIDGE_EVENT = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"}
+
+
+def noop(message: Any) -> None:
+    return None
+
+
+Call = Callable[[Ctx], Any]
+
+
+def case(
+    call: Call,
+    error: type[BaseException],
+    *needles: str,
+    id: str,
+    xfail: str | None = None,
+) -> Any:
+    marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
+    return pytest.param(call, error, needles, id=id, marks=marks)
+
+
+CASES = [
+    # -- wrong types and shapes ----------------------------------------------------------------
+    case(
+        lambda c: c.client.send_message_batch(c.queue.url, "abc"),
+        ValidationError,
+        "entries",
+        "list",
+        id="entries-a-string",
+    ),
+    case(
+        lambda c: c.client.send_message_batch(c.queue.url, None),  # type: ignore[arg-type]
+        ValidationError,
+        "entries",
+        "list",
+        id="entries-none",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, []),
+        ValidationError,
+        "tasks",
+        "at least one task",
+        id="tasks-empty",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, {"a": 1}),  # type: ignore[arg-type]
+        ValidationError,
+        "tasks",
+        "list",
+        id="tasks-a-mapping",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, None),  # type: ignore[arg-type]
+        ValidationError,
+        "tasks",
+        "list",
+        id="tasks-none",
+    ),
+    case(
+        lambda c: c.client.update_message_record(c.cluster, ["meta"]),  # type: ignore[arg-type]
+        ValidationError,
+        "changes",
+        "mapping",
+        id="changes-not-a-mapping",
+    ),
+    case(
+        lambda c: c.client.update_message_record(c.cluster, {"status": "COMPLETE"}),
+        ValidationError,
+        "changes.status",
+        "managed by sqs-cluster",
+        id="changes-reserved-field",
+    ),
+    case(
+        lambda c: c.client.send_message(c.queue.url, "x", Foo=1),
+        ValidationError,
+        "sqs_params.Foo",
+        "not a SendMessage parameter",
+        id="unknown-sqs-parameter",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1], tolerated_failures=True),
+        ValidationError,
+        "tolerated_failures",
+        "count",
+        id="tolerated-failures-bool",
+    ),
+    case(
+        lambda c: c.client.get_message_record(42),  # type: ignore[arg-type]
+        ValidationError,
+        "key",
+        "pKey",
+        id="record-key-an-int",
+        xfail="RecordKey.coerce raises TypeError, which is not an SQSClusterError",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(
+            {"Records": [sqs_record(c)]},
+            None,  # type: ignore[arg-type]
+        ),
+        ValidationError,
+        "handler",
+        "callable",
+        id="handler-not-callable",
+        xfail="_batch.process_batch does not check the handler: every record is claimed, "
+        "fails with TypeError and is marked failed (writes) instead of one clear error",
+    ),
+    # -- empty, oversized and non-JSON values --------------------------------------------------
+    case(
+        lambda c: c.client.send_message(c.queue.url, "x" * 300_000),
+        ValidationError,
+        "body",
+        "262144 bytes",
+        id="body-oversized",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1, "x" * 2_000_000]),
+        ValidationError,
+        "tasks[1]",
+        "limit",
+        id="task-oversized",
+    ),
+    case(
+        lambda c: c.client.send_message_batch(c.queue.url, [1, {2, 3}]),
+        ValidationError,
+        "entries[1]",
+        "JSON",
+        id="entry-a-set",
+    ),
+    case(
+        lambda c: c.client.send_message(c.queue.url, b"raw bytes"),
+        ValidationError,
+        "body",
+        "JSON",
+        id="body-bytes",
+    ),
+    case(
+        lambda c: c.client.send_message(c.queue.url, {"x": float("inf")}),
+        ValidationError,
+        "body",
+        "inf",
+        id="body-infinity",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1, float("nan")]),
+        ValidationError,
+        "tasks[1]",
+        "nan",
+        id="task-nan",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [deep(100)]),
+        ValidationError,
+        "tasks[0]",
+        "64 levels",
+        id="task-deep-nesting",
+    ),
+    case(
+        lambda c: c.client.send_message_batch(c.queue.url, [1, 2, Message(body=deep(70))]),
+        ValidationError,
+        "entries[2].body",
+        "64 levels",
+        id="entry-deep-nesting",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [b"x"]),
+        ValidationError,
+        "tasks[0]",
+        "JSON",
+        id="task-bytes",
+    ),
+    case(
+        lambda c: c.client.send_message(c.queue.url, "x", meta={1, 2}),
+        ValidationError,
+        "meta",
+        "JSON",
+        id="meta-a-set",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1], meta="m" * 300_001),
+        ValidationError,
+        "meta",
+        "300000",
+        id="cluster-meta-oversized",
+    ),
+    case(
+        lambda c: c.client.send_message_batch(c.queue.url, [1, 2], meta="m" * 420_000),
+        ValidationError,
+        "meta",
+        "bytes",
+        id="message-meta-oversized",
+        xfail="no size check on a message's meta: DynamoDB rejects the 400 KB item and its "
+        "raw ValidationException escapes (no field, no limit)",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1], globals={"a": {1, 2}}),
+        ValidationError,
+        "globals",
+        "JSON",
+        id="globals-a-set",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1], globals=float("nan")),
+        ValidationError,
+        "globals",
+        "nan",
+        id="globals-nan",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(
+            c.queue.url, [1], globals={"blob": "g" * (11 * 1024 * 1024)}
+        ),
+        ValidationError,
+        "globals",
+        "bytes",
+        id="globals-oversized",
+        xfail="no size limit on globals: an 11 MiB object is uploaded (and every task and "
+        "the callback would download it)",
+    ),
+    case(
+        lambda c: c.client.update_message_cluster_globals(c.cluster, {"s": {1}}),
+        ValidationError,
+        "globals",
+        "JSON",
+        id="globals-update-a-set",
+    ),
+    case(
+        lambda c: c.client.update_message_cluster_globals(c.cluster, lambda g: b"bytes"),
+        ValidationError,
+        "globals",
+        "JSON",
+        id="globals-function-returns-bytes",
+    ),
+    case(
+        lambda c: c.client.send_message(c.queue.url, "x", DelaySeconds=901),
+        ValidationError,
+        "DelaySeconds",
+        "900",
+        id="delay-seconds-over-900",
+        xfail="DelaySeconds is not validated: the record is written, then SQS rejects the "
+        "message (raw InvalidParameterValue) and the record stays PRE FLIGHT",
+    ),
+    case(
+        lambda c: c.client.send_message(
+            c.queue.url,
+            "x",
+            MessageAttributes={
+                f"a{i}": {"DataType": "String", "StringValue": "v"} for i in range(10)
+            },
+        ),
+        ValidationError,
+        "message_attributes",
+        "at most 9",
+        id="ten-message-attributes",
+    ),
+    case(
+        lambda c: c.client.send_message(
+            c.queue.url,
+            "x",
+            MessageAttributes={"sqsClusterKey": {"DataType": "String", "StringValue": "v"}},
+        ),
+        ValidationError,
+        "message_attributes",
+        "reserved",
+        id="reserved-message-attribute",
+    ),
+    # -- ids ------------------------------------------------------------------------------------
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1], cluster_id="bad id!"),
+        ValidationError,
+        "cluster_id",
+        "1-64 characters",
+        id="cluster-id-bad-characters",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1], cluster_id="a" * 65),
+        ValidationError,
+        "cluster_id",
+        "1-64 characters",
+        id="cluster-id-too-long",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1], cluster_id="../other"),
+        ValidationError,
+        "cluster_id",
+        "[A-Za-z0-9_-]",
+        id="cluster-id-path",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1], tolerated_failures="150%"),
+        ValidationError,
+        "tolerated_failures",
+        "'100%'",
+        id="tolerated-failures-over-100-percent",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(c.queue.url, [1], tolerated_failures=-1),
+        ValidationError,
+        "tolerated_failures",
+        ">= 0",
+        id="tolerated-failures-negative",
+    ),
+    case(
+        lambda c: c.client.get_message_record({"pKey": "users#1", "rKey": "profile"}),
+        ValidationError,
+        "key",
+        "SQSMessage$",
+        id="record-key-outside-key-space",
+        xfail="keys are not checked against the 'SQSMessage$' key space: any item of the "
+        "table can be read (and update_message_record would write it)",
+    ),
+    case(
+        lambda c: c.client.get_message_cluster("users#1"),
+        ValidationError,
+        "key",
+        "SQSMessage$",
+        id="cluster-key-outside-key-space",
+        xfail="_cluster_read.coerce_cluster_key raises TypeError, not a ValidationError",
+    ),
+    # -- queue URLs and ARNs -------------------------------------------------------------------
+    case(
+        lambda c: c.client.send_message("my-queue", "x"),
+        ValidationError,
+        "queue_url",
+        "queue URL",
+        id="queue-url-a-name",
+    ),
+    case(
+        lambda c: c.client.send_message_batch(f"https://sqs.{REGION}.amazonaws.com/", [1]),
+        ValidationError,
+        "queue_url",
+        "<account>/<name>",
+        id="queue-url-without-name",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(42, [1]),  # type: ignore[arg-type]
+        ValidationError,
+        "queue_url",
+        "42",
+        id="queue-url-an-int",
+    ),
+    case(
+        lambda c: c.client.create_message_cluster(MISSING_QUEUE, [1]),
+        ResourceMissingError,
+        "queue_url",
+        "no queue",
+        id="queue-missing-cluster",
+    ),
+    case(
+        lambda c: c.client.send_message_batch(MISSING_QUEUE, [1, 2]),
+        ResourceMissingError,
+        "queue_url",
+        "no queue",
+        id="queue-missing-batch",
+        xfail="send_message_batch writes the records first, then SendMessageBatch's raw "
+        "QueueDoesNotExist escapes: orphan PRE FLIGHT records and no ResourceMissingError",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(
+            {"Records": [sqs_record(c, eventSourceARN=f"arn:aws:sns:{REGION}:{ACCOUNT}:t")]}, noop
+        ),
+        MalformedEventError,
+        "event.Records[0].eventSourceARN",
+        "arn:aws:sqs",
+        id="arn-of-an-sns-topic",
+    ),
+    case(
+        lambda c: c.client.read_sqs_record(sqs_record(c, eventSourceARN="queue-name")),
+        MalformedEventError,
+        "eventSourceARN",
+        "arn:aws:sqs:<region>:<account>:<queue>",
+        id="arn-garbage",
+    ),
+    # -- events from other sources -------------------------------------------------------------
+    case(
+        lambda c: c.client.safe_process_batch(S3_EVENT, noop),
+        MalformedEventError,
+        "event.Records[0].eventSource",
+        "aws:sqs",
+        id="s3-event",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(SNS_EVENT, noop),
+        MalformedEventError,
+        "event.Records[0]",
+        "aws:sns",
+        id="sns-event",
+        xfail="SNS records spell it 'EventSource': the error says 'messageId: missing' rather "
+        "than that this is an aws:sns record and aws:sqs was expected",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(KINESIS_EVENT, noop),
+        MalformedEventError,
+        "event.Records[0].eventSource",
+        "aws:kinesis",
+        id="kinesis-event",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(EVENTBRIDGE_EVENT, noop),
+        MalformedEventError,
+        "event",
+        "'Records'",
+        id="eventbridge-event",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch([sqs_record(c)], noop),
+        MalformedEventError,
+        "event",
+        "'Records'",
+        id="event-a-list",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(
+            {"Records": [sqs_record(c), {k: v for k, v in sqs_record(c).items() if k != "body"}]},
+            noop,
+        ),
+        MalformedEventError,
+        "event.Records[1].body",
+        "missing",
+        id="record-without-body",
+    ),
+    case(
+        lambda c: c.client.read_sqs_record(42),
+        MalformedEventError,
+        "record",
+        "mapping",
+        id="record-an-int",
+    ),
+    # -- records from foreign senders ----------------------------------------------------------
+    case(
+        lambda c: c.client.read_sqs_record(
+            sqs_record(
+                c,
+                messageAttributes={
+                    "sqsClusterKey": {"stringValue": "{not json", "dataType": "String"}
+                },
+            )
+        ),
+        MalformedEventError,
+        "messageAttributes.sqsClusterKey",
+        "JSON",
+        id="key-attribute-not-json",
+        xfail="a malformed key attribute is silently ignored: the message is processed as "
+        "untracked, under a new record keyed by its MessageId",
+    ),
+    case(
+        lambda c: c.client.read_sqs_record(
+            sqs_record(c, messageAttributes=key_attribute("users#1", "SQSMessage$x"))
+        ),
+        MalformedEventError,
+        "messageAttributes.sqsClusterKey",
+        "SQSMessage$",
+        id="key-attribute-outside-key-space",
+        xfail="a key attribute outside the key space is silently ignored (processed as "
+        "untracked) instead of rejected",
+    ),
+    case(
+        lambda c: c.client.read_sqs_record(task_record(c, "SQSMessage$another-cluster")),
+        MalformedEventError,
+        "body.pKey",
+        "another-cluster",
+        id="task-body-names-another-cluster",
+        xfail="_event.parse_record does not check that the key attribute is a task key of the "
+        "cluster the body names: the task is counted into the other cluster",
+    ),
+    case(
+        lambda c: c.client.read_sqs_record(
+            task_record(c, c.cluster.p_key, globals={"Bucket": "payroll", "Key": "salaries.json"})
+        ),
+        MalformedEventError,
+        "body.globals",
+        "payroll",
+        id="task-body-names-another-bucket",
+        xfail="_event._globals_location takes Bucket and Key from the body unchecked, and "
+        "ReceivedMessage.get_globals() now reads them (docs/clusters.md says it does not)",
+    ),
+    case(
+        lambda c: c.client.read_sqs_record(task_record(c, c.cluster.p_key, index=7)),
+        MalformedEventError,
+        "body.index",
+        "0",
+        id="task-body-index-disagrees-with-key",
+        xfail="the body's index is not checked against the task key's index",
+    ),
+    # -- configuration, missing resources, wrong region ---------------------------------------
+    case(
+        lambda c: c.config.with_changes(max_concurrency=0),
+        ConfigError,
+        "max_concurrency",
+        "> 0",
+        id="config-max-concurrency-zero",
+    ),
+    case(
+        lambda c: c.config.with_changes(endpoint_url="localhost:4566"),
+        ConfigError,
+        "endpoint_url",
+        "http://",
+        id="config-endpoint-without-scheme",
+    ),
+    case(
+        lambda c: c.config.with_changes(lease_seconds=13 * 3600),
+        ConfigError,
+        "lease_seconds",
+        "43200",
+        id="config-lease-over-12-hours",
+    ),
+    case(
+        lambda c: c.config.with_changes(table=""),
+        ConfigError,
+        "table",
+        "required",
+        id="config-table-empty",
+    ),
+    case(
+        lambda c: _with_other(
+            c, {"bucket": None}, lambda o: o.create_message_cluster(c.queue.url, [1])
+        ),
+        ConfigError,
+        "bucket",
+        "omit_globals",
+        id="no-bucket-for-globals",
+    ),
+    case(
+        lambda c: _with_other(
+            c, {"table": "no-such-table-7b2e"}, lambda o: o.send_message_batch(c.queue.url, [1])
+        ),
+        ResourceMissingError,
+        "table",
+        "no-such-table-7b2e",
+        id="table-missing",
+        xfail="BatchWriteItem's raw ResourceNotFoundException escapes, not ResourceMissingError",
+    ),
+    case(
+        lambda c: _with_other(
+            c,
+            {"bucket": "no-such-bucket-7b2e"},
+            lambda o: o.create_message_cluster(c.queue.url, [1], globals={"g": 1}),
+        ),
+        ResourceMissingError,
+        "bucket",
+        "no-such-bucket-7b2e",
+        id="bucket-missing",
+        xfail="the cluster record is written first, then PutObject's raw NoSuchBucket escapes: "
+        "a PRE FLIGHT cluster is left behind and the error is not ResourceMissingError",
+    ),
+    case(
+        lambda c: _with_other(
+            c, {"region": "eu-west-1"}, lambda o: o.send_message_batch(c.queue.url, [1])
+        ),
+        ResourceMissingError,
+        "eu-west-1",
+        "table",
+        id="wrong-region",
+        xfail="nothing checks the region: the table is missing there and a raw "
+        "ResourceNotFoundException escapes",
+    ),
+]
+
+
+async def _with_other(
+    ctx: Ctx, changes: Mapping[str, Any], call: Callable[[MessageClient], Any]
+) -> Any:
+    client = await ctx.other(**changes)
+    return await call(client)
+
+
+@pytest.fixture(scope="module")
+def session() -> AioSession:
+    return get_session()
+
+
+@pytest.fixture(scope="module")
+async def bad_input_queue(base_config: Config) -> Queue:
+    return await make_queue(base_config)
+
+
+@pytest.fixture(scope="module")
+async def bad_input_cluster(
+    base_config: Config, bad_input_queue: Queue, session: AioSession
+) -> RecordKey:
+    """An existing cluster for the cases that update one (none of them may change it)."""
+    async with MessageClient(base_config, session=session) as setup:
+        return await setup.create_message_cluster(
+            bad_input_queue.url, [1], globals={"g": 1}, meta={"m": 1}
+        )
+
+
+@pytest.fixture(scope="module")
+async def bad_input_client(
+    base_config: Config, session: AioSession
+) -> AsyncIterator[MessageClient]:
+    async with MessageClient(base_config, session=session) as client:
+        yield client
+
+
+@pytest.fixture
+async def ctx(
+    base_config: Config,
+    bad_input_queue: Queue,
+    bad_input_cluster: RecordKey,
+    bad_input_client: MessageClient,
+    session: AioSession,
+) -> AsyncIterator[Ctx]:
+    context = Ctx(bad_input_client, bad_input_queue, bad_input_cluster, base_config, session)
+    try:
+        yield context
+    finally:
+        for other in context.opened:
+            await other.aclose()
+
+
+def writes(ctx: Ctx, before: Mapping[str, int]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for client in [ctx.client, *ctx.opened]:
+        counts.update(client.request_counts)
+    counts.subtract(before)
+    return {op: n for op, n in counts.items() if n > 0 and op not in READS}
+
+
+def test_the_catalogue_is_big_enough() -> None:
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize(("call", "error", "needles"), CASES)
+async def test_bad_input(
+    ctx: Ctx, call: Call, error: type[BaseException], needles: tuple[str, ...]
+) -> None:
+    before = dict(ctx.client.request_counts)
+    with pytest.raises(error) as info:
+        result = call(ctx)
+        if inspect.isawaitable(result):
+            await result
+    message = str(info.value)
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    if isinstance(info.value, ValidationError) and not isinstance(info.value, MalformedEventError):
+        assert info.value.field in message
+    assert writes(ctx, before) == {}, "something was written before the error"
