@@ -8,9 +8,8 @@ until the callback has run. Then it checks that the cluster counted every task o
 the callback ran exactly once, and reports times, requests and DynamoDB writes per task.
 
 The local server is serialised by default, so conditional writes are atomic as on AWS (the
-exactly-once checks rely on that); ``--server concurrent`` uses moto's threaded mode. Its
-Query reads one partition, as DynamoDB's does (``_local_server.py``); stock moto sorts the
-whole table on every Query, which makes fan-in quadratic (``--no-query-patch`` to see it).
+exactly-once checks rely on that); ``--server concurrent`` uses moto's threaded mode. The
+local server's Query reads one partition, as DynamoDB's does (see ``_moto_ddb_patch``).
 
     .venv/bin/python benchmarks/cluster_e2e.py --tasks 10000 --workers 4
 """
@@ -173,26 +172,13 @@ class Options:
     timeout: float
 
 
-class QueryPatchedLocalAWS(LocalAWS):
-    """LocalAWS whose server also applies ``_local_server.apply_query_patch`` (O(partition))."""
-
-    def _command(self) -> list[str]:
-        command = super()._command()
-        module = command.index("-m")
-        script = str(Path(__file__).resolve().parent / "_local_server.py")
-        return [*command[:module], script, *command[module + 2 :]]
-
-
 @contextmanager
-def local_server(
-    serialised: bool, query_patch: bool, endpoint: str | None
-) -> Iterator[tuple[str, int | None]]:
+def local_server(serialised: bool, endpoint: str | None) -> Iterator[tuple[str, int | None]]:
     """The endpoint and server PID: a fresh local AWS unless ``endpoint`` is given."""
     if endpoint is not None:
         yield endpoint, None
         return
-    kind = QueryPatchedLocalAWS if query_patch else LocalAWS
-    with kind(serialised=serialised) as aws:
+    with LocalAWS(serialised=serialised) as aws:
         yield aws.endpoint_url, aws.pid
 
 
@@ -398,12 +384,6 @@ def main() -> None:
     parser.add_argument(
         "--server", choices=("serialised", "concurrent"), default="serialised", help="local mode"
     )
-    parser.add_argument(
-        "--query-patch",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="make the local server's Query read one partition, as DynamoDB does",
-    )
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="give up after seconds")
     parser.add_argument("--endpoint", help="use this AWS endpoint instead of a local server")
     parser.add_argument("--json", help="result path (default results/e2e-<N>-<W>.json)")
@@ -416,11 +396,9 @@ def main() -> None:
     )
     started, digest = time.time(), src_digest()
     serialised = args.server == "serialised"
-    with local_server(serialised, args.query_patch, args.endpoint) as (endpoint, pid):
+    with local_server(serialised, args.endpoint) as (endpoint, pid):
         result = asyncio.run(run(options, endpoint, pid))
     server = "external" if args.endpoint else f"LocalAWS({args.server})"
-    if not args.endpoint and args.query_patch:
-        server += " + O(partition) Query"
     title = f"cluster end to end: {args.tasks} tasks, {args.workers} consumers, {server}"
     print_report(result, title)
     path = Path(args.json) if args.json else RESULTS / f"e2e-{args.tasks}-{args.workers}.json"

@@ -68,6 +68,17 @@ check() {  # check <label> <file to install>
   echo "  $label: import sqs_cluster, sqs_cluster.local: version $got; sqs-cluster --help works"
 }
 
-check wheel "$wheel"
-check sdist "$sdist"
+# The two installs are independent: run them side by side, then report both.
+check wheel "$wheel" >"$work/check-wheel.out" 2>&1 &
+wheel_pid=$!
+check sdist "$sdist" >"$work/check-sdist.out" 2>&1 &
+sdist_pid=$!
+status=0
+wait "$wheel_pid" || status=1
+wait "$sdist_pid" || status=1
+cat "$work/check-wheel.out" "$work/check-sdist.out"
+if [ "$status" -ne 0 ]; then
+  echo "dist check failed" >&2
+  exit 1
+fi
 echo "dist check passed"
