@@ -336,25 +336,41 @@ def child_main(run: Run) -> None:
 
 
 class Server:
-    """The local AWS (started here unless ``--endpoint`` names one) and its resources."""
+    """The endpoint (a local AWS, the latency server, or ``--endpoint``) and its resources."""
 
-    def __init__(self, endpoint: str | None, concurrency: int) -> None:
+    def __init__(self, endpoint: str | None, concurrency: int, latency_ms: float | None) -> None:
         self._given = endpoint
         self._concurrency = concurrency
+        self._latency_ms = latency_ms
+        self._fake: Any = None
         self.pid: int | None = None
         self.endpoint = ""
         self.name = f"bench-{uuid.uuid4().hex[:10]}"
 
+    @property
+    def label(self) -> str:
+        """What served the run, for the JSON."""
+        if self._latency_ms is not None:
+            return f"latency server ({self._latency_ms:g} ms per request)"
+        return "external" if self._given else "LocalAWS(serialised=False)"
+
     @contextmanager
     def running(self) -> Iterator[Server]:
         """Start (or use) the server and create the shared table and bucket."""
-        from sqs_cluster.local import LocalAWS
+        if self._latency_ms is not None:  # nothing to provision: it stores nothing
+            from latency_server import LatencyServer
 
+            with LatencyServer(self._latency_ms) as fake:
+                self._fake, self.endpoint, self.pid = fake, fake.endpoint, fake.pid
+                yield self
+            return
         if self._given is not None:
             self.endpoint = self._given
             self._provision()
             yield self
             return
+        from sqs_cluster.local import LocalAWS
+
         with LocalAWS(serialised=False) as aws:
             self.endpoint, self.pid = aws.endpoint_url, aws.pid
             self._provision()
@@ -378,15 +394,19 @@ class Server:
 
     def new_queue(self, label: str) -> str:
         """A fresh queue (with its DLQ), so no run sees another run's messages."""
+        name = f"{label}-{uuid.uuid4().hex[:8]}"
+        if self._fake is not None:
+            return f"{self.endpoint}/000000000000/{name}"
         from sqs_cluster._provision import ensure_resources
 
-        name = f"{label}-{uuid.uuid4().hex[:8]}"
         url = asyncio.run(ensure_resources(self._config(), queue_name=name)).queue_url
         assert url is not None
         return url
 
     def drop_queue(self, url: str) -> int:
         """The number of messages in the queue, then delete it and its DLQ."""
+        if self._fake is not None:
+            return int(self._fake.stats()["messages"].get(url, 0))
         import boto3
 
         sqs = boto3.client("sqs", region_name=REGION, endpoint_url=self.endpoint)
@@ -490,11 +510,12 @@ def parent_main(args: argparse.Namespace) -> None:
     """Interleave the variants, then print and save the comparison."""
     setup_env()
     variants = ["floor", "library"]
-    if args.naive and args.tasks <= NAIVE_MAX_TASKS:
+    if args.naive and args.tasks <= args.naive_max_tasks:
         variants.append("naive")
     runs: list[dict[str, Any]] = []
     started = time.time()
-    with Server(args.endpoint, args.concurrency).running() as server:
+    server_spec = Server(args.endpoint, args.concurrency, args.latency_ms)
+    with server_spec.running() as server:
         for variant in variants if args.warmup else []:
             measure(server, variant, WARMUP_TASKS, args.concurrency, f"warm-up {variant}")
         for round_ in range(1, args.repeat + 1):
@@ -526,10 +547,14 @@ def parent_main(args: argparse.Namespace) -> None:
         ratios["naive/floor wall"] = round(
             summary["naive"]["wall_s_median"] / floor["wall_s_median"], 3
         )
-    title = f"create_message_cluster: {args.tasks} tasks, concurrency {args.concurrency}"
+    title = (
+        f"create_message_cluster: {args.tasks} tasks, concurrency {args.concurrency}, "
+        f"{server_spec.label}"
+    )
     print_report(summary, ratios, f"{title}, {args.repeat} interleaved rounds")
+    stem = "fanout" if args.latency_ms is None else f"fanout-latency{args.latency_ms:g}ms"
     path = (
-        Path(args.json) if args.json else RESULTS / f"fanout-{args.tasks}-{args.concurrency}.json"
+        Path(args.json) if args.json else RESULTS / f"{stem}-{args.tasks}-{args.concurrency}.json"
     )
     write_json(
         path,
@@ -540,7 +565,9 @@ def parent_main(args: argparse.Namespace) -> None:
             "tasks": args.tasks,
             "concurrency": args.concurrency,
             "repeat": args.repeat,
-            "server": "external" if args.endpoint else "LocalAWS(serialised=False)",
+            "server": server_spec.label,
+            "latency_ms": args.latency_ms,
+            "src_digest": src_digest(),
             "machine": machine(),
             "summary": summary,
             "ratios": ratios,
@@ -561,7 +588,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--naive",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help=f"include sequential boto3 when --tasks <= {NAIVE_MAX_TASKS}",
+        help="include sequential boto3 when --tasks <= --naive-max-tasks",
+    )
+    parser.add_argument(
+        "--naive-max-tasks",
+        type=int,
+        default=NAIVE_MAX_TASKS,
+        help=f"largest N at which naive runs (default {NAIVE_MAX_TASKS}; it is slow)",
     )
     parser.add_argument(
         "--warmup",
@@ -570,6 +603,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"one unrecorded {WARMUP_TASKS}-task run of each variant first",
     )
     parser.add_argument("--endpoint", help="use this AWS endpoint instead of a local server")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        help="serve from benchmarks/latency_server.py answering after this delay (no moto)",
+    )
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
     parser.add_argument("--bucket", help=argparse.SUPPRESS)
@@ -577,6 +615,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.concurrency < 1 or args.repeat < 1:
         parser.error("--tasks, --concurrency and --repeat must be >= 1")
+    if args.latency_ms is not None and args.endpoint and not args.child:
+        parser.error("--latency-ms starts its own endpoint; drop --endpoint")
     return args
 
 

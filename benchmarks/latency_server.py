@@ -179,8 +179,9 @@ def _json(data: dict[str, Any], content_type: str) -> web.Response:
 async def serve(delay: float, port: int) -> None:
     """Serve until cancelled; print the ready line with the port."""
     fake = Fake(delay)
-    server = web.Server(fake.handle, access_log=None)
-    runner = web.ServerRunner(server, handle_signals=True)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", fake.handle)  # the router answers Expect: 100
+    runner = web.AppRunner(app, handle_signals=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
     await site.start()

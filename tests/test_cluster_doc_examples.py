@@ -266,7 +266,11 @@ async def test_record_layout(
     run_id = unique("run")
     key = await cluster_producer.start_run(client, queue.url, hours_of(3), run_id, RATE)
     items = cluster_records.partition(base_config, key.p_key)
-    assert set(items) == {key.r_key, "SQSMessage$progress"}  # no counter before the first count
+    # the counter item claims the id at creation and carries the total and the queue URL
+    assert set(items) == {key.r_key, "SQSMessage$progress", "SQSMessage$counter#0"}
+    created = items["SQSMessage$counter#0"]
+    assert types_of(created) == {"pKey": "S", "rKey": "S", "total": "N", "url": "S", "expiresAt": "N"}
+    assert created["total"]["N"] == "3" and created["url"]["S"] == queue.url
     main = items[key.r_key]
     assert types_of(main) == {
         "pKey": "S",
@@ -292,7 +296,13 @@ async def test_record_layout(
         "Key": {"S": f"{key.p_key}-globals.json"},
     }
     progress = items["SQSMessage$progress"]
-    assert types_of(progress) == {"pKey": "S", "rKey": "S", "sentCount": "N", "sentUnits": "NS"}
+    assert types_of(progress) == {
+        "pKey": "S",
+        "rKey": "S",
+        "sentCount": "N",
+        "sentUnits": "NS",
+        "expiresAt": "N",
+    }
     assert progress["sentUnits"]["NS"] == ["0"] and progress["sentCount"]["N"] == "3"
 
     task = cluster_records.task_item(base_config, key.p_key, key.r_key, 1)
@@ -316,7 +326,15 @@ async def test_record_layout(
     await client.mark_complete(records[0])
     items = cluster_records.partition(base_config, key.p_key)
     counter = items["SQSMessage$counter#0"]
-    assert types_of(counter) == {"pKey": "S", "rKey": "S", "completed": "N", "updatedAt": "S"}
+    assert types_of(counter) == {
+        "pKey": "S",
+        "rKey": "S",
+        "total": "N",
+        "url": "S",
+        "expiresAt": "N",
+        "completed": "N",
+        "updatedAt": "S",
+    }
     assert cluster_records.counts(items) == {"completed": 1, "failed": 0, "sent": 3}
     value, encryption = cluster_records.globals_object(base_config, key.p_key)
     assert value == {"rate": RATE, "amounts": {}} and encryption == "AES256"

@@ -25,6 +25,7 @@ from sqs_cluster import (
     Config,
     ConflictError,
     MessageClient,
+    MessageInProgressError,
     PartialSendError,
     ReceivedMessage,
     RecordKey,
@@ -110,6 +111,7 @@ async def test_throttling_is_retried_by_botocore_then_raised(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="_aws.AWS._create passes Config.max_attempts as botocore's retries['max_attempts'], "
     "which counts retries, so a request makes max_attempts + 1 attempts; docs/configuration.md "
     "says 'attempts per AWS request, counting the first' (use 'total_max_attempts')",
@@ -606,21 +608,24 @@ SCENARIOS: dict[str, Scenario] = {
     ),
 }
 
-KNOWN_GAPS: dict[tuple[str, FaultKind], tuple[str, bool]] = {
+KNOWN_GAPS: dict[tuple[str, FaultKind], tuple[str, bool, type[BaseException] | None]] = {
     ("send_message_batch", FaultKind.SQS_SENDER_FAULT): (
         "PartialSendError gives no way to resend the failed entries under their existing "
         "record keys: resending them writes new records and the first ones stay PRE FLIGHT",
         True,
+        AssertionError,
     ),
     ("update_message_cluster_globals", FaultKind.READ_TIMEOUT): (
         "_globals.update_globals: a conditional PutObject whose response was lost is retried, "
         "gets 412 and the function is applied a second time",
         True,
+        AssertionError,
     ),
     ("create_message_cluster", FaultKind.S3_CONFLICT): (
         "_globals.write_globals treats 409 ConditionalRequestConflict like 412: the create's "
         "If-None-Match write is then taken as 'exists' and the globals are never written",
         True,
+        RecordNotFoundError,
     ),
     ("safe_process_batch", FaultKind.READ_TIMEOUT): (
         "lost responses of the claim (_tracking.claim) and of the callback claim "
@@ -628,6 +633,7 @@ KNOWN_GAPS: dict[tuple[str, FaultKind], tuple[str, bool]] = {
         "for lease_seconds, a callback never runs. Which request loses its response depends "
         "on lease timing here, so this cell is not strict; the targeted tests below are",
         False,
+        AssertionError,
     ),
 }
 
@@ -639,7 +645,7 @@ def matrix() -> list[Any]:
             if not scenario.reached_by(kind):
                 continue
             gap = KNOWN_GAPS.get((name, kind))
-            marks = [pytest.mark.xfail(strict=gap[1], reason=gap[0])] if gap else []
+            marks = [pytest.mark.xfail(strict=gap[1], reason=gap[0], raises=gap[2])] if gap else []
             cells.append(pytest.param(name, kind, id=f"{name}-{kind.value}", marks=marks))
     return cells
 
@@ -717,6 +723,7 @@ async def test_create_cluster_with_sends_failing_for_good_resumes_exactly(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=ClientError,
     reason="_cluster_create.create_cluster: a failure after the cluster record is written (here "
     "the globals PutObject) escapes as a raw botocore error that does not name the generated "
     "cluster id, so the cluster cannot be resumed and stays PRE FLIGHT with nothing sent",
@@ -733,6 +740,7 @@ async def test_create_cluster_failing_after_its_record_names_the_cluster(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="_cluster_create.record_progress: when the progress UpdateItem fails for good the raw "
     "botocore error escapes (not ClusterSendError), although the unit's messages were sent; "
     "resuming then sends that unit again",
@@ -769,6 +777,7 @@ async def test_create_cluster_whose_progress_cannot_be_recorded(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="_globals.update_globals: the conditional PutObject ran, its answer was lost, the "
     "retry got 412 and the update function was applied twice",
 )
@@ -785,6 +794,7 @@ async def test_globals_update_whose_answer_was_lost_applies_once(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="_store.update_record: the conditional UpdateItem ran, its answer was lost, the retry "
     "failed its revision check and the change function was applied twice",
 )
@@ -801,6 +811,7 @@ async def test_record_update_whose_answer_was_lost_applies_once(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="_cluster_complete._claim_callback: the claim ran, its answer was lost, the retry "
     "failed its condition (our own RUNNING lease) and was taken as lost: the callback never runs",
 )
@@ -832,6 +843,7 @@ async def test_callback_whose_claim_answer_was_lost_still_runs(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=MessageInProgressError,
     reason="_tracking.claim: the claim ran, its answer was lost, and the retry found the lease "
     "this very delivery holds: the message is reported in progress and blocked for lease_seconds",
 )
@@ -864,6 +876,7 @@ async def test_progress_whose_answer_was_lost_counts_once(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=RecordNotFoundError,
     reason="_globals.write_globals treats 409 ConditionalRequestConflict like 412: on create "
     "(If-None-Match) the globals are then silently never written; S3 asks for a retry on 409",
 )
@@ -879,6 +892,7 @@ async def test_globals_conflict_on_create_is_retried(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="_queue_ops.change_visibility ignores the Failed entries of "
     "ChangeMessageVisibilityBatch: a release (or a lease extension) that SQS failed with a "
     "retryable fault is neither retried nor reported",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import gc
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -78,6 +79,20 @@ def unsafe_calls(tree: ast.AST) -> Iterator[tuple[int, str]]:
             yield getattr(node, "lineno", 0), what
 
 
+def parse(path: Path) -> ast.AST:
+    """ast.parse with the collector paused: on CPython 3.11.7 a finalizer that runs during
+    the parse (any other test's leftover coroutine) trips 'AST constructor recursion depth
+    mismatch'."""
+    source = path.read_text(encoding="utf-8")
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(source, filename=str(path))
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def test_no_pickle_eval_or_unsafe_yaml_anywhere() -> None:
     """Everywhere: no pickle-like modules, unsafe YAML or shell=True. In what ships or what
     users copy (src, scripts, examples, docs): no eval or exec either; tests may exec a
@@ -85,7 +100,7 @@ def test_no_pickle_eval_or_unsafe_yaml_anywhere() -> None:
     found: list[str] = []
     files = list(python_files())
     for path in files:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tree = parse(path)
         relative = path.relative_to(ROOT)
         test_code = relative.parts[0] in {"tests", "benchmarks"} or len(relative.parts) == 1
         for line, what in unsafe_calls(tree):
@@ -220,6 +235,7 @@ async def test_crafted_cluster_keys_stay_in_the_globals_key_space(client: Messag
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="_event.parse_record trusts the body's pKey/rKey as the task's cluster: a body "
     "naming another cluster makes mark_complete count the task into that cluster's counter",
 )
@@ -242,6 +258,7 @@ async def test_task_body_naming_another_cluster_cannot_touch_it(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="ReceivedMessage.get_globals() reads the Bucket/Key named in the task body "
     "(_event._globals_location, unchecked), so a crafted body reads any object the role may "
     "read; docs/clusters.md says it reads <pKey>-globals.json in Config.bucket",

@@ -1,0 +1,141 @@
+"""Chaos end to end: worker processes SIGKILLed and restarted at random, duplicate deliveries,
+random handler failures. Every task's effect must happen exactly once, tasks that exhaust
+their receives must be counted failed, and on_cluster_complete must run exactly once.
+
+Seeded and bounded in time. ``CHAOS_TASKS`` sets the size (CI runs 300; ``nox -s chaos``
+runs 2,000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sqs_cluster import Config, MessageClient
+
+from .conftest import make_queue, unique
+
+TASKS = int(os.environ.get("CHAOS_TASKS", "300"))
+WORKERS = 4
+SEED = int(os.environ.get("CHAOS_SEED", "7"))
+TESTS = Path(__file__).parent
+ALWAYS_FAILS_EVERY = 50
+
+
+def start(queue_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sqs_cluster._cli", "worker", queue_url, "chaos_app:handler",
+         "--wait-seconds", "1", "--concurrency", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def make_ledger(ddb: Any) -> str:
+    name = unique("ledger")
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def duplicate_some(sqs: Any, queue_url: str, rng: random.Random) -> int:
+    """Send copies of ~5% of the task messages: SQS's at-least-once, made deliberate."""
+    copies: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+            VisibilityTimeout=1,
+        ).get("Messages", [])  # fmt: skip
+        fresh = [m for m in got if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        for message in fresh:
+            seen.add(message["MessageId"])
+            if rng.random() < 0.05:
+                copies.append(message)
+        if len(seen) >= TASKS:
+            break
+    for message in copies:
+        sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody=message["Body"],
+            MessageAttributes=message["MessageAttributes"],
+        )
+    return len(copies)
+
+
+async def wait_until_finished(
+    config: Config, key: Any, workers: list[subprocess.Popen[bytes]], restart: Any, deadline: float
+) -> Any:
+    rng = random.Random(SEED)
+    kills = 0
+    async with MessageClient(config) as client:
+        while time.monotonic() < deadline:
+            cluster = await client.get_message_cluster(key, consistent_read=True)
+            if cluster.is_finished and cluster.callback_state == "DONE":
+                return cluster, kills
+            near_end = cluster.completed + cluster.failed >= cluster.total - 20
+            if not near_end and rng.random() < 0.5:
+                victim = rng.randrange(len(workers))
+                workers[victim].send_signal(signal.SIGKILL)
+                workers[victim].wait()
+                workers[victim] = restart()
+                kills += 1
+            await asyncio.sleep(1.0)
+    raise AssertionError(f"cluster did not finish in time: {cluster}")
+
+
+@pytest.mark.slow
+async def test_chaos_every_effect_once(base_config: Config, ddb: Any, sqs: Any) -> None:
+    queue = await make_queue(base_config, visibility_timeout=4, max_receive_count=3)
+    ledger = make_ledger(ddb)
+    config = base_config.with_changes(lease_seconds=3)
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(
+            queue.url, [{"i": i} for i in range(TASKS)], omit_globals=True
+        )
+    duplicates = duplicate_some(sqs, queue.url, random.Random(SEED))
+    env = dict(os.environ)
+    env.update(
+        SQS_CLUSTER_TABLE=config.table,
+        SQS_CLUSTER_ENDPOINT_URL=config.endpoint_url or "",
+        SQS_CLUSTER_REGION="us-east-1",
+        SQS_CLUSTER_LEASE_SECONDS="3",
+        LEDGER_TABLE=ledger,
+        CHAOS_SEED=str(SEED),
+        PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
+    )
+    workers = [start(queue.url, env) for _ in range(WORKERS)]
+    try:
+        cluster, kills = await wait_until_finished(
+            config, key, workers, lambda: start(queue.url, env), time.monotonic() + 600
+        )
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            await asyncio.to_thread(worker.wait, 60)
+    items = ddb.scan(TableName=ledger)["Items"]
+    effects = sorted(int(i["pk"]["S"].split("#")[1]) for i in items if i["pk"]["S"] != "callback")
+    callback_runs = [int(i["runs"]["N"]) for i in items if i["pk"]["S"] == "callback"]
+    always_fail = {i for i in range(TASKS) if i % ALWAYS_FAILS_EVERY == 0}
+    assert effects == [i for i in range(TASKS) if i not in always_fail]  # each effect once
+    assert (cluster.completed, cluster.failed) == (TASKS - len(always_fail), len(always_fail))
+    assert callback_runs == [1]
+    summary = {"tasks": TASKS, "kills": kills, "duplicates": duplicates, "failed": cluster.failed}
+    print("chaos:", json.dumps(summary))
+    assert kills > 0 and duplicates > 0
