@@ -53,3 +53,10 @@ def demo(session: nox.Session) -> None:
     """The demo against the embedded local AWS."""
     session.install("-e", ".[dev]")
     session.run("sqs-cluster", "demo", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos test at full size: 2,000 tasks, workers SIGKILLed at random."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "tests/test_chaos.py", "-s", env={"CHAOS_TASKS": "2000"})

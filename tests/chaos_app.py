@@ -40,14 +40,13 @@ async def _open() -> tuple[MessageClient, Any]:
 
 
 async def _ledger_put(ddb: Any, index: int) -> None:
-    try:
+    # a repeat is absorbed: the effect already happened on an earlier delivery
+    with contextlib.suppress(ddb.exceptions.ConditionalCheckFailedException):
         await ddb.put_item(
             TableName=os.environ["LEDGER_TABLE"],
             Item={"pk": {"S": f"task#{index}"}},
             ConditionExpression="attribute_not_exists(pk)",
         )
-    except ddb.exceptions.ConditionalCheckFailedException:
-        pass  # the effect already happened on an earlier delivery
 
 
 async def handler(event: dict[str, Any], context: Any) -> Any:

@@ -269,7 +269,13 @@ async def test_record_layout(
     # the counter item claims the id at creation and carries the total and the queue URL
     assert set(items) == {key.r_key, "SQSMessage$progress", "SQSMessage$counter#0"}
     created = items["SQSMessage$counter#0"]
-    assert types_of(created) == {"pKey": "S", "rKey": "S", "total": "N", "url": "S", "expiresAt": "N"}
+    assert types_of(created) == {
+        "pKey": "S",
+        "rKey": "S",
+        "total": "N",
+        "url": "S",
+        "expiresAt": "N",
+    }
     assert created["total"]["N"] == "3" and created["url"]["S"] == queue.url
     main = items[key.r_key]
     assert types_of(main) == {

@@ -187,7 +187,7 @@ class Aioboto3StyleSession:
 
     def __init__(self) -> None:
         self.created: list[str] = []
-        self._session = get_session()
+        self._session: Any = get_session()
 
     def client(self, service_name: str, **kwargs: Any) -> Any:
         self.created.append(service_name)

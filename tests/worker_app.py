@@ -13,14 +13,18 @@ from typing import Any
 from sqs_cluster import MessageClient, ReceivedMessage
 
 
+def _append(path: str, line: str) -> None:
+    with open(path, "a") as ledger:  # O_APPEND: concurrent workers' lines never interleave
+        ledger.write(line)
+
+
 async def handler(event: dict[str, Any], context: Any) -> Any:
     """Process a batch with safe_process_batch; tasks append to the ledger."""
     assert context.get_remaining_time_in_millis() > 0
 
     async def task(message: ReceivedMessage[Any]) -> None:
         await asyncio.sleep(float(os.environ.get("SLEEP", "0")))
-        with open(os.environ["LEDGER"], "a") as ledger:
-            ledger.write(f"{message.task_index}\n")
+        await asyncio.to_thread(_append, os.environ["LEDGER"], f"{message.task_index}\n")
 
     async with MessageClient() as client:
         return await client.safe_process_batch(event, task)
