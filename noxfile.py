@@ -43,9 +43,16 @@ def dist(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (not tests): fan-out against the raw aiobotocore floor."""
+    """Benchmarks (not tests), then the plot: ``nox -s bench`` is the quick run (< 2 min),
+    ``nox -s bench -- --full`` the issue's full sizes (hours); other posargs go to run_all.py."""
     session.install("-e", ".[dev]")
-    session.run("python", "benchmarks/fanout.py", *session.posargs)
+    session.install("matplotlib")
+    args = list(session.posargs)
+    if "--full" in args:
+        args.remove("--full")
+    else:
+        args.insert(0, "--quick")
+    session.run("python", "benchmarks/run_all.py", *args)
 
 
 @nox.session

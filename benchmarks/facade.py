@@ -5,7 +5,9 @@ through the async ``MessageClient``, in the same run, against the embedded local
 is warmed up first and measured in alternating rounds, so drift in the server hits both alike.
 The goal is a ratio of at most 1.10.
 
-    .venv/bin/python benchmarks/facade.py [--calls 1000] [--rounds 3]
+    .venv/bin/python benchmarks/facade.py [--calls 1000] [--rounds 3] [--json PATH]
+
+Writes ``results/facade.json`` (or ``--json``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
 import uuid
+from pathlib import Path
+
+from _common import RESULTS, machine, src_digest, write_json
 
 from sqs_cluster import Config, MessageClient, RecordKey, sync
 from sqs_cluster.local import LocalAWS
@@ -47,6 +53,7 @@ async def noop() -> None:
 
 
 async def time_async_noop(calls: int) -> float:
+    """Seconds for ``calls`` awaited no-op coroutines."""
     start = time.perf_counter()
     for _ in range(calls):
         await noop()
@@ -54,6 +61,7 @@ async def time_async_noop(calls: int) -> float:
 
 
 def time_sync_noop(client: sync.MessageClient, calls: int) -> float:
+    """Seconds for ``calls`` no-op coroutines run through the facade's portal."""
     start = time.perf_counter()
     for _ in range(calls):
         client._call(noop)
@@ -61,10 +69,13 @@ def time_sync_noop(client: sync.MessageClient, calls: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Alternate async and facade rounds, print the ratio, save JSON."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", help="result path (default results/facade.json)")
     args = parser.parse_args()
+    started = time.time()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     with LocalAWS() as aws:
@@ -91,6 +102,28 @@ def main() -> None:
         f"facade {statistics.median(sync_times):.3f} s"
     )
     print(f"  floor      {hop / args.calls * 1e6:.0f} us/call through the facade with no I/O")
+    path = Path(args.json) if args.json else RESULTS / "facade.json"
+    write_json(
+        path,
+        {
+            "benchmark": "facade",
+            "command": " ".join(["python", "benchmarks/facade.py", *sys.argv[1:]]),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "calls": args.calls,
+            "rounds": args.rounds,
+            "server": "LocalAWS(serialised=True)",
+            "machine": machine(),
+            "src_digest": src_digest(),
+            "async_s": [round(t, 4) for t in async_times],
+            "facade_s": [round(t, 4) for t in sync_times],
+            "async_ms_per_call_best": round(best_async / args.calls * 1e3, 3),
+            "facade_ms_per_call_best": round(best_sync / args.calls * 1e3, 3),
+            "facade_overhead_us_per_call": round(per_call, 1),
+            "portal_hop_us_per_call": round(hop / args.calls * 1e6, 1),
+            "ratios": {"facade/async": round(ratio, 3)},
+        },
+    )
+    print(f"results written to {path}")
 
 
 if __name__ == "__main__":

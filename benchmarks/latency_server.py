@@ -185,8 +185,7 @@ async def serve(delay: float, port: int) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
     await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-    bound = sockets[0].getsockname()[1] if sockets else port
+    bound = int(runner.addresses[0][1]) if runner.addresses else port
     print(f"{READY}{bound}", flush=True)
     try:
         await asyncio.Event().wait()

@@ -250,7 +250,9 @@ def main() -> None:
     out = console()
     out.print(table)
     out.print(f"  library/raw wall: {ratio:.2f}x; checks {'OK' if ok else 'FAILED'}")
-    path = Path(args.json) if args.json else RESULTS / f"processing-{args.tasks}-{args.pollers}.json"
+    path = (
+        Path(args.json) if args.json else RESULTS / f"processing-{args.tasks}-{args.pollers}.json"
+    )
     write_json(
         path,
         {

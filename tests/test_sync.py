@@ -7,7 +7,6 @@ is parametrised over both APIs); these tests cover what only the facade has.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -29,9 +28,7 @@ import pytest
 from typing_extensions import assert_type
 
 import sqs_cluster
-import sqs_cluster.local
 from sqs_cluster import ENV_VARS, Config, SQSClusterError, Status, sync
-from sqs_cluster.local import LocalAWS
 
 from .conftest import Queue, receive_event
 
@@ -353,18 +350,14 @@ def test_docs_quote_the_example_verbatim() -> None:
     assert example in doc_blocks()
 
 
-def test_docs_script_runs(
-    monkeypatch: pytest.MonkeyPatch, local_aws: LocalAWS, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_docs_script_runs() -> None:
+    """As a reader would run it: its own process, its own local AWS."""
     (script,) = [b for b in doc_blocks() if "LocalAWS" in b]
-
-    @contextlib.contextmanager
-    def session_server() -> Iterator[LocalAWS]:
-        yield local_aws  # the session's server, instead of starting one more
-
-    monkeypatch.setattr(sqs_cluster.local, "LocalAWS", session_server)
-    exec(compile(script, "docs/sync.md", "exec"), {"__name__": "__main__"})
-    assert capsys.readouterr().out.splitlines()[-1] == "100 records, first is PRE FLIGHT"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "100 records, first is PRE FLIGHT"
 
 
 # -- the generator --------------------------------------------------------------------------------
