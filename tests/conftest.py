@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -65,11 +66,38 @@ class Queue:
     dlq_url: str
 
 
-async def make_queue(config: Config, name: str | None = None, **kwargs: Any) -> Queue:
-    """Create a queue with a DLQ (maxReceiveCount 3 unless given) on the test server."""
-    res = await ensure_resources(config, queue_name=name or unique("q"), **kwargs)
-    assert res.queue_url is not None and res.dlq_url is not None
-    return Queue(res.queue_url, res.dlq_url)
+async def make_queue(
+    config: Config,
+    name: str | None = None,
+    *,
+    max_receive_count: int = 3,
+    visibility_timeout: int = 360,
+) -> Queue:
+    """Create a queue with a DLQ on the test server: four plain SQS calls, not a full
+    ``ensure_resources`` (the table and bucket already exist), so per-test setup stays fast."""
+    name = name or unique("q")
+    fifo = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+    sqs = _sqs_client(config.endpoint_url)
+    dlq_name = name.removesuffix(".fifo") + "-dlq" + (".fifo" if fifo else "")
+    dlq = sqs.create_queue(QueueName=dlq_name, Attributes=fifo)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+    redrive = {"deadLetterTargetArn": arn["QueueArn"], "maxReceiveCount": str(max_receive_count)}
+    attributes = {
+        "VisibilityTimeout": str(visibility_timeout),
+        "RedrivePolicy": json.dumps(redrive),
+        **fifo,
+    }
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    return Queue(url, dlq)
+
+
+_SQS_CLIENTS: dict[str | None, Any] = {}
+
+
+def _sqs_client(endpoint: str | None) -> Any:
+    if endpoint not in _SQS_CLIENTS:
+        _SQS_CLIENTS[endpoint] = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+    return _SQS_CLIENTS[endpoint]
 
 
 @pytest.fixture
