@@ -144,7 +144,7 @@ async def _process_tracked(
         return False
     if claim.outcome is ClaimOutcome.COMPLETE:
         if message.is_task:  # a redelivery may be what finishes a crashed fan-in
-            await client._after_task(message, callback)
+            await client._after_task(message, callback, limiter)
         return True
     try:
         result = await call_handler(handler, message, limiter=limiter)
@@ -152,13 +152,13 @@ async def _process_tracked(
         client.log_failure(message, exc)
         if message.is_task and await client.is_last_receive(message):
             _, cluster = await client._finish_task(message, exc)
-            await client._run_callback(cluster, callback)
+            await client._run_callback(cluster, callback, limiter)
         else:
             await client.mark_failed(message, exc)
         return False
     if message.is_task:
         _, cluster = await client._finish_task(message, result=result)
-        await client._run_callback(cluster, callback)
+        await client._run_callback(cluster, callback, limiter)
     else:
         await client.mark_complete(message, result)
     return True

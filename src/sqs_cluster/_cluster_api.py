@@ -142,19 +142,23 @@ class ClusterOperations:
         return None if cluster is None else dataclasses.replace(cluster, client=self)
 
     async def _after_task(
-        self, message: ReceivedMessage[Any], callback: ClusterCallback | None
+        self, message: ReceivedMessage[Any], callback: ClusterCallback | None, limiter: Any = None
     ) -> None:
         """For a task seen complete again: end its cluster and run a due callback (recovery)."""
         assert message.cluster_key is not None
         cluster = await finalize_if_done(self._aws, message.cluster_key)
         if callback is not None:
-            await run_callback(self._aws, self._bind(cluster), callback)
+            await run_callback(self._aws, self._bind(cluster), callback, limiter)
 
     async def _run_callback(
-        self, cluster: ClusterRecord[Any, Any] | None, callback: ClusterCallback | None
+        self,
+        cluster: ClusterRecord[Any, Any] | None,
+        callback: ClusterCallback | None,
+        limiter: Any = None,
     ) -> None:
+        """Run a due callback; a sync one in a worker thread under the batch's ``limiter``."""
         if callback is not None:
-            await run_callback(self._aws, cluster, callback)
+            await run_callback(self._aws, cluster, callback, limiter)
 
 
 __all__ = ["ClusterKeyLike", "ClusterOperations"]

@@ -219,7 +219,10 @@ async def _settle_callback(
 
 
 async def run_callback(
-    aws: AWS, cluster: ClusterRecord[Any, Any] | None, callback: ClusterCallback
+    aws: AWS,
+    cluster: ClusterRecord[Any, Any] | None,
+    callback: ClusterCallback,
+    limiter: Any = None,
 ) -> bool:
     """Run ``callback`` if the cluster ended and nobody ran (or is running) it; True if we did.
 
@@ -234,7 +237,7 @@ async def run_callback(
     fresh = await read_cluster(aws, cluster.key, consistent_read=True)
     fresh = dataclasses.replace(fresh, client=cluster.client)
     try:
-        await call_handler(callback, fresh, fresh.get_globals)
+        await call_handler(callback, fresh, fresh.get_globals, limiter=limiter)
     except Exception as exc:
         await _settle_callback(aws, cluster.key, token, exc)
         raise
