@@ -30,8 +30,8 @@ def plan(quick: bool, out: Path) -> list[tuple[str, list[str]]]:
     steps: list[tuple[str, list[str]]] = []
     if quick:
         fan = [(300, c, 1) for c in (8, 32)]
-        lat = [(2000, c, 1) for c in (1, 8, 64)]
-        naive_max, proc, rounds, calls = 300, 100, 5, 200
+        lat = [(1000, c, 1) for c in (1, 8, 64)]
+        naive_max, proc, rounds, calls = 300, 50, 5, 200
     else:
         fan = [
             (n, c, 3 if n < 100_000 else 1) for n in (1000, 10_000, 100_000) for c in (1, 8, 32, 64)

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 from docs.examples import cluster_lambda, cluster_producer, cluster_records, cluster_worker
 
 from sqs_cluster import ClusterRecord, Config, MessageClient, RecordKey, Status
 
-from .conftest import REGION, Queue, make_queue, receive_event, unique
+from .conftest import Queue, make_queue, receive_event, unique
 from .faults import FaultyClient, fail_entries_once
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,26 +146,16 @@ async def test_start_run_and_describe(
     assert await client.get_message_cluster_globals(key.p_key) == {"rate": RATE, "amounts": {}}
 
 
-async def test_start_run_resumes_after_a_partial_fan_out(base_config: Config, sqs: Any) -> None:
+async def test_start_run_resumes_after_a_partial_fan_out(
+    base_config: Config, sqs: Any, real: dict[str, Any]
+) -> None:
     queue = await make_queue(base_config)
-    session = get_session()
-    async with (
-        session.create_client(
-            "sqs", region_name=REGION, endpoint_url=base_config.endpoint_url
-        ) as real,
-        session.create_client(
-            "dynamodb", region_name=REGION, endpoint_url=base_config.endpoint_url
-        ) as ddb,
-        session.create_client(
-            "s3", region_name=REGION, endpoint_url=base_config.endpoint_url
-        ) as s3,
-    ):
-        faulty = FaultyClient(real, send_message_batch=fail_entries_once(4, sender_fault=True))
-        clients = {"sqs": faulty, "dynamodb": ddb, "s3": s3}
-        async with MessageClient(base_config, clients=clients) as client:
-            run_id = unique("run")
-            key = await cluster_producer.start_run(client, queue.url, hours_of(30), run_id, RATE)
-            cluster = await client.get_message_cluster(key, consistent_read=True)
+    faulty = FaultyClient(real["sqs"], send_message_batch=fail_entries_once(4, sender_fault=True))
+    clients = {**real, "sqs": faulty}
+    async with MessageClient(base_config, clients=clients) as client:
+        run_id = unique("run")
+        key = await cluster_producer.start_run(client, queue.url, hours_of(30), run_id, RATE)
+        cluster = await client.get_message_cluster(key, consistent_read=True)
     assert faulty.calls["send_message_batch"] == 4  # 3 batches, then 1 for the 4 unsent tasks
     assert (cluster.total, cluster.sent, cluster.status) == (30, 30, Status.IN_PROGRESS)
     received = receive_event(sqs, queue.url, max_messages=40)["Records"]

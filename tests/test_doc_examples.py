@@ -13,7 +13,6 @@ from typing import Any
 
 import boto3
 import pytest
-from aiobotocore.session import get_session
 from docs.examples import (
     config_from_env,
     lambda_batch,
@@ -104,24 +103,14 @@ async def test_send_orders(base_config: Config, queue: Queue, client: MessageCli
     assert all(r is not None and r.meta == {"tenant": "acme"} for r in records)
 
 
-async def test_retry_partial_send(base_config: Config, queue: Queue, sqs: Any) -> None:
-    session = get_session()
-    async with (
-        session.create_client(
-            "sqs", region_name=REGION, endpoint_url=base_config.endpoint_url
-        ) as real,
-        session.create_client(
-            "dynamodb", region_name=REGION, endpoint_url=base_config.endpoint_url
-        ) as ddb,
-        session.create_client(
-            "s3", region_name=REGION, endpoint_url=base_config.endpoint_url
-        ) as s3,
-    ):
-        faulty = FaultyClient(real, send_message_batch=fail_entries_once(3, sender_fault=True))
-        clients = {"sqs": faulty, "dynamodb": ddb, "s3": s3}
-        async with MessageClient(base_config, clients=clients) as client:
-            keys = await retry_partial_send.send_all(client, queue.url, list(range(25)))
-            records = await client.get_message_records(keys)
+async def test_retry_partial_send(
+    base_config: Config, queue: Queue, sqs: Any, real: dict[str, Any]
+) -> None:
+    faulty = FaultyClient(real["sqs"], send_message_batch=fail_entries_once(3, sender_fault=True))
+    clients = {**real, "sqs": faulty}
+    async with MessageClient(base_config, clients=clients) as client:
+        keys = await retry_partial_send.send_all(client, queue.url, list(range(25)))
+        records = await client.get_message_records(keys)
     assert faulty.calls["send_message_batch"] == 4  # 3 batches, then 1 for the 3 failed entries
     assert [json.loads(r.body or "") for r in records if r] == list(range(25))
     attrs = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]

@@ -60,6 +60,11 @@ class ClusterPlan:
     tolerated: int
     max_bytes: int
 
+    @property
+    def cluster_key_attr(self) -> dict[str, Any]:
+        """The task records' ``clusterKey`` attribute value."""
+        return {"M": {"pKey": {"S": self.key.p_key}, "rKey": {"S": self.key.r_key}}}
+
 
 async def queue_max_message_size(aws: AWS, queue_url: str) -> int:
     """The queue's MaximumMessageSize (and a clear error if the queue does not exist)."""
@@ -148,7 +153,8 @@ def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
         field_name=f"tasks[{index}]",
         key=task_key(plan.key, index),
         record_type=RecordType.TASK,
-        extra={"clusterKey": plan.key.to_dict(), "taskIndex": index},
+        extra={"clusterKey": plan.cluster_key_attr, "taskIndex": {"N": str(index)}},
+        validated=True,
         max_bytes=plan.max_bytes,
     )
 
