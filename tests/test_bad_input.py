@@ -613,8 +613,6 @@ CASES = [
         "body.pKey",
         "another-cluster",
         id="task-body-names-another-cluster",
-        xfail="_event.parse_record does not check that the key attribute is a task key of the "
-        "cluster the body names: the task is counted into the other cluster",
     ),
     case(
         lambda c: c.client.read_sqs_record(
@@ -624,8 +622,6 @@ CASES = [
         "body.globals",
         "payroll",
         id="task-body-names-another-bucket",
-        xfail="_event._globals_location takes Bucket and Key from the body unchecked, and "
-        "ReceivedMessage.get_globals() now reads them (docs/clusters.md says it does not)",
     ),
     case(
         lambda c: c.client.read_sqs_record(task_record(c, c.cluster.p_key, index=7)),
@@ -633,7 +629,6 @@ CASES = [
         "body.index",
         "0",
         id="task-body-index-disagrees-with-key",
-        xfail="the body's index is not checked against the task key's index",
     ),
     # -- configuration, missing resources, wrong region ---------------------------------------
     case(

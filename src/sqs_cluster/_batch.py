@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._concurrency import run_bounded
+from ._errors import MalformedEventError
 from ._event import QueueArn, ReceivedMessage, event_records
 from ._tracking import ClaimOutcome
 
@@ -20,6 +22,8 @@ Handler = Callable[[ReceivedMessage[Any]], Awaitable[Any] | Any]
 """A record handler: sync or async, takes the parsed message; raising marks it failed.
 
 A non-None return value (any JSON value) is stored on the record as its ``result``."""
+
+logger = logging.getLogger("sqs_cluster")
 
 DEFAULT_BATCH_CONCURRENCY = 10
 
@@ -45,13 +49,41 @@ class _BatchState:
 Positioned = tuple[int, ReceivedMessage[Any]]
 
 
-def _groups(messages: Sequence[ReceivedMessage[Any]], fifo: bool) -> list[list[Positioned]]:
+def _parse_each(
+    client: MessageClient, records: Sequence[Mapping[str, Any]], state: _BatchState
+) -> list[ReceivedMessage[Any] | None]:
+    """Parse every record; one whose body contradicts its key fails alone (not the batch)."""
+    parsed: list[ReceivedMessage[Any] | None] = []
+    for position, record in enumerate(records):
+        try:
+            parsed.append(client.read_sqs_record(record))
+        except MalformedEventError as exc:
+            logger.warning("rejected message %s: %s", record.get("messageId"), exc)
+            state.failed.add(position)
+            parsed.append(None)
+    return parsed
+
+
+def _groups(
+    messages: Sequence[ReceivedMessage[Any] | None],
+    records: Sequence[Mapping[str, Any]],
+    fifo: bool,
+) -> list[list[Positioned]]:
     if not fifo:
-        return [[(i, m)] for i, m in enumerate(messages)]
+        return [[(i, m)] for i, m in enumerate(messages) if m is not None]
     groups: dict[str, list[Positioned]] = {}
     for i, message in enumerate(messages):
-        groups.setdefault(message.message_group_id or "", []).append((i, message))
+        group = (records[i].get("attributes") or {}).get("MessageGroupId") or ""
+        groups.setdefault(group, []).append((i, message))  # type: ignore[arg-type]
     return list(groups.values())
+
+
+def _stop_at_rejected(group: list[Positioned], failed: set[int]) -> list[Positioned]:
+    for n, (position, _) in enumerate(group):
+        if position in failed:
+            failed.update(p for p, _ in group[n:])
+            return group[:n]
+    return group
 
 
 async def call_handler(
@@ -84,9 +116,9 @@ async def process_batch(
     records = event_records(event)  # validates the whole event before any side effect
     if not records:
         return {"batchItemFailures": []}
-    messages = [client.read_sqs_record(r) for r in records]
     fifo = QueueArn.parse(records[0]["eventSourceARN"]).is_fifo
     state = _BatchState()
+    messages = _parse_each(client, records, state)
     import anyio
 
     limiter = anyio.CapacityLimiter(max(1, concurrency))
@@ -104,10 +136,13 @@ async def process_batch(
                 state.failed.update(p for p, _ in group[n + 1 :])
                 return
 
-    await run_bounded(_groups(messages, fifo), run_group, concurrency=concurrency)
+    groups = _groups(messages, records, fifo)
+    if fifo:  # a group with a rejected record stops there, like a failure, to keep its order
+        groups = [_stop_at_rejected(g, state.failed) for g in groups]
+    await run_bounded(groups, run_group, concurrency=concurrency)
     if delete_succeeded and state.succeeded:
         await client.delete_messages(state.succeeded)
-    failures = [messages[p].message_id for p in sorted(state.failed)]
+    failures = [records[p]["messageId"] for p in sorted(state.failed)]
     return {"batchItemFailures": [{"itemIdentifier": i} for i in failures]}
 
 

@@ -182,7 +182,10 @@ class MessageClient(ClusterOperations):
         """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client."""
         if isinstance(record, ReceivedMessage):
             return record if record.client is self else replace(record, client=self)
-        return replace(parse_record(record, endpoint_url=self.config.endpoint_url), client=self)
+        parsed = parse_record(
+            record, endpoint_url=self.config.endpoint_url, bucket=self.config.bucket
+        )
+        return replace(parsed, client=self)
 
     async def claim(self, record: RecordLike) -> Claim:
         """Try to take the message's lease; see :class:`ClaimOutcome`."""

@@ -147,7 +147,9 @@ def check_record(record: Mapping[str, Any], where: str = "record") -> None:
     QueueArn.parse(record["eventSourceARN"], f"{where}.eventSourceARN")
 
 
-def parse_record(record: Any, *, endpoint_url: str | None = None) -> ReceivedMessage[Any]:
+def parse_record(
+    record: Any, *, endpoint_url: str | None = None, bucket: str | None = None
+) -> ReceivedMessage[Any]:
     """Parse one SQS record (plain dict or Powertools' SQSRecord) into a ReceivedMessage."""
     raw = as_record_dict(record)
     check_record(raw)
@@ -172,6 +174,7 @@ def parse_record(record: Any, *, endpoint_url: str | None = None) -> ReceivedMes
     }
     key = _attribute_key(message_attributes)
     if key is not None and _is_task_body(body):
+        check_task_body(body, key, bucket)
         return ReceivedMessage(
             type=RecordType.TASK,
             key=key,
@@ -186,6 +189,34 @@ def parse_record(record: Any, *, endpoint_url: str | None = None) -> ReceivedMes
         return ReceivedMessage(type=RecordType.MESSAGE, key=key, tracked=True, **base)
     untracked = RecordKey.for_message(raw["messageId"], queue_url)
     return ReceivedMessage(type=RecordType.MESSAGE, key=untracked, tracked=False, **base)
+
+
+def check_task_body(body: Mapping[str, Any], key: RecordKey, bucket: str | None) -> None:
+    """A task body must agree with the record key it travels with, and name only its own
+    cluster's globals, so a crafted body cannot count into (or read from) anything else."""
+    index = body.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise MalformedEventError("body.index", f"expected a task index >= 0, got {index!r}")
+    prefix, _, own_index = key.p_key.rpartition(".")
+    if prefix != body["pKey"] or key.r_key != body["rKey"]:
+        raise MalformedEventError(
+            "body.pKey",
+            f"the body names cluster {body['pKey']!r}, but the message belongs to {prefix!r}",
+        )
+    if own_index != str(index):
+        raise MalformedEventError(
+            "body.index", f"the body says task {index}, the message's key says {own_index}"
+        )
+    location = _globals_location(body)
+    if location is None:
+        return
+    expected_key = f"{body['pKey']}-globals.json"
+    if location["Key"] != expected_key or (bucket is not None and location["Bucket"] != bucket):
+        raise MalformedEventError(
+            "body.globals",
+            f"names {location['Bucket']}/{location['Key']}; a task's globals are "
+            f"{bucket or '<bucket>'}/{expected_key}",
+        )
 
 
 def _json_or_text(text: str) -> Any:
