@@ -25,7 +25,6 @@ from sqs_cluster import (
     Config,
     ConflictError,
     MessageClient,
-    MessageInProgressError,
     PartialSendError,
     ReceivedMessage,
     RecordKey,
@@ -109,13 +108,6 @@ async def test_throttling_is_retried_by_botocore_then_raised(
     assert injector.calls == {"dynamodb.GetItem": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="_aws.AWS._create passes Config.max_attempts as botocore's retries['max_attempts'], "
-    "which counts retries, so a request makes max_attempts + 1 attempts; docs/configuration.md "
-    "says 'attempts per AWS request, counting the first' (use 'total_max_attempts')",
-)
 async def test_max_attempts_counts_the_first_attempt(
     fault_config: Config, session: AioSession
 ) -> None:
@@ -621,20 +613,6 @@ KNOWN_GAPS: dict[tuple[str, FaultKind], tuple[str, bool, type[BaseException] | N
         True,
         AssertionError,
     ),
-    ("create_message_cluster", FaultKind.S3_CONFLICT): (
-        "_globals.write_globals treats 409 ConditionalRequestConflict like 412: the create's "
-        "If-None-Match write is then taken as 'exists' and the globals are never written",
-        True,
-        RecordNotFoundError,
-    ),
-    ("safe_process_batch", FaultKind.READ_TIMEOUT): (
-        "lost responses of the claim (_tracking.claim) and of the callback claim "
-        "(_cluster_complete._claim_callback) are taken as lost races: a message is blocked "
-        "for lease_seconds, a callback never runs. Which request loses its response depends "
-        "on lease timing here, so this cell is not strict; the targeted tests below are",
-        False,
-        AssertionError,
-    ),
 }
 
 
@@ -809,12 +787,6 @@ async def test_record_update_whose_answer_was_lost_applies_once(
     assert (await clean.get_message_record(key, consistent_read=True)).meta == {"n": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="_cluster_complete._claim_callback: the claim ran, its answer was lost, the retry "
-    "failed its condition (our own RUNNING lease) and was taken as lost: the callback never runs",
-)
 async def test_callback_whose_claim_answer_was_lost_still_runs(
     faulty: MessageClient, clean: MessageClient
 ) -> None:
@@ -841,12 +813,6 @@ async def test_callback_whose_claim_answer_was_lost_still_runs(
     assert len(runs) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=MessageInProgressError,
-    reason="_tracking.claim: the claim ran, its answer was lost, and the retry found the lease "
-    "this very delivery holds: the message is reported in progress and blocked for lease_seconds",
-)
 async def test_claim_whose_answer_was_lost_still_claims(
     faulty: MessageClient, clean: MessageClient
 ) -> None:
@@ -874,12 +840,6 @@ async def test_progress_whose_answer_was_lost_counts_once(
     assert (await clean.get_message_cluster(key, consistent_read=True)).sent == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecordNotFoundError,
-    reason="_globals.write_globals treats 409 ConditionalRequestConflict like 412: on create "
-    "(If-None-Match) the globals are then silently never written; S3 asks for a retry on 409",
-)
 async def test_globals_conflict_on_create_is_retried(
     faulty: MessageClient, clean: MessageClient
 ) -> None:
@@ -890,13 +850,6 @@ async def test_globals_conflict_on_create_is_retried(
     assert await clean.get_message_cluster_globals(key) == {"g": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="_queue_ops.change_visibility ignores the Failed entries of "
-    "ChangeMessageVisibilityBatch: a release (or a lease extension) that SQS failed with a "
-    "retryable fault is neither retried nor reported",
-)
 async def test_visibility_changes_retry_failed_entries(
     faulty: MessageClient, clean: MessageClient
 ) -> None:

@@ -85,7 +85,7 @@ class AWS:
         cfg = self.config
         conf = AioConfig(
             max_pool_connections=max(10, cfg.max_concurrency),
-            retries={"mode": "standard", "max_attempts": cfg.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": cfg.max_attempts},
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
         )

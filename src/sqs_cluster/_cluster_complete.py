@@ -178,10 +178,25 @@ async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
                 },
             )
     except Exception as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        return await _holds_callback(aws, key, token)  # our answer may have been lost
     return True
+
+
+async def _holds_callback(aws: AWS, key: RecordKey, token: str) -> bool:
+    async with aws.slot():
+        got = await aws.ddb.get_item(
+            TableName=aws.config.table,
+            Key=key_item(key),
+            ConsistentRead=True,
+            ProjectionExpression="callbackToken, callbackState",
+        )
+    item = got.get("Item", {})
+    return bool(
+        item.get("callbackToken", {}).get("S") == token
+        and item.get("callbackState", {}).get("S") == CallbackState.RUNNING
+    )
 
 
 async def _settle_callback(

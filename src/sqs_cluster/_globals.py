@@ -18,7 +18,10 @@ from ._errors import ConflictError, RecordNotFoundError
 from ._retry import sleep_backoff
 
 GlobalsFn = Callable[[Any], Any | Awaitable[Any]]
-CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+PRECONDITION_CODES = {"PreconditionFailed", "412"}
+"""The condition was false: someone else's write came first."""
+RETRY_CODES = {"ConditionalRequestConflict", "409"}
+"""S3 was still settling a concurrent write to the key: ask again."""
 
 
 async def read_globals(aws: AWS, location: Mapping[str, str]) -> tuple[Any, str]:
@@ -55,14 +58,20 @@ async def write_globals(
         params["IfMatch"] = if_match
     if if_none_match:
         params["IfNoneMatch"] = "*"
-    try:
-        async with aws.slot():
-            resp = await aws.s3.put_object(**params)
-    except Exception as exc:
-        if error_code(exc) in CONFLICT_CODES:
-            return None
-        raise
-    return str(resp.get("ETag", ""))
+    for attempt in range(aws.config.partial_retry_attempts):
+        if attempt:
+            await sleep_backoff(attempt)
+        try:
+            async with aws.slot():
+                resp = await aws.s3.put_object(**params)
+        except Exception as exc:
+            if error_code(exc) in PRECONDITION_CODES:
+                return None
+            if error_code(exc) in RETRY_CODES:
+                continue
+            raise
+        return str(resp.get("ETag", ""))
+    raise ConflictError(f"S3 kept answering 409 for {location['Key']}; try again")
 
 
 async def update_globals(aws: AWS, location: Mapping[str, str], value_or_fn: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 from ._aws import AWS, error_code
 from ._concurrency import chunked
 from ._errors import ResourceMissingError
+from ._retry import sleep_backoff
 
 MISSING_QUEUE_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
@@ -43,14 +44,28 @@ async def receive(
 async def change_visibility(
     aws: AWS, queue_url: str, receipt_handles: Sequence[str], timeout: int
 ) -> None:
-    """ChangeMessageVisibilityBatch (10 a call): extend a lease on messages, or release them."""
+    """ChangeMessageVisibilityBatch (10 a call): extend a lease on messages, or release them.
+
+    Entries SQS reports as Failed are retried with back-off (a handle that expired meanwhile
+    fails as a sender fault and is left alone: its message is visible again anyway).
+    """
     for chunk in chunked(receipt_handles, 10):
-        entries: Any = [
-            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": timeout}
-            for i, h in enumerate(chunk)
-        ]
-        async with aws.slot():
-            await aws.sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+        pending = dict(enumerate(chunk))
+        for attempt in range(aws.config.partial_retry_attempts):
+            if attempt:
+                await sleep_backoff(attempt)
+            entries: Any = [
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": timeout}
+                for i, h in pending.items()
+            ]
+            async with aws.slot():
+                resp: Any = await aws.sqs.change_message_visibility_batch(
+                    QueueUrl=queue_url, Entries=entries
+                )
+            retry = [f for f in resp.get("Failed", []) if not f.get("SenderFault")]
+            pending = {int(f["Id"]): pending[int(f["Id"])] for f in retry}
+            if not pending:
+                break
 
 
 async def queue_attribute(aws: AWS, queue_url: str, name: str) -> str | None:

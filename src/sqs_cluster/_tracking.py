@@ -97,11 +97,12 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
     except Exception as exc:
         if error_code(exc) != "ConditionalCheckFailedException":
             raise
-        return await _lost_claim(aws, message.key, exc)
+        return await _lost_claim(aws, message, exc)
     return Claim(ClaimOutcome.CLAIMED, record_from_item(resp["Attributes"]))
 
 
-async def _lost_claim(aws: AWS, key: RecordKey, exc: BaseException) -> Claim:
+async def _lost_claim(aws: AWS, message: ReceivedMessage[Any], exc: BaseException) -> Claim:
+    key = message.key
     item = getattr(exc, "response", {}).get("Item")
     if item is None:
         async with aws.slot():
@@ -115,6 +116,10 @@ async def _lost_claim(aws: AWS, key: RecordKey, exc: BaseException) -> Claim:
     settled = record.type is RecordType.TASK and record.status_code is StatusCode.STOPPED
     if record.status is Status.COMPLETE or settled:  # a task counted failed stays counted
         return Claim(ClaimOutcome.COMPLETE, record)
+    if record.status is Status.IN_PROGRESS and item.get("leaseOwner", {}).get("S") == (
+        lease_owner(message)
+    ):  # our own claim, whose answer was lost and retried: it is ours
+        return Claim(ClaimOutcome.CLAIMED, record)
     return Claim(ClaimOutcome.IN_PROGRESS, record)
 
 
