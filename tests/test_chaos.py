@@ -97,9 +97,9 @@ async def wait_until_finished(
 
 @pytest.mark.slow
 async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
-    queue = await make_queue(base_config, visibility_timeout=4, max_receive_count=5)
+    queue = await make_queue(base_config, visibility_timeout=10, max_receive_count=5)
     ledger = make_ledger(ddb)
-    config = base_config.with_changes(lease_seconds=3)
+    config = base_config.with_changes(lease_seconds=8)
     async with MessageClient(config) as client:
         key = await client.create_message_cluster(
             queue.url, [{"i": i} for i in range(TASKS)], omit_globals=True
@@ -110,7 +110,7 @@ async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
         SQS_CLUSTER_TABLE=config.table,
         SQS_CLUSTER_ENDPOINT_URL=config.endpoint_url or "",
         SQS_CLUSTER_REGION="us-east-1",
-        SQS_CLUSTER_LEASE_SECONDS="3",
+        SQS_CLUSTER_LEASE_SECONDS="8",
         LEDGER_TABLE=ledger,
         CHAOS_SEED=str(SEED),
         PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),

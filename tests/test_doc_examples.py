@@ -251,7 +251,7 @@ async def test_wire_format(
 
     await client.is_complete(record)
     claimed = raw_item.read_raw(base_config, key)
-    assert types_of(claimed) == {**FRESH, "leaseUntilMs": "N", "leaseOwner": "S"}
+    assert types_of(claimed) == {**FRESH, "leaseUntilMs": "N", "leaseOwner": "S", "claimToken": "S"}
     lease = int(claimed["leaseUntilMs"]["N"])
     assert abs(lease - (time.time() + base_config.lease_seconds) * 1000) < 60_000
     assert raw_item.decode(claimed)["statusCode"] == StatusCode.IN_PROGRESS
@@ -297,6 +297,7 @@ async def test_untracked_message_record(
         **{k: v for k, v in FRESH.items() if k != "meta"},
         "leaseUntilMs": "N",
         "leaseOwner": "S",
+        "claimToken": "S",
     }
     assert item["id"]["S"] == record["messageId"] and item["body"]["S"] == "plain"
     assert item["consumptionCount"]["N"] == "1"

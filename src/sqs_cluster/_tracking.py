@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -54,6 +55,7 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
     """Take the message's lease (creating the record for untracked messages)."""
     cfg = aws.config
     now = _now_ms()
+    token = uuid.uuid4().hex  # one per claim call: botocore's retries resend the same token
     values = {
         ":prog": {"S": Status.IN_PROGRESS.value},
         ":progc": {"N": str(int(StatusCode.IN_PROGRESS))},
@@ -68,6 +70,7 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
         ":body": {"S": message.raw_body},
         ":exp": {"N": str(int(now / 1000) + cfg.record_ttl_seconds)},
         ":owner": {"S": lease_owner(message)},
+        ":token": {"S": token},
         ":task": {"S": RecordType.TASK.value},
         ":stopped": {"N": str(int(StatusCode.STOPPED))},
     }
@@ -78,7 +81,7 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
                 Key=key_item(message.key),
                 UpdateExpression=(
                     "SET #s = :prog, statusCode = :progc, leaseUntilMs = :lease, "
-                    "leaseOwner = :owner, updatedAt = :stamp, "
+                    "leaseOwner = :owner, claimToken = :token, updatedAt = :stamp, "
                     "startedAt = if_not_exists(startedAt, :stamp), #t = if_not_exists(#t, :type), "
                     "#url = if_not_exists(#url, :url), id = if_not_exists(id, :id), "
                     "body = if_not_exists(body, :body), expiresAt = if_not_exists(expiresAt, :exp) "
@@ -97,12 +100,11 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
     except Exception as exc:
         if error_code(exc) != "ConditionalCheckFailedException":
             raise
-        return await _lost_claim(aws, message, exc)
+        return await _lost_claim(aws, message.key, exc, token)
     return Claim(ClaimOutcome.CLAIMED, record_from_item(resp["Attributes"]))
 
 
-async def _lost_claim(aws: AWS, message: ReceivedMessage[Any], exc: BaseException) -> Claim:
-    key = message.key
+async def _lost_claim(aws: AWS, key: RecordKey, exc: BaseException, token: str) -> Claim:
     item = getattr(exc, "response", {}).get("Item")
     if item is None:
         async with aws.slot():
@@ -116,9 +118,8 @@ async def _lost_claim(aws: AWS, message: ReceivedMessage[Any], exc: BaseExceptio
     settled = record.type is RecordType.TASK and record.status_code is StatusCode.STOPPED
     if record.status is Status.COMPLETE or settled:  # a task counted failed stays counted
         return Claim(ClaimOutcome.COMPLETE, record)
-    if record.status is Status.IN_PROGRESS and item.get("leaseOwner", {}).get("S") == (
-        lease_owner(message)
-    ):  # our own claim, whose answer was lost and retried: it is ours
+    if record.status is Status.IN_PROGRESS and item.get("claimToken", {}).get("S") == token:
+        # this very call's claim went through, but its answer was lost and the retry found it
         return Claim(ClaimOutcome.CLAIMED, record)
     return Claim(ClaimOutcome.IN_PROGRESS, record)
 
@@ -144,7 +145,7 @@ def complete_update(aws: AWS, key: RecordKey, result: Any = None) -> dict[str, A
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :done, statusCode = :donec, completedAt = :stamp, updatedAt = :stamp, "
-            f"expiresAt = :exp{extra} REMOVE leaseUntilMs, leaseOwner"
+            f"expiresAt = :exp{extra} REMOVE leaseUntilMs, leaseOwner, claimToken"
         ),
         "ConditionExpression": "attribute_exists(pKey) AND #s <> :done",
         "ExpressionAttributeNames": {"#s": "status"},
@@ -214,7 +215,8 @@ def fail_update(
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :err, statusCode = :errc, updatedAt = :stamp, expiresAt = :exp, "
-            "#e = list_append(if_not_exists(#e, :empty), :entry) REMOVE leaseUntilMs, leaseOwner"
+            "#e = list_append(if_not_exists(#e, :empty), :entry) "
+            "REMOVE leaseUntilMs, leaseOwner, claimToken"
         ),
         "ConditionExpression": (
             "attribute_exists(pKey) AND #s <> :done AND "
