@@ -4,7 +4,7 @@ Each task's effect is one ledger item keyed by the task index, written with a co
 so an effect repeated by a redelivery after a kill is absorbed: the ledger must end with
 exactly one item per completed task. Every tenth attempt fails at random (seeded) on the first
 two receives, and every fiftieth task always fails, so it exhausts its receives and is counted
-failed. ``on_cluster_complete`` adds one to a counter item each time it runs.
+failed. ``on_cluster_complete`` writes one item each time it runs.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import random
+import uuid
 from typing import Any
 
 from aiobotocore.session import get_session
@@ -65,11 +66,10 @@ async def handler(event: dict[str, Any], context: Any) -> Any:
         await _ledger_put(ddb, index)
 
     async def on_done(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
-        await ddb.update_item(
+        # one item per run: a retried write of the same run (a lost answer) stays one item
+        await ddb.put_item(
             TableName=os.environ["LEDGER_TABLE"],
-            Key={"pk": {"S": "callback"}},
-            UpdateExpression="ADD runs :one",
-            ExpressionAttributeValues={":one": {"N": "1"}},
+            Item={"pk": {"S": f"callback#{uuid.uuid4().hex}"}, "pid": {"N": str(os.getpid())}},
         )
 
     return await client.safe_process_batch(event, task, on_cluster_complete=on_done)

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +43,7 @@ from sqs_cluster.testing import (
     install_from_env,
 )
 
-from .conftest import REGION, Queue, unique
+from .conftest import REGION, Queue, make_queue, unique
 
 SEED = 20240611
 RATE = 0.2
@@ -885,3 +886,19 @@ async def test_response_loss_on_sends_is_absorbed_by_claims(
     assert await queue_depth(clean, queue.url) == 0
     for key in keys:
         assert (await clean.get_message_record(key, consistent_read=True)).status is Status.COMPLETE
+
+
+def test_reliability_doc_quotes_its_example() -> None:
+    root = Path(__file__).resolve().parent.parent
+    code = (root / "docs" / "examples" / "faults_usage.py").read_text(encoding="utf-8")
+    assert code in (root / "docs" / "reliability.md").read_text(encoding="utf-8")
+
+
+async def test_reliability_doc_example_runs(base_config: Config) -> None:
+    """The example quoted in docs/reliability.md sends everything through injected faults."""
+    from docs.examples import faults_usage
+
+    queue = await make_queue(base_config)
+    keys, summary = await faults_usage.send_through_faults(base_config, queue.url, list(range(40)))
+    assert len(set(keys)) == 40 and "faults injected" in summary
+    assert faults_usage.lost_callback_claim() is not None
