@@ -197,8 +197,3 @@ async def _process_tracked(
     else:
         await client.mark_complete(message, result)
     return True
-
-
-def failures_of(response: Mapping[str, Any]) -> list[str]:
-    """The failed message ids of a partial batch response."""
-    return [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]

@@ -19,6 +19,7 @@ from ._aws import AWS, error_code
 from ._codec import dumps, now_iso
 from ._concurrency import chunked, run_bounded
 from ._errors import ValidationError
+from ._queue_ops import MISSING_QUEUE_CODES
 from ._records import RecordKey, RecordType, Status, StatusCode
 from ._retry import sleep_backoff
 
@@ -242,7 +243,7 @@ async def send_batch(aws: AWS, queue_url: str, batch: list[Prepared]) -> dict[in
             async with aws.slot():
                 resp = await aws.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
         except Exception as exc:
-            if error_code(exc) in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+            if error_code(exc) in MISSING_QUEUE_CODES:
                 raise
             failed = {p.index: f"{type(exc).__name__}: {exc}" for p in pending.values()}
             continue
