@@ -14,19 +14,15 @@ from __future__ import annotations
 from ._faults import (
     ENV_VAR,
     FAULT_SCOPE,
-    IAM_ACTIONS,
     REQUEST_KINDS,
-    Access,
     FaultInjector,
     FaultKind,
     InjectedFault,
-    OperationRecorder,
     clients_of,
     fault_services,
-    iam_match,
     install_from_env,
-    required_access,
 )
+from ._iam import IAM_ACTIONS, Access, OperationRecorder, iam_match, required_access
 
 __all__ = [
     "ENV_VAR",
