@@ -269,6 +269,17 @@ def per_task(counts: Mapping[str, int], tasks: int) -> dict[str, float]:
     }
 
 
+def result_header(benchmark: str, started: float, digest: str | None = None) -> dict[str, Any]:
+    """The fields every result file starts with: what ran, when, on which machine and code."""
+    return {
+        "benchmark": benchmark,
+        "command": " ".join(["python", f"benchmarks/{benchmark}.py", *sys.argv[1:]]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "machine": machine(),
+        "src_digest": digest or src_digest(),
+    }
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as indented JSON (creating the directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)

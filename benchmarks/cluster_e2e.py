@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 import uuid
 from collections import Counter
@@ -33,11 +32,11 @@ from _common import (
     RESULTS,
     HostLoad,
     console,
-    machine,
     peak_rss_mib,
     per_task,
     process_cpu_seconds,
     progress_bar,
+    result_header,
     setup_env,
     src_digest,
     write_json,
@@ -405,16 +404,12 @@ def main() -> None:
     write_json(
         path,
         {
-            "benchmark": "cluster_e2e",
-            "command": " ".join(["python", "benchmarks/cluster_e2e.py", *sys.argv[1:]]),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            **result_header("cluster_e2e", started, digest),
             "tasks": args.tasks,
             "workers": args.workers,
             "concurrency": args.concurrency,
             "batch_concurrency": args.batch_concurrency,
             "server": server,
-            "machine": machine(),
-            "src_digest": digest,
             **result,
         },
     )

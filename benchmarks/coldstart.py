@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, console, machine, median, setup_env, src_digest, write_json
+from _common import RESULTS, console, median, result_header, setup_env, write_json
 from latency_server import LatencyServer
 
 IMPORTS = {
@@ -159,12 +159,8 @@ def main() -> None:
     write_json(
         path,
         {
-            "benchmark": "coldstart",
-            "command": " ".join(["python", "benchmarks/coldstart.py", *sys.argv[1:]]),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            **result_header("coldstart", started),
             "rounds": args.rounds,
-            "machine": machine(),
-            "src_digest": src_digest(),
             "imports": imports,
             "clients": clients,
             "ratios": ratios,

@@ -16,12 +16,11 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
 
-from _common import RESULTS, machine, src_digest, write_json
+from _common import RESULTS, result_header, write_json
 
 from sqs_cluster import Config, MessageClient, RecordKey, sync
 from sqs_cluster.local import LocalAWS
@@ -106,14 +105,10 @@ def main() -> None:
     write_json(
         path,
         {
-            "benchmark": "facade",
-            "command": " ".join(["python", "benchmarks/facade.py", *sys.argv[1:]]),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            **result_header("facade", started),
             "calls": args.calls,
             "rounds": args.rounds,
             "server": "LocalAWS(serialised=True)",
-            "machine": machine(),
-            "src_digest": src_digest(),
             "async_s": [round(t, 4) for t in async_times],
             "facade_s": [round(t, 4) for t in sync_times],
             "async_ms_per_call_best": round(best_async / args.calls * 1e3, 3),

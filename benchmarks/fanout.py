@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 import uuid
 from collections import Counter
@@ -38,12 +37,12 @@ from _common import (
     HostLoad,
     ProgressWriter,
     console,
-    machine,
     median,
     peak_rss_mib,
     per_task,
     process_cpu_seconds,
     progress_bar,
+    result_header,
     run_child,
     setup_env,
     src_digest,
@@ -559,16 +558,12 @@ def parent_main(args: argparse.Namespace) -> None:
     write_json(
         path,
         {
-            "benchmark": "fanout",
-            "command": " ".join(["python", "benchmarks/fanout.py", *sys.argv[1:]]),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            **result_header("fanout", started),
             "tasks": args.tasks,
             "concurrency": args.concurrency,
             "repeat": args.repeat,
             "server": server_spec.label,
             "latency_ms": args.latency_ms,
-            "src_digest": src_digest(),
-            "machine": machine(),
             "summary": summary,
             "ratios": ratios,
             "runs": runs,

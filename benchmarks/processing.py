@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 import uuid
 from collections import Counter
@@ -32,13 +31,12 @@ from _common import (
     RESULTS,
     HostLoad,
     console,
-    machine,
     peak_rss_mib,
     per_task,
     process_cpu_seconds,
     progress_bar,
+    result_header,
     setup_env,
-    src_digest,
     write_json,
 )
 from cluster_e2e import WriteCounter
@@ -256,14 +254,10 @@ def main() -> None:
     write_json(
         path,
         {
-            "benchmark": "processing",
-            "command": " ".join(["python", "benchmarks/processing.py", *sys.argv[1:]]),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            **result_header("processing", started),
             "tasks": args.tasks,
             "pollers": args.pollers,
             "server": "LocalAWS(serialised=True)",
-            "machine": machine(),
-            "src_digest": src_digest(),
             "summary": {r["variant"]: r for r in results},
             "ratios": {"library/raw wall": ratio},
             "peak_rss_mib": peak_rss_mib(),
