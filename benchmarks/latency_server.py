@@ -133,7 +133,18 @@ class Fake:
             return {"Items": [], "Count": 0, "ScannedCount": 0}
         if op == "DescribeTable":
             name = body.get("TableName", "table")
-            return {"Table": {"TableName": name, "TableStatus": "ACTIVE", "ItemCount": 0}}
+            keys = [("pKey", "HASH"), ("rKey", "RANGE")]  # the library's key schema
+            return {
+                "Table": {
+                    "TableName": name,
+                    "TableStatus": "ACTIVE",
+                    "ItemCount": 0,
+                    "KeySchema": [{"AttributeName": a, "KeyType": t} for a, t in keys],
+                    "AttributeDefinitions": [
+                        {"AttributeName": a, "AttributeType": "S"} for a, _ in keys
+                    ],
+                }
+            }
         return {}  # PutItem, UpdateItem, DeleteItem, TransactWriteItems, GetItem (no item)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -36,7 +36,7 @@ def plan(quick: bool, out: Path) -> list[tuple[str, list[str]]]:
         fan = [
             (n, c, 3 if n < 100_000 else 1) for n in (1000, 10_000, 100_000) for c in (1, 8, 32, 64)
         ]
-        lat = [(10_000, c, 3) for c in (1, 8, 32, 64)]
+        lat = [(10_000, c, 3) for c in (1, 8, 32, 64)] + [(100_000, c, 1) for c in (32, 64)]
         naive_max, proc, rounds, calls = 10_000, 10_000, 15, 1000
     for n, c, repeat in fan:
         argv = ["fanout.py", "--tasks", str(n), "--concurrency", str(c), "--repeat", str(repeat)]

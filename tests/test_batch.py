@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sqs_cluster import MalformedEventError, MessageClient, ReceivedMessage, Status
+from sqs_cluster import MalformedEventError, MessageClient, ReceivedMessage, Status, ValidationError
 
 from .conftest import Queue, make_queue, receive_event, unique
 
@@ -196,3 +196,27 @@ async def test_powertools_style_records_are_accepted(client: MessageClient) -> N
 
     message = client.read_sqs_record(SQSRecordLike(GOOD))
     assert message.message_id == "m1" and message.body == {} and message.receive_count == 1
+
+
+async def test_a_malformed_key_attribute_fails_only_its_record(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    event = await event_of(client, sqs, queue.url, ["good", "forged"])
+    (forged,) = [r for r in event["Records"] if r["body"] == "forged"]
+    forged["messageAttributes"]["sqsClusterKey"]["stringValue"] = "{not json"
+    seen: list[Any] = []
+    response = await client.safe_process_batch(event, lambda m: seen.append(m.body))
+    assert response == {"batchItemFailures": [{"itemIdentifier": forged["messageId"]}]}
+    assert seen == ["good"]
+
+
+async def test_a_handler_that_is_not_callable_is_rejected_up_front(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    event = await event_of(client, sqs, queue.url, ["x"])
+    before = dict(client.request_counts)
+    with pytest.raises(ValidationError, match=r"^handler: expected a callable"):
+        await client.safe_process_batch(event, "handle")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"^on_cluster_complete: expected a callable"):
+        await client.safe_process_batch(event, print, on_cluster_complete=42)  # type: ignore[arg-type]
+    assert dict(client.request_counts) == before

@@ -297,8 +297,14 @@ async def test_record_layout(
         "sentCount": "N",
         "sentUnits": "NS",
         "expiresAt": "N",
+        "fannedOut": "BOOL",
+        "leaseOwner": "S",
+        "leaseUntilMs": "N",
     }
     assert progress["sentUnits"]["NS"] == ["0"] and progress["sentCount"]["N"] == "3"
+    assert progress["fannedOut"]["BOOL"] is True
+    assert re.fullmatch(r"[0-9a-f]{32}", progress["leaseOwner"]["S"])
+    assert progress["leaseUntilMs"]["N"] == "0"  # released when the create returned
 
     task = cluster_records.task_item(base_config, key.p_key, key.r_key, 1)
     assert task["pKey"]["S"] == f"{key.p_key}.1" and task["id"]["S"] == f"{run_id}.1"

@@ -53,5 +53,7 @@ def test_record_key_coercion() -> None:
     assert RecordKey.coerce(key.to_dict()) == key
     assert RecordKey.coerce((key.p_key, key.r_key)) == key
     assert key.id == "abc"
-    with pytest.raises(TypeError, match="key"):
+    with pytest.raises(ValidationError, match=r"^key: expected a RecordKey"):
         RecordKey.coerce({"pKey": 1})
+    with pytest.raises(ValidationError, match=r"^key: .*outside sqs-cluster's key space"):
+        RecordKey.coerce({"pKey": "users#1", "rKey": "SQSMessage$x"})

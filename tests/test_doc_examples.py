@@ -282,8 +282,11 @@ async def test_wire_format(
 
     await client.update_message_record(key, {"reviewer": "me"})
     updated = raw_item.read_raw(base_config, key)
-    assert types_of(updated) == {**FRESH, "error": "L", "completedAt": "S", "user": "S", "rev": "N"}
+    assert types_of(updated) == {
+        **FRESH, "error": "L", "completedAt": "S", "user": "S", "rev": "N", "writeTokens": "S"
+    }  # fmt: skip
     assert updated["user"]["S"] == '{"reviewer":"me"}' and updated["rev"]["N"] == "1"
+    assert re.fullmatch(r"[0-9a-f]{16}", updated["writeTokens"]["S"])
 
 
 async def test_untracked_message_record(

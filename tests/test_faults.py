@@ -31,6 +31,7 @@ from sqs_cluster import (
     RecordKey,
     RecordNotFoundError,
     Status,
+    ValidationError,
 )
 from sqs_cluster._lambda_shape import lambda_event
 from sqs_cluster._provision import ensure_resources
@@ -44,6 +45,7 @@ from sqs_cluster.testing import (
 )
 
 from .conftest import REGION, Queue, make_queue, unique
+from .faults import FaultyClient
 
 SEED = 20240611
 RATE = 0.2
@@ -357,24 +359,23 @@ class Cell:
 
 
 async def send_until_done(cell: Cell, bodies: list[Any]) -> list[RecordKey]:
-    """send_message_batch; on PartialSendError resend exactly the failed entries, until done."""
-    keys: dict[int, RecordKey] = {}
-    pending = list(range(len(bodies)))
+    """send_message_batch; on PartialSendError resend exactly the failed entries, under their
+    record keys, until done."""
+    try:
+        return await cell.faulty.send_message_batch(cell.queue.url, bodies)
+    except PartialSendError as exc:
+        error = exc
     for _ in range(10):
+        cell.errors.append(error)
+        total = len(error.sent) + len(error.failed)
+        assert total == len(bodies), "indexes refer to the original batch"
+        assert f"{len(error.sent)} of {total} entries sent" in str(error)
+        assert error.failed and "not sent" in str(error)
+        assert set(error.unsent) == set(error.failed)
         try:
-            sent = await cell.faulty.send_message_batch(
-                cell.queue.url, [bodies[i] for i in pending]
-            )
+            return await cell.faulty.resend_unsent(error)
         except PartialSendError as exc:
-            cell.errors.append(exc)
-            total = len(exc.sent) + len(exc.failed)
-            assert f"{len(exc.sent)} of {total} entries sent" in str(exc)
-            assert exc.failed and "not sent" in str(exc)
-            keys.update((pending[i], k) for i, k in exc.sent.items())
-            pending = [pending[i] for i in exc.failed_indexes]
-            continue
-        keys.update(zip(pending, sent, strict=True))
-        return [keys[i] for i in range(len(bodies))]
+            error = exc
     raise AssertionError(f"send_message_batch never completed: {cell.injector.summary()}")
 
 
@@ -601,20 +602,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
 }
 
-KNOWN_GAPS: dict[tuple[str, FaultKind], tuple[str, bool, type[BaseException] | None]] = {
-    ("send_message_batch", FaultKind.SQS_SENDER_FAULT): (
-        "PartialSendError gives no way to resend the failed entries under their existing "
-        "record keys: resending them writes new records and the first ones stay PRE FLIGHT",
-        True,
-        AssertionError,
-    ),
-    ("update_message_cluster_globals", FaultKind.READ_TIMEOUT): (
-        "_globals.update_globals: a conditional PutObject whose response was lost is retried, "
-        "gets 412 and the function is applied a second time",
-        True,
-        AssertionError,
-    ),
-}
+KNOWN_GAPS: dict[tuple[str, FaultKind], tuple[str, bool, type[BaseException] | None]] = {}
 
 
 def matrix() -> list[Any]:
@@ -664,8 +652,46 @@ async def test_send_batch_with_sends_failing_for_good_reports_and_resumes(
     assert error.failed_indexes == list(range(12)) and error.sent == {}
     assert "0 of 12 entries sent" in str(error) and "RequestThrottled" in str(error)
     assert await queue_depth(clean, queue.url) == 0
-    keys = await clean.send_message_batch(queue.url, list(range(12)))
-    assert len(keys) == 12 and await queue_depth(clean, queue.url) == 12
+    assert error.queue_url == queue.url and sorted(error.unsent) == list(range(12))
+    keys = await clean.resend_unsent(error)  # under the keys their records already have
+    assert keys == [error.unsent[i].key for i in range(12)]
+    assert await queue_depth(clean, queue.url) == 12
+    assert len(await records_for_queue(clean, queue.url)) == 12, "records left behind"
+    records = await clean.get_message_records(keys)
+    assert [json.loads(r.body or "") if r else None for r in records] == list(range(12))
+
+
+async def test_resend_skips_entries_a_consumer_already_received(
+    faulty: MessageClient, clean: MessageClient
+) -> None:
+    """A send that failed only in appearance (SQS took it, the answer said no) is not repeated
+    once a consumer has claimed its message; one still PRE FLIGHT is."""
+    queue = await fresh_queue(clean)
+    injector = FaultInjector(
+        14, {FaultKind.READ_TIMEOUT: 1.0}, ["sqs.SendMessageBatch"], delay_scale=0.001
+    )
+    config = faulty.config.with_changes(partial_retry_attempts=1, max_attempts=1)
+    async with MessageClient(config, session=faulty._aws._session) as client:
+        with injector.attached(client), pytest.raises(PartialSendError) as info:
+            await client.send_message_batch(queue.url, list(range(4)))
+    error = info.value
+    assert sorted(error.failed) == [0, 1, 2, 3]  # every send ran; every answer was lost
+    first = await receive_messages(clean, queue.url)
+    consumed = [r for r in first if r["body"] in {"0", "1"}]
+    await clean.safe_process_batch({"Records": consumed}, lambda m: None, delete_succeeded=True)
+    for record in first:
+        if record not in consumed:
+            await clean.change_visibility(queue.url, [record["receiptHandle"]], 0)
+    keys = await clean.resend_unsent(error)
+    assert keys == [error.unsent[i].key for i in range(4)]
+    bodies = await receive_bodies(clean, queue.url)
+    assert bodies == ["2", "2", "3", "3"]  # 0 and 1 were claimed: not sent again
+
+
+async def test_resend_needs_the_error_send_message_batch_raised(clean: MessageClient) -> None:
+    foreign = PartialSendError({}, {0: "boom"})
+    with pytest.raises(ValidationError, match=r"^error: "):
+        await clean.resend_unsent(foreign)
 
 
 async def test_create_cluster_with_sends_failing_for_good_resumes_exactly(
@@ -700,13 +726,6 @@ async def test_create_cluster_with_sends_failing_for_good_resumes_exactly(
     assert sorted(indexes) == list(range(120)) and set(indexes.values()) == {1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ClientError,
-    reason="_cluster_create.create_cluster: a failure after the cluster record is written (here "
-    "the globals PutObject) escapes as a raw botocore error that does not name the generated "
-    "cluster id, so the cluster cannot be resumed and stays PRE FLIGHT with nothing sent",
-)
 async def test_create_cluster_failing_after_its_record_names_the_cluster(
     faulty: MessageClient, clean: MessageClient
 ) -> None:
@@ -717,13 +736,34 @@ async def test_create_cluster_failing_after_its_record_names_the_cluster(
     assert info.value.sent == 0 and info.value.cluster_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="_cluster_create.record_progress: when the progress UpdateItem fails for good the raw "
-    "botocore error escapes (not ClusterSendError), although the unit's messages were sent; "
-    "resuming then sends that unit again",
-)
+async def test_create_cluster_stopped_before_its_fan_out_resumes_with_its_id(
+    faulty: MessageClient, clean: MessageClient
+) -> None:
+    queue = await fresh_queue(clean)
+    tasks = [{"i": i} for i in range(60)]
+    injector = FaultInjector(3, {FaultKind.SERVER_ERROR: 1.0}, ["s3.PutObject"], delay_scale=0.001)
+    with injector.attached(faulty), pytest.raises(ClusterSendError) as info:
+        await faulty.create_message_cluster(queue.url, tasks, globals={"seen": []})
+    error = info.value
+    assert (error.sent, error.total, sorted(error.failed)) == (0, 60, list(range(60)))
+    assert error.reason and "PutObject" in error.reason and not error.uncertain
+    assert error.cluster_id in str(error) and "resume" in str(error)
+    assert await queue_depth(clean, queue.url) == 0
+    key = await clean.create_message_cluster(
+        queue.url, tasks, globals={"seen": []}, cluster_id=error.cluster_id
+    )
+    assert key.id == error.cluster_id
+    assert await clean.get_message_cluster_globals(key) == {"seen": []}
+    records = await receive_messages(clean, queue.url)
+    assert Counter(json.loads(r["body"])["index"] for r in records) == Counter(range(60))
+    response = await clean.safe_process_batch(
+        {"Records": records}, lambda m: None, delete_succeeded=True
+    )
+    assert response == {"batchItemFailures": []}
+    cluster = await clean.get_message_cluster(key, consistent_read=True)
+    assert (cluster.sent, cluster.completed, cluster.status) == (60, 60, Status.COMPLETE)
+
+
 async def test_create_cluster_whose_progress_cannot_be_recorded(
     faulty: MessageClient, clean: MessageClient
 ) -> None:
@@ -751,15 +791,141 @@ async def test_create_cluster_whose_progress_cannot_be_recorded(
     assert await queue_depth(clean, queue.url) == 10  # no task sent twice
 
 
+def is_progress_write(service: str, operation: str, params: Mapping[str, Any]) -> bool:
+    """The fan-out's merged progress UpdateItem (sentCount, sentUnits, sentTasks)."""
+    return "ADD #c" in params.get("UpdateExpression", "")
+
+
+def is_marker_write(service: str, operation: str, params: Mapping[str, Any]) -> bool:
+    """A BatchWriteItem of fan-out progress markers."""
+    requests = [r for rs in params.get("RequestItems", {}).values() for r in rs]
+    return any(r["PutRequest"]["Item"]["rKey"]["S"] == "SQSMessage$progress" for r in requests)
+
+
+def sends_from(index: int) -> Callable[[str, str, Mapping[str, Any]], bool]:
+    """SendMessageBatch calls of the tasks from ``index`` on."""
+    return lambda s, op, params: (
+        op == "SendMessageBatch" and int(params["Entries"][0]["Id"]) >= index
+    )
+
+
+async def test_create_cluster_resumes_from_progress_markers(
+    faulty: MessageClient, clean: MessageClient
+) -> None:
+    """The progress item cannot be written and tasks 60+ cannot be sent: each unit's marker
+    records what it sent, so the resume sends exactly the rest."""
+    queue = await fresh_queue(clean)
+    tasks = [{"i": i} for i in range(120)]
+    injector = FaultInjector(
+        15,
+        {FaultKind.THROTTLING: 1.0},
+        ["dynamodb.UpdateItem", "sqs.SendMessageBatch"],
+        match=lambda s, op, params: (
+            is_progress_write(s, op, params) or sends_from(60)(s, op, params)
+        ),
+        delay_scale=0.001,
+    )
+    config = faulty.config.with_changes(partial_retry_attempts=2, max_attempts=2)
+    async with MessageClient(config, session=faulty._aws._session) as client:
+        with injector.attached(client), pytest.raises(ClusterSendError) as info:
+            await client.create_message_cluster(
+                queue.url, tasks, cluster_id=unique("markers"), omit_globals=True
+            )
+    error = info.value
+    assert (error.sent, sorted(error.failed)) == (60, list(range(60, 120)))
+    assert error.unrecorded == [] and error.uncertain == []
+    assert injector.count(operation="dynamodb.UpdateItem") > 0
+    key = await clean.create_message_cluster(
+        queue.url, tasks, cluster_id=error.cluster_id, omit_globals=True
+    )
+    indexes = Counter(
+        json.loads(m["body"])["index"] for m in await receive_messages(clean, queue.url)
+    )
+    assert indexes == Counter(range(120)), "a task was lost or sent twice"
+    assert (await clean.get_message_cluster(key, consistent_read=True)).sent == 120
+
+
+async def test_create_cluster_whose_progress_cannot_be_written_anywhere(
+    faulty: MessageClient, clean: MessageClient
+) -> None:
+    """Neither the progress item nor the markers can be written: the error names the tasks
+    that were sent but not recorded; a resume sends them again (their claims absorb that)."""
+    queue = await fresh_queue(clean)
+    tasks = [{"i": i} for i in range(120)]
+    injector = FaultInjector(
+        16,
+        {FaultKind.THROTTLING: 1.0},
+        ["dynamodb.UpdateItem", "dynamodb.BatchWriteItem", "sqs.SendMessageBatch"],
+        match=lambda s, op, params: (
+            is_progress_write(s, op, params)
+            or is_marker_write(s, op, params)
+            or sends_from(60)(s, op, params)
+        ),
+        delay_scale=0.001,
+    )
+    config = faulty.config.with_changes(partial_retry_attempts=2, max_attempts=2)
+    async with MessageClient(config, session=faulty._aws._session) as client:
+        with injector.attached(client), pytest.raises(ClusterSendError) as info:
+            await client.create_message_cluster(
+                queue.url, tasks, cluster_id=unique("unrecorded"), omit_globals=True
+            )
+    error = info.value
+    assert (error.sent, sorted(error.failed)) == (60, list(range(60, 120)))
+    assert error.unrecorded == list(range(60))
+    assert "sent but not recorded as sent: tasks[0]" in str(error)
+    await clean.create_message_cluster(
+        queue.url, tasks, cluster_id=error.cluster_id, omit_globals=True
+    )
+    indexes = Counter(
+        json.loads(m["body"])["index"] for m in await receive_messages(clean, queue.url)
+    )
+    assert indexes == Counter([*range(60), *range(120)])  # the unrecorded ones, twice
+
+
+async def test_create_cluster_stopped_mid_send_names_the_uncertain_tasks(
+    clean: MessageClient,
+) -> None:
+    """An error while a unit's messages are being sent stops the fan-out: that unit's tasks
+    may or may not have gone out, the later ones surely did not; a resume sends every task."""
+    queue = await fresh_queue(clean)
+    tasks = [{"i": i} for i in range(120)]
+    calls = {"n": 0}
+
+    async def third_call_breaks(call: Any, kwargs: dict[str, Any]) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ClientError(
+                {"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue", "Message": "gone"}},
+                "SendMessageBatch",
+            )
+        return await call(**kwargs)
+
+    real = clients_of(clean)
+    broken = FaultyClient(real["sqs"], send_message_batch=third_call_breaks)
+    config = clean.config.with_changes(max_concurrency=2)  # one unit at a time
+    async with MessageClient(config, clients={**real, "sqs": broken}) as client:
+        with pytest.raises(ClusterSendError) as info:
+            await client.create_message_cluster(
+                queue.url, tasks, cluster_id=unique("midsend"), omit_globals=True
+            )
+    error = info.value
+    assert error.uncertain == list(range(50)) and sorted(error.failed) == list(range(50, 120))
+    assert error.sent == 0 and error.reason and "NonExistentQueue" in error.reason
+    assert "(may have been sent): tasks[0]" in str(error)
+    assert error.failed[119] == "not attempted: the fan-out stopped first"
+    await clean.create_message_cluster(
+        queue.url, tasks, cluster_id=error.cluster_id, omit_globals=True
+    )
+    indexes = Counter(
+        json.loads(m["body"])["index"] for m in await receive_messages(clean, queue.url)
+    )
+    assert set(indexes) == set(range(120))
+    assert all(indexes[i] == 1 for i in range(50, 120)), "a task known unsent was sent twice"
+
+
 # -- lost responses: a request that ran must not run again with a different meaning ------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="_globals.update_globals: the conditional PutObject ran, its answer was lost, the "
-    "retry got 412 and the update function was applied twice",
-)
 async def test_globals_update_whose_answer_was_lost_applies_once(
     faulty: MessageClient, clean: MessageClient
 ) -> None:
@@ -771,12 +937,6 @@ async def test_globals_update_whose_answer_was_lost_applies_once(
     assert await clean.get_message_cluster_globals(key) == {"n": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="_store.update_record: the conditional UpdateItem ran, its answer was lost, the retry "
-    "failed its revision check and the change function was applied twice",
-)
 async def test_record_update_whose_answer_was_lost_applies_once(
     faulty: MessageClient, clean: MessageClient
 ) -> None:

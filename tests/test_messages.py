@@ -55,8 +55,12 @@ async def test_record_is_written_before_the_message(client: MessageClient, queue
     order: list[str] = []
     remove = client.add_request_hook(lambda service, op, params: order.append(op))
     key = await client.send_message(queue.url, {"hello": "world"}, meta={"ratio": 1.0})
+    await client.send_message(queue.url, "again")
     remove()
-    assert order == ["PutItem", "SendMessage"]
+    checks, writes = order[:-4], order[-4:]
+    assert writes == ["PutItem", "SendMessage"] * 2
+    # before the first write, once per client (and queue): the table and the queue exist
+    assert sorted(checks) in (["DescribeTable", "GetQueueAttributes"], ["GetQueueAttributes"])
     record = await client.get_message_record(key, consistent_read=True)
     assert record.status is Status.PRE_FLIGHT and record.status_code is StatusCode.PRE_FLIGHT
     assert record.type is RecordType.MESSAGE and record.url == queue.url
@@ -103,6 +107,36 @@ async def test_ten_user_attributes_clash_with_the_key(client: MessageClient, que
 async def test_oversized_body_names_the_limit(client: MessageClient, queue: Queue) -> None:
     with pytest.raises(ValidationError, match="262144 bytes"):
         await client.send_message(queue.url, "x" * 300_000)
+
+
+async def test_the_queues_smaller_maximum_message_size_applies(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    sqs.set_queue_attributes(QueueUrl=queue.url, Attributes={"MaximumMessageSize": "2048"})
+    before = dict(client.request_counts)
+    with pytest.raises(ValidationError, match=r"^entries\[1\]: .* the queue's limit is 2048 bytes"):
+        await client.send_message_batch(queue.url, ["small", "x" * 3000])
+    with pytest.raises(ValidationError, match=r"^body: .* the queue's limit is 2048 bytes"):
+        await client.send_message(queue.url, "x" * 3000)
+    counts = {k: v - before.get(k, 0) for k, v in client.request_counts.items()}
+    assert {k for k, v in counts.items() if v} <= {
+        "dynamodb.DescribeTable",
+        "sqs.GetQueueAttributes",
+    }
+    assert counts["sqs.GetQueueAttributes"] == 1  # once per client and queue
+
+
+async def test_delay_seconds_and_meta_are_checked_before_writing(
+    client: MessageClient, queue: Queue
+) -> None:
+    before = dict(client.request_counts)
+    with pytest.raises(ValidationError, match=r"^entries\[0\]\.delay_seconds: DelaySeconds"):
+        await client.send_message_batch(queue.url, [Message(body=1, delay_seconds=-1)])
+    with pytest.raises(ValidationError, match=r"^sqs_params\.DelaySeconds: .* 0 to 900"):
+        await client.send_message(queue.url, "x", DelaySeconds=True)
+    with pytest.raises(ValidationError, match=r"^body: .* 380000 bytes of both"):
+        await client.send_message(queue.url, "b" * 200_000, meta="m" * 200_000)
+    assert dict(client.request_counts) == before
 
 
 async def test_invalid_queue_url_is_rejected(client: MessageClient) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,11 +20,14 @@ from aiobotocore.session import AioSession, get_session
 from sqs_cluster import (
     ClaimOutcome,
     ClusterRecord,
+    ClusterSendError,
     Config,
     MessageClient,
     MessageInProgressError,
     Status,
 )
+from sqs_cluster._cluster_model import cluster_key, progress_key
+from sqs_cluster._fanout_lease import FanoutLease
 from sqs_cluster.testing import clients_of
 
 from .conftest import Queue, make_queue, receive_event, unique
@@ -168,13 +172,6 @@ async def test_concurrent_record_updates_lose_nothing(
     assert record.meta == {"n": 12} and record.revision == 12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="_cluster_create.resolve_resumed resends every task whose record is PRE FLIGHT, "
-    "including the tasks a still-running create of the same cluster_id is about to send "
-    "(progress is recorded per unit, after sending): those tasks are sent twice",
-)
 async def test_a_create_retried_while_the_first_still_runs_sends_each_task_once(
     clients: list[MessageClient], base_config: Config, sqs: Any
 ) -> None:
@@ -211,3 +208,76 @@ async def test_a_create_retried_while_the_first_still_runs_sends_each_task_once(
     )
     assert sorted(indexes) == list(range(40))
     assert set(indexes.values()) == {1}, f"tasks sent twice: {sorted(indexes.elements())}"
+
+
+async def test_a_create_after_a_crashed_create_takes_over_once_its_lease_expires(
+    clients: list[MessageClient], base_config: Config, sqs: Any
+) -> None:
+    """A create that died left its fan-out lease behind: the next create waits for it to
+    expire (at most one lease length), then sends every task once."""
+    queue = await make_queue(base_config)
+    tasks = [{"i": i} for i in range(60)]
+    cluster_id = unique("crashed")
+    key = cluster_key(cluster_id, queue.url)
+    dead = FanoutLease(clients[0]._aws, progress_key(key))
+    assert await dead.acquire() == {}
+    assert dead._beat is not None
+    dead._beat.cancel()  # the process died: nobody renews or releases the lease
+    started = time.monotonic()
+    await clients[1].create_message_cluster(
+        queue.url, tasks, cluster_id=cluster_id, omit_globals=True
+    )
+    assert time.monotonic() - started >= 0.5  # it waited for the lease
+    indexes = Counter(
+        json.loads(r["body"])["index"]
+        for r in receive_event(sqs, queue.url, max_messages=100)["Records"]
+    )
+    assert indexes == Counter(range(60))
+
+
+async def test_a_create_whose_lease_was_taken_stops_sending(
+    clients: list[MessageClient], base_config: Config, sqs: Any, session: AioSession
+) -> None:
+    """Once another create holds the lease, the first sends nothing more: its error names the
+    tasks it did not send, and a later resume sends exactly those."""
+    queue = await make_queue(base_config)
+    tasks = [{"i": i} for i in range(150)]  # three units, run one at a time below
+    cluster_id = unique("taken")
+    progress = progress_key(cluster_key(cluster_id, queue.url))
+    ddb = clients[1]._aws.ddb
+    stolen: list[bool] = []
+
+    async def set_lease(owner: str, until_ms: int) -> None:
+        await ddb.update_item(
+            TableName=base_config.table,
+            Key={"pKey": {"S": progress.p_key}, "rKey": {"S": progress.r_key}},
+            UpdateExpression="SET leaseOwner = :o, leaseUntilMs = :u",
+            ExpressionAttributeValues={":o": {"S": owner}, ":u": {"N": str(until_ms)}},
+        )
+
+    async def steal(**_: Any) -> None:
+        if not stolen:
+            stolen.append(True)
+            await set_lease("another-create", int(time.time() * 1000) + 60_000)
+            await asyncio.sleep(0.8)  # the first create's heartbeat finds its lease gone
+
+    config = base_config.with_changes(lease_seconds=1, max_concurrency=2)
+    async with MessageClient(config, session=session) as first:
+        first_sqs = clients_of(first)["sqs"]
+        first_sqs.meta.events.register("before-send.sqs.SendMessageBatch", steal)
+        with pytest.raises(ClusterSendError) as info:
+            await first.create_message_cluster(
+                queue.url, tasks, cluster_id=cluster_id, omit_globals=True
+            )
+    error = info.value
+    assert (error.sent, sorted(error.failed)) == (50, list(range(50, 150)))
+    assert "took over" in str(error) and error.uncertain == []
+    await set_lease("another-create", 0)  # the other create ended without sending anything
+    await clients[2].create_message_cluster(
+        queue.url, tasks, cluster_id=cluster_id, omit_globals=True
+    )
+    indexes = Counter(
+        json.loads(r["body"])["index"]
+        for r in receive_event(sqs, queue.url, max_messages=200)["Records"]
+    )
+    assert indexes == Counter(range(150))

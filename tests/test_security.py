@@ -17,6 +17,7 @@ from aiobotocore.session import AioSession, get_session
 from sqs_cluster import (
     ClusterRecord,
     Config,
+    MalformedEventError,
     Message,
     MessageClient,
     ReceivedMessage,
@@ -34,9 +35,9 @@ ACCOUNT = "123456789012"  # the local server's account
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve"}
 UNSAFE_MODULES |= {"jsonpickle", "joblib"}
 UNSAFE_YAML = {"load", "load_all", "unsafe_load", "unsafe_load_all", "full_load", "full_load_all"}
-EXTRA_ACTIONS = {"SqsClusterGlobalsMissingIs404": "s3:ListBucket"}
-"""Allowed though never called: without s3:ListBucket a missing globals object reads as 403
-AccessDenied instead of 404, and RecordNotFoundError turns into a raw error."""
+EXTRA_ACTIONS: dict[str, str] = {}
+"""Allowed though never called (Sid -> action). s3:ListBucket is called: HeadBucket, the check
+that the bucket exists; it also makes a missing globals object read as 404, not 403."""
 
 
 def python_files() -> Iterator[Path]:
@@ -205,20 +206,22 @@ async def test_body_claiming_a_foreign_key_is_a_plain_message(
     assert not any(a.action.startswith("s3:") for a in recorder.access)
 
 
-async def test_key_attribute_outside_the_key_space_is_untracked(
+async def test_key_attribute_outside_the_key_space_is_rejected(
     client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
     await client.send_message(queue.url, "x")
     (record,) = receive_event(sqs, queue.url)["Records"]
     forged = json.dumps({"pKey": "users#1", "rKey": "users#1"})
     record["messageAttributes"]["sqsClusterKey"]["stringValue"] = forged
-    message = client.read_sqs_record(record)
-    assert not message.tracked and message.key.p_key == f"SQSMessage${record['messageId']}"
+    with pytest.raises(MalformedEventError, match="SQSMessage"):
+        client.read_sqs_record(record)
     recorder = OperationRecorder()
     remove = client.add_request_hook(recorder.hook)
-    await client.safe_process_batch({"Records": [record]}, lambda m: None)
+    handled: list[Any] = []
+    response = await client.safe_process_batch({"Records": [record]}, handled.append)
     remove()
-    assert leading_keys(recorder) == {message.key.p_key}
+    assert response == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert handled == [] and leading_keys(recorder) == set()
 
 
 async def test_crafted_cluster_keys_stay_in_the_globals_key_space(client: MessageClient) -> None:

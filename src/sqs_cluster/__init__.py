@@ -32,7 +32,7 @@ from ._records import (
     Status,
     StatusCode,
 )
-from ._sending import Message
+from ._sending import Message, UnsentMessage
 from ._tracking import Claim, ClaimOutcome
 from ._worker import LambdaContext, Worker, WorkerOptions, WorkerStats, run_worker
 
@@ -65,6 +65,7 @@ __all__ = [
     "PartialBatchResponse",
     "QueueArn",
     "ReceivedMessage",
+    "UnsentMessage",
     "parse_record",
     # local worker
     "LambdaContext",

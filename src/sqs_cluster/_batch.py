@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._concurrency import run_bounded
-from ._errors import MalformedEventError
+from ._errors import MalformedEventError, ValidationError
 from ._event import QueueArn, ReceivedMessage, event_records
+from ._records import shown
 from ._tracking import ClaimOutcome
 
 if TYPE_CHECKING:
@@ -86,6 +87,14 @@ def _stop_at_rejected(group: list[Positioned], failed: set[int]) -> list[Positio
     return group
 
 
+def _check_callable(value: Any, field_name: str) -> None:
+    if not callable(value):
+        raise ValidationError(
+            field_name,
+            f"expected a callable (a function or async function), got {shown(value)}",
+        )
+
+
 async def call_handler(
     handler: Callable[..., Any], *args: Any, limiter: anyio.CapacityLimiter | None = None
 ) -> Any:
@@ -113,9 +122,14 @@ async def process_batch(
     on_cluster_complete: Any = None,
 ) -> PartialBatchResponse:
     """Process every record; FIFO groups stop at their first failure. See the client method."""
+    _check_callable(handler, "handler")
+    if on_cluster_complete is not None:
+        _check_callable(on_cluster_complete, "on_cluster_complete")
     records = event_records(event)  # validates the whole event before any side effect
     if not records:
         return {"batchItemFailures": []}
+    if track:  # a missing table fails the invocation once, not every record on its own
+        await client._preflight.table()
     fifo = QueueArn.parse(records[0]["eventSourceARN"]).is_fifo
     state = _BatchState()
     messages = _parse_each(client, records, state)

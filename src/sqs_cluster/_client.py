@@ -18,13 +18,19 @@ from ._concurrency import chunked
 from ._config import Config
 from ._errors import PartialSendError, ValidationError
 from ._event import ReceivedMessage, parse_record
+from ._preflight import Preflight
 from ._records import MessageRecord, RecordKey
 from ._sending import (
     Message,
     Prepared,
     Progress,
+    check_delay_seconds,
+    check_meta_size,
+    check_queue_limit,
     plain_units,
     prepare_message,
+    resend_unsent,
+    unsent_message,
     validate_queue_url,
     write_then_send,
 )
@@ -55,6 +61,7 @@ class MessageClient(ClusterOperations):
         self.config = config if config is not None else Config.from_env()
         self._aws = AWS(self.config, session=session, clients=clients)
         self._max_receive: dict[str, int | None] = {}
+        self._preflight = Preflight(self._aws)
 
     async def __aenter__(self) -> MessageClient:
         await self._aws.__aenter__()
@@ -88,9 +95,12 @@ class MessageClient(ClusterOperations):
         ``MessageGroupId``, ``MessageAttributes`` ... up to 9 attributes: one carries the key).
         """
         validate_queue_url(queue_url)
+        delay = sqs_params.pop("DelaySeconds", None)
+        if delay is not None:
+            check_delay_seconds(delay, "sqs_params.DelaySeconds")
         message = Message(
             body=body,
-            delay_seconds=sqs_params.pop("DelaySeconds", None),
+            delay_seconds=delay,
             message_group_id=sqs_params.pop("MessageGroupId", None),
             message_deduplication_id=sqs_params.pop("MessageDeduplicationId", None),
             message_attributes=sqs_params.pop("MessageAttributes", None),
@@ -100,6 +110,7 @@ class MessageClient(ClusterOperations):
                 f"sqs_params.{sorted(sqs_params)[0]}", "not a SendMessage parameter"
             )
         prepared = self._prepare(queue_url, [message], meta, field_name="body")[0]
+        await self._check_resources(queue_url, [prepared], "body")
         async with self._aws.slot():
             await self._aws.ddb.put_item(
                 TableName=self.config.table,
@@ -122,23 +133,39 @@ class MessageClient(ClusterOperations):
 
         Each entry is a body or a :class:`Message`. Partial failures are retried with jittered
         back-off; what still fails raises :class:`PartialSendError`, which lists the indexes sent
-        and not sent, so retrying just the failed ones completes the batch without duplicates.
+        and not sent: ``resend_unsent(error)`` sends just the unsent ones under their record
+        keys, completing the batch without duplicates or records left behind.
         """
         validate_queue_url(queue_url)
         if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
             raise ValidationError("entries", "expected a list of message bodies or Message objects")
         prepared = self._prepare(queue_url, entries, meta, field_name="entries")
+        await self._check_resources(queue_url, prepared, "entries")
         outcome = await write_then_send(
             self._aws, queue_url, plain_units(prepared), progress=progress
         )
         if outcome.failed:
-            raise PartialSendError(outcome.sent, outcome.failed)
+            unsent = {i: unsent_message(prepared[i], err) for i, err in outcome.failed.items()}
+            raise PartialSendError(outcome.sent, outcome.failed, queue_url=queue_url, unsent=unsent)
         return [outcome.sent[i] for i in range(len(prepared))]
+
+    async def resend_unsent(
+        self, error: PartialSendError, *, progress: Progress | None = None
+    ) -> list[RecordKey]:
+        """Send the entries a :class:`PartialSendError` lists as not sent, under their keys.
+
+        Returns the keys of the whole original batch, in order, once every entry was sent; if
+        some still fail it raises PartialSendError again, with the original batch's indexes, so
+        it can be passed here again. Records are not written twice, and an entry whose message
+        a consumer has already received is not sent again.
+        """
+        return await resend_unsent(self._aws, error, progress=progress)
 
     def _prepare(
         self, queue_url: str, messages: Sequence[Any], meta: Any, *, field_name: str
     ) -> list[Prepared]:
         meta_text = None if meta is None else dumps(meta, field="meta")
+        meta_bytes = check_meta_size(meta_text)
         single = field_name == "body"
         return [
             prepare_message(
@@ -148,9 +175,19 @@ class MessageClient(ClusterOperations):
                 meta_text=meta_text,
                 ttl_seconds=self.config.record_ttl_seconds,
                 field_name=field_name if single else f"{field_name}[{i}]",
+                meta_bytes=meta_bytes,
             )
             for i, m in enumerate(messages)
         ]
+
+    async def _check_resources(
+        self, queue_url: str, prepared: Sequence[Prepared], field_name: str
+    ) -> None:
+        """Before the first write: the table and the queue exist (once per client and queue),
+        and each message fits the queue's MaximumMessageSize."""
+        await self._preflight.table()
+        limit = await self._preflight.queue_max_bytes(queue_url)
+        check_queue_limit(prepared, limit, field_name)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -174,7 +211,9 @@ class MessageClient(ClusterOperations):
         The write is conditional on the record's revision and retried on conflict, so
         concurrent updaters never lose each other's changes.
         """
-        return await update_record(self._aws, RecordKey.coerce(key), changes_or_fn)
+        record_key = RecordKey.coerce(key)
+        await self._preflight.table()
+        return await update_record(self._aws, record_key, changes_or_fn)
 
     # -- consuming -----------------------------------------------------------------------------
 
@@ -189,7 +228,9 @@ class MessageClient(ClusterOperations):
 
     async def claim(self, record: RecordLike) -> Claim:
         """Try to take the message's lease; see :class:`ClaimOutcome`."""
-        return await claim(self._aws, self.read_sqs_record(record))
+        message = self.read_sqs_record(record)
+        await self._preflight.table()
+        return await claim(self._aws, message)
 
     async def is_complete(self, record: RecordLike) -> bool:
         """True if the message was already processed (skip it); False once this call claims it.
@@ -199,6 +240,7 @@ class MessageClient(ClusterOperations):
         lease: let it propagate so this delivery returns to the queue.
         """
         message = self.read_sqs_record(record)
+        await self._preflight.table()
         return raise_if_in_progress(await claim(self._aws, message), message.key)
 
     async def mark_complete(self, record: RecordLike, result: Any = None) -> bool:

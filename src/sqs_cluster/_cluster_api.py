@@ -19,6 +19,7 @@ from ._store import Changes, ChangesFn, update_record
 
 if TYPE_CHECKING:
     from ._aws import AWS
+    from ._preflight import Preflight
 
 ClusterKeyLike = Any
 """A RecordKey, a ``{"pKey", "rKey"}`` mapping, or just the cluster's ``pKey`` string."""
@@ -28,6 +29,7 @@ class ClusterOperations:
     """Cluster methods; mixed into MessageClient, which provides ``_aws``."""
 
     _aws: AWS
+    _preflight: Preflight
 
     async def create_message_cluster(
         self,
@@ -46,8 +48,11 @@ class ClusterOperations:
         Every task is validated before anything is written (errors name ``tasks[i]``). Then the
         cluster record, the globals object (``<pKey>-globals.json``, SSE-encrypted), the task
         records and the messages are written, concurrently under the client's semaphore.
-        ``progress(n)`` is called as tasks are confirmed sent. If it fails or the process dies,
-        call it again with the same ``cluster_id`` to resume without resending what was sent.
+        ``progress(n)`` is called as tasks are confirmed sent. If it fails (ClusterSendError
+        names the id) or the process dies, call it again with the same ``cluster_id`` to resume
+        without resending what was sent. One call fans a cluster out at a time: a second call
+        waits for the first (at most one fan-out lease, ``min(lease_seconds, 30)`` seconds),
+        then resumes what is left, or returns while the first is still sending.
         ``tolerated_failures`` (a count or ``"10%"``) decides whether the cluster ends
         ``COMPLETE`` or ``ERROR`` when tasks fail their last allowed receive.
         """
@@ -61,6 +66,9 @@ class ClusterOperations:
             cluster_id=cluster_id,
             tolerated_failures=tolerated_failures,
         )
+        await self._preflight.table()
+        if plan.location is not None:
+            await self._preflight.bucket()
         return await create_cluster(self._aws, plan, progress=progress)
 
     async def get_message_cluster(
@@ -110,6 +118,8 @@ class ClusterOperations:
         self, key: ClusterKeyLike, changes_or_fn: Changes | ChangesFn
     ) -> ClusterRecord[Any, Any]:
         """Change the cluster's ``meta`` or your own fields, conditionally (like records)."""
+        key = coerce_cluster_key(key)
+        await self._preflight.table()
         cluster = await self.get_message_cluster(key)
         await update_record(self._aws, cluster.key, changes_or_fn, expected_type="cluster")
         return await self.get_message_cluster(cluster.key, consistent_read=True)

@@ -1,17 +1,22 @@
 """``create_message_cluster``: validate everything, then cluster record, globals, tasks, messages.
 
 Fan-out runs in units of 50 tasks (two BatchWriteItem calls, then five SendMessageBatch calls);
-after each unit the units confirmed sent are added to the cluster's progress item, so a second
-call with the same ``cluster_id`` resumes where the first stopped. The cluster can only end when
-every one of its ``total`` tasks has been counted, so it can never end before all were sent.
+after each unit the units confirmed sent are added to the cluster's progress item (or, if that
+write fails for good, to per-unit markers), so a second call with the same ``cluster_id``
+resumes where the first stopped. One call sends at a time: it holds the fan-out lease
+(``_fanout_lease``). Any failure after the id is claimed raises ClusterSendError naming the id.
+The cluster can only end when every one of its ``total`` tasks has been counted, so it can
+never end before all were sent.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ._aws import AWS, error_code
@@ -20,31 +25,37 @@ from ._cluster_model import (
     counter_key,
     globals_object_key,
     progress_key,
-    task_key,
+    progress_marker_key,
     tolerated_count,
     validate_cluster_id,
 )
-from ._codec import dumps, from_item, key_item, now_iso, to_attr
+from ._codec import dumps, from_item, key_item, now_iso, record_from_item, to_attr
 from ._concurrency import chunked
 from ._errors import ClusterSendError, ConfigError, ValidationError
-from ._globals import write_globals
+from ._fanout_lease import FanoutLease
+from ._globals import globals_body, write_globals
 from ._progress import ProgressWriter
 from ._queue_ops import queue_attribute
-from ._records import RecordKey, RecordType, Status, StatusCode
+from ._records import MessageRecord, RecordKey, RecordType, Status, StatusCode
 from ._sending import (
+    KEY_ATTRIBUTE_OVERHEAD,
     MAX_MESSAGE_BYTES,
     UNIT,
     Prepared,
     Progress,
     Unit,
-    body_text,
+    fast_dumps,
     prepare_message,
     validate_queue_url,
     write_then_send,
 )
-from ._store import get_records
+from ._store import batch_get_raw
+from ._task_wire import TaskWire
 
 MAX_META_BYTES = 300_000
+
+logger = logging.getLogger("sqs_cluster")
+NOT_ATTEMPTED = "not attempted: the fan-out stopped first"
 
 
 @dataclass(frozen=True)
@@ -60,30 +71,16 @@ class ClusterPlan:
     tolerated: int
     max_bytes: int
 
-    @property
-    def cluster_key_attr(self) -> dict[str, Any]:
-        """The task records' ``clusterKey`` attribute value."""
-        return {"M": {"pKey": {"S": self.key.p_key}, "rKey": {"S": self.key.r_key}}}
+    @cached_property
+    def wire(self) -> TaskWire:
+        """The templates of this cluster's task bodies and keys."""
+        return TaskWire.for_cluster(self.key, self.location)
 
 
 async def queue_max_message_size(aws: AWS, queue_url: str) -> int:
     """The queue's MaximumMessageSize (and a clear error if the queue does not exist)."""
     size = await queue_attribute(aws, queue_url, "MaximumMessageSize")
     return int(size) if size else MAX_MESSAGE_BYTES
-
-
-def task_body(plan: ClusterPlan, index: int, task: Any) -> dict[str, Any]:
-    """The design's task body, plus the index and where the globals are."""
-    body: dict[str, Any] = {
-        "pKey": plan.key.p_key,
-        "rKey": plan.key.r_key,
-        "task": task,
-        "type": RecordType.TASK.value,
-        "index": index,
-    }
-    if plan.location is not None:
-        body["globals"] = dict(plan.location)
-    return body
 
 
 async def plan_cluster(
@@ -110,7 +107,7 @@ async def plan_cluster(
         if not aws.config.bucket:
             raise ConfigError("bucket: clusters with globals need Config.bucket (or omit_globals)")
         location = {"Bucket": aws.config.bucket, "Key": globals_object_key(key)}
-        dumps({} if globals_value is None else globals_value, field="globals")
+        globals_body({} if globals_value is None else globals_value)
     meta_text = None if meta is None else dumps(meta, field="meta")
     if meta_text is not None and len(meta_text.encode()) > MAX_META_BYTES:
         raise ValidationError(
@@ -132,9 +129,9 @@ async def plan_cluster(
 
 
 def _validate_task(plan: ClusterPlan, index: int, task: Any) -> None:
-    text = body_text(task_body(plan, index, task), f"tasks[{index}]")
-    # the body plus the key attribute (name, type and a JSON key of similar length)
-    size = len(text.encode()) + 2 * len(plan.key.p_key) + len(plan.key.r_key) + 80
+    wire = plan.wire
+    text = wire.body(index, dumps(task, field=f"tasks[{index}]"))
+    size = len(text.encode()) + KEY_ATTRIBUTE_OVERHEAD + len(wire.key_attribute(index).encode())
     if size > plan.max_bytes:
         raise ValidationError(
             f"tasks[{index}]",
@@ -144,18 +141,20 @@ def _validate_task(plan: ClusterPlan, index: int, task: Any) -> None:
 
 def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
     """The record item and batch entry of task ``index``."""
+    wire = plan.wire
     return prepare_message(
         index,
         plan.queue_url,
-        task_body(plan, index, plan.tasks[index]),
+        wire.body(index, fast_dumps(plan.tasks[index])),  # validated by plan_cluster
         meta_text=None,
         ttl_seconds=aws.config.record_ttl_seconds,
         field_name=f"tasks[{index}]",
-        key=task_key(plan.key, index),
+        key=wire.key(index),
         record_type=RecordType.TASK,
-        extra={"clusterKey": plan.cluster_key_attr, "taskIndex": {"N": str(index)}},
+        extra=wire.item_extra(index),
         validated=True,
         max_bytes=plan.max_bytes,
+        key_json=wire.key_attribute(index),
     )
 
 
@@ -233,15 +232,10 @@ async def _check_same_cluster(aws: AWS, plan: ClusterPlan) -> None:
         )
 
 
-async def read_progress(aws: AWS, plan: ClusterPlan) -> tuple[set[int], set[int]]:
-    """For a resumed create: (units confirmed sent, single tasks confirmed sent)."""
-    async with aws.slot():
-        got = await aws.ddb.get_item(
-            TableName=aws.config.table, Key=key_item(progress_key(plan.key)), ConsistentRead=True
-        )
-    progress = from_item(got.get("Item", {}))
-    units = set(map(int, progress.get("sentUnits", set())))
-    return units, set(map(int, progress.get("sentTasks", set())))
+def earlier_progress(item: Mapping[str, Any]) -> tuple[set[int], set[int], bool]:
+    """From the progress item: (units confirmed sent, single tasks confirmed sent, fanned out)."""
+    units = set(map(int, item.get("sentUnits", set())))
+    return units, set(map(int, item.get("sentTasks", set()))), bool(item.get("fannedOut"))
 
 
 def plan_units(
@@ -256,16 +250,35 @@ def plan_units(
             yield Unit(number, items, items)
 
 
-async def resolve_resumed(aws: AWS, unit: Unit) -> Unit:
-    """On resume, never overwrite a task record that exists, nor resend a task consumers saw."""
-    records = await get_records(aws, [p.key for p in unit.write], consistent_read=True)
-    write = [p for p, r in zip(unit.write, records, strict=True) if r is None]
-    send = [
-        p
-        for p, r in zip(unit.send, records, strict=True)
-        if r is None or r.status is Status.PRE_FLIGHT
-    ]
+async def resolve_resumed(
+    aws: AWS, cluster: RecordKey, unit: Unit, confirmed: dict[int, set[int]]
+) -> Unit:
+    """On resume, never overwrite a task record that exists, nor resend a task that consumers
+    saw or that the unit's progress marker says was sent; ``confirmed`` gains those tasks.
+
+    The marker is read in the same BatchGetItem as the unit's task records.
+    """
+    marker = progress_marker_key(cluster, unit.number)
+    items = await batch_get_raw(aws, [*(p.key for p in unit.write), marker], consistent_read=True)
+    found = {(i["pKey"]["S"], i["rKey"]["S"]): i for i in items}
+    mark = from_item(found.pop((marker.p_key, marker.r_key), {}))
+    marked = set(map(int, mark.get("sentTasks", set())))
+    records = {k: record_from_item(i) for k, i in found.items()}
+
+    def record(p: Prepared) -> MessageRecord[Any] | None:
+        return records.get((p.key.p_key, p.key.r_key))
+
+    seen = {
+        p.index for p in unit.send if mark.get("whole") or p.index in marked or _claimed(record(p))
+    }
+    confirmed[unit.number] = seen
+    write = [p for p in unit.write if record(p) is None and p.index not in seen]
+    send = [p for p in unit.send if p.index not in seen]
     return Unit(unit.number, write, send)
+
+
+def _claimed(record: MessageRecord[Any] | None) -> bool:
+    return record is not None and record.status is not Status.PRE_FLIGHT
 
 
 async def mark_fanned_out(aws: AWS, plan: ClusterPlan) -> None:
@@ -276,8 +289,8 @@ async def mark_fanned_out(aws: AWS, plan: ClusterPlan) -> None:
         await aws.ddb.update_item(
             TableName=aws.config.table,
             Key=key_item(progress_key(key)),
-            UpdateExpression="SET sentCount = :n",
-            ExpressionAttributeValues={":n": {"N": str(len(plan.tasks))}},
+            UpdateExpression="SET sentCount = :n, fannedOut = :t",
+            ExpressionAttributeValues={":n": {"N": str(len(plan.tasks))}, ":t": {"BOOL": True}},
         )
     try:
         async with aws.slot():
@@ -302,38 +315,132 @@ async def mark_fanned_out(aws: AWS, plan: ClusterPlan) -> None:
 async def create_cluster(
     aws: AWS, plan: ClusterPlan, *, progress: Progress | None = None
 ) -> RecordKey:
-    """Write the cluster record and globals, then fan out (or resume) the tasks."""
-    fresh = await create_cluster_record(aws, plan)
-    sent_units: set[int] = set()
-    sent_tasks: set[int] = set()
-    if not fresh:
-        sent_units, sent_tasks = await read_progress(aws, plan)
-    if plan.location is not None:  # never overwrite globals tasks may already have changed
-        await write_globals(aws, plan.location, plan.globals_value, if_none_match=True)
-    already = len(sent_tasks) + sum(min(UNIT, len(plan.tasks) - u * UNIT) for u in sent_units)
-    if progress is not None and already:
-        progress(already)
+    """Write the cluster record and globals, then fan out (or resume) the tasks.
 
-    writer = ProgressWriter(aws, progress_key(plan.key))
-
-    async def after_unit(unit: Unit, failed: dict[int, str]) -> None:
-        writer.add(unit, failed)
-
+    Any failure once the id may be claimed raises ClusterSendError naming the cluster id and
+    what was and was not sent, so the caller can resume with that id.
+    """
+    fanout = Fanout(aws, plan, progress)
     try:
-        outcome = await write_then_send(
-            aws,
-            plan.queue_url,
-            plan_units(aws, plan, sent_units, sent_tasks),
-            progress=progress,
-            resolve=None if fresh else (lambda unit: resolve_resumed(aws, unit)),
-            after_unit=after_unit,
-            collect_keys=False,
+        return await fanout.run()
+    except (ClusterSendError, ValidationError, ConfigError):
+        raise
+    except Exception as exc:
+        raise fanout.stopped(f"{type(exc).__name__}: {exc}") from exc
+
+
+class Fanout:
+    """One create call: the lease, the units it runs, and what it knows when it stops."""
+
+    def __init__(self, aws: AWS, plan: ClusterPlan, progress: Progress | None) -> None:
+        self.aws, self.plan, self.progress = aws, plan, progress
+        self.lease = FanoutLease(aws, progress_key(plan.key))
+        self.sent_units: set[int] = set()  # units confirmed sent whole, by any call
+        self.sent_tasks: set[int] = set()  # tasks confirmed sent one by one, by any call
+        self.confirmed: dict[int, set[int]] = {}  # per unit: tasks a resume found sent
+        self.failed: dict[int, str] = {}  # tasks this call failed to send, with the error
+        self.sending: dict[int, list[int]] = {}  # units whose messages are being sent
+        self.writer = ProgressWriter(aws, plan.key, known=self.confirmed)
+        self.resumed: bool | None = None  # None until the counter item said
+        self.progress_known = False
+
+    async def run(self) -> RecordKey:
+        """Claim the id, take the fan-out lease, then send what is left; release the lease."""
+        plan = self.plan
+        fresh = await create_cluster_record(self.aws, plan)
+        self.resumed = not fresh
+        before = await self.lease.acquire()
+        if before is None:
+            logger.info("cluster %s: another create holds its fan-out lease", plan.key.id)
+            return plan.key
+        try:
+            return await self._send(fresh, before)
+        finally:
+            await self.lease.release()
+
+    async def _send(self, fresh: bool, before: Mapping[str, Any]) -> RecordKey:
+        plan, aws = self.plan, self.aws
+        units, tasks, fanned_out = earlier_progress(before)
+        self.sent_units, self.sent_tasks = set(units), set(tasks)
+        self.progress_known = True
+        # fresh: nothing was ever sent, so no task record needs reading first
+        fresh = fresh and before.get("leaseOwner", self.lease.token) == self.lease.token
+        fresh = fresh and not (units or tasks or fanned_out or "sentCount" in before)
+        total = len(plan.tasks)
+        if fanned_out:
+            self.sent_units = set(range(-(-total // UNIT)))
+            if self.progress is not None:
+                self.progress(total)
+            await mark_fanned_out(aws, plan)
+            return plan.key
+        if plan.location is not None:  # never overwrite globals tasks may already have changed
+            await write_globals(aws, plan.location, plan.globals_value, if_none_match=True)
+        already = len(tasks) + sum(min(UNIT, total - u * UNIT) for u in units)
+        if self.progress is not None and already:
+            self.progress(already)
+        try:
+            await write_then_send(
+                aws,
+                plan.queue_url,
+                plan_units(aws, plan, units, tasks),
+                progress=self.progress,
+                resolve=None if fresh else self._resolve,
+                before_write=self._before_write,
+                before_send=self._before_send,
+                after_unit=self._after_unit,
+                collect_keys=False,
+            )
+        finally:
+            await self.writer.close()
+        if self.failed:
+            raise self.stopped(None)
+        await mark_fanned_out(aws, plan)
+        return plan.key
+
+    async def _resolve(self, unit: Unit) -> Unit:
+        return await resolve_resumed(self.aws, self.plan.key, unit, self.confirmed)
+
+    async def _before_write(self, unit: Unit, write: list[Prepared]) -> str | None:
+        return await self.lease.hold_reason()  # a lost lease must not overwrite records either
+
+    async def _before_send(self, unit: Unit, ready: list[Prepared]) -> str | None:
+        held = await self.lease.hold_reason()
+        if held is None:
+            self.sending[unit.number] = [p.index for p in ready]
+        return held
+
+    async def _after_unit(self, unit: Unit, failed: dict[int, str]) -> None:
+        self.sending.pop(unit.number, None)
+        self.writer.add(unit, failed)
+        self.failed.update(failed)
+        if not failed:
+            self.sent_units.add(unit.number)
+        else:
+            self.sent_tasks.update(p.index for p in unit.send if p.index not in failed)
+
+    def stopped(self, reason: str | None) -> ClusterSendError:
+        """The error saying exactly which tasks were sent, which were not, which may have been."""
+        total = len(self.plan.tasks)
+        uncertain = {i for indexes in self.sending.values() for i in indexes}
+        if reason is not None and self.resumed is not False and not self.progress_known:
+            reason += " (before the progress of earlier calls was read)"
+        not_sent: dict[int, str] = {}
+        for index in range(total):
+            unit = index // UNIT
+            if (
+                unit in self.sent_units
+                or index in self.sent_tasks
+                or index in self.confirmed.get(unit, ())
+                or index in uncertain
+            ):
+                continue
+            not_sent[index] = self.failed.get(index) or NOT_ATTEMPTED
+        return ClusterSendError(
+            self.plan.key.id,
+            total - len(not_sent) - len(uncertain),
+            total,
+            not_sent,
+            uncertain=sorted(uncertain),
+            unrecorded=sorted(set(self.writer.unrecorded) - uncertain),
+            reason=reason,
         )
-    finally:
-        await writer.close()
-    if outcome.failed:
-        raise ClusterSendError(
-            plan.key.id, already + outcome.sent_count, len(plan.tasks), outcome.failed
-        )
-    await mark_fanned_out(aws, plan)
-    return plan.key

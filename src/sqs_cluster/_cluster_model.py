@@ -2,8 +2,10 @@
 
 A cluster's items share its ``pKey``: the cluster item itself (``rKey`` = ``SQSMessage$<url>``),
 counter shards (``rKey`` = ``SQSMessage$counter#<n>``) and a fan-out progress item
-(``rKey`` = ``SQSMessage$progress``). Tasks are ordinary records keyed
-``SQSMessage$<cluster id>.<index>``, so no item grows with the number of tasks.
+(``rKey`` = ``SQSMessage$progress``, which also holds the fan-out lease). Tasks are ordinary
+records keyed ``SQSMessage$<cluster id>.<index>``, so no item grows with the number of tasks.
+When the progress item cannot be written, a unit's progress goes to a marker item keyed
+``SQSMessage$<cluster id>.unit<n>`` / ``SQSMessage$progress``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,15 @@ def counter_key(cluster: RecordKey, shard: int = 0) -> RecordKey:
 def progress_key(cluster: RecordKey) -> RecordKey:
     """The fan-out progress item (which units were confirmed sent)."""
     return RecordKey(cluster.p_key, PROGRESS_R_KEY)
+
+
+def progress_marker_key(cluster: RecordKey, unit: int) -> RecordKey:
+    """Unit ``unit``'s progress marker, written only when the progress item cannot be.
+
+    It has a partition of its own (``<cluster pKey>.unit<n>``), away from the progress item
+    whose writes failed, and is read with the unit's task records when a create resumes.
+    """
+    return RecordKey(f"{cluster.p_key}.unit{unit}", PROGRESS_R_KEY)
 
 
 def counter_shard(index: int) -> int:

@@ -15,15 +15,17 @@ from ._cluster_model import (
 )
 from ._codec import from_item
 from ._errors import RecordNotFoundError
-from ._records import KEY_PREFIX, MessageRecord, RecordKey, Status
+from ._records import MessageRecord, RecordKey, Status, check_key_space
 from ._store import BATCH_GET_LIMIT, batch_get_raw, get_raw, get_records
 
 
 def coerce_cluster_key(key: Any) -> RecordKey:
-    """A cluster key from a RecordKey, a ``{"pKey", "rKey"}`` mapping, or just the ``pKey``."""
+    """A cluster key from a RecordKey, a ``{"pKey", "rKey"}`` mapping, or just the ``pKey``.
+
+    Raises ValidationError for anything else, or a key outside the library's key space.
+    """
     if isinstance(key, str):
-        if not key.startswith(KEY_PREFIX):
-            raise TypeError(f"key: expected a pKey starting with {KEY_PREFIX!r}, got {key!r}")
+        check_key_space(key)
         return RecordKey(key, "")
     return RecordKey.coerce(key)
 

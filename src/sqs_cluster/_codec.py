@@ -41,18 +41,40 @@ def _boto3_codecs() -> tuple[Any, Any]:
 MAX_JSON_DEPTH = 64
 
 
+_last_stamp: tuple[float, str] = (-1.0, "")
+
+
 def now_iso() -> str:
-    """UTC ISO-8601 timestamp with milliseconds, e.g. ``2026-01-01T00:00:00.000Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC ISO-8601 timestamp with milliseconds, e.g. ``2026-01-01T00:00:00.000Z``.
+
+    A fan-out stamps many records within one millisecond: the text is reused then.
+    """
+    global _last_stamp
+    now = datetime.now(timezone.utc)
+    millis = now.timestamp() * 1000 // 1
+    last = _last_stamp  # one read: another thread may swap the pair meanwhile
+    if millis != last[0]:
+        last = (millis, now.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        _last_stamp = last
+    return last[1]
 
 
 def dumps(value: Any, *, field: str = "value") -> str:
-    """Serialise a JSON value compactly, or raise ValidationError naming ``field``."""
-    _check_depth(value, field)
+    """Serialise a JSON value compactly, or raise ValidationError naming ``field``.
+
+    The nesting depth is walked only when the text could be that deep (it has more than
+    ``MAX_JSON_DEPTH`` brackets): most values never pay for the walk.
+    """
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        raise ValidationError(field, f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (TypeError, ValueError) as exc:
+        _check_depth(value, field)  # the clearer message for deep values and non-finite floats
         raise ValidationError(field, f"must be a JSON value ({exc})") from None
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        _check_depth(value, field)
+    return text
 
 
 def _check_depth(value: Any, field: str) -> None:

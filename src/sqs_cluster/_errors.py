@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._sending import UnsentMessage
 
 
 class SQSClusterError(Exception):
@@ -42,17 +45,29 @@ class PartialSendError(SQSClusterError):
     """Some entries of a batch were sent and others were not, after retries.
 
     ``sent`` maps entry index to its record key; ``failed`` maps entry index to the last error.
-    Retrying only the failed entries completes the batch without duplicates.
+    ``unsent`` holds, per failed index, the entry as it was prepared (its record key, body and
+    SQS parameters): ``MessageClient.resend_unsent(error)`` sends exactly those entries under
+    the same keys, so no record is left behind and nothing is sent twice.
     """
 
-    def __init__(self, sent: dict[int, Any], failed: dict[int, str]) -> None:
+    def __init__(
+        self,
+        sent: dict[int, Any],
+        failed: dict[int, str],
+        *,
+        queue_url: str | None = None,
+        unsent: Mapping[int, UnsentMessage] | None = None,
+    ) -> None:
         shown = ", ".join(f"#{i}: {err}" for i, err in sorted(failed.items())[:5])
         more = "" if len(failed) <= 5 else f" (+{len(failed) - 5} more)"
+        hint = " Resend them with resend_unsent(error)." if unsent else ""
         super().__init__(
-            f"{len(sent)} of {len(sent) + len(failed)} entries sent; not sent: {shown}{more}"
+            f"{len(sent)} of {len(sent) + len(failed)} entries sent; not sent: {shown}{more}.{hint}"
         )
         self.sent = sent
         self.failed = failed
+        self.queue_url = queue_url
+        self.unsent: dict[int, UnsentMessage] = dict(unsent or {})
 
     @property
     def failed_indexes(self) -> Sequence[int]:
@@ -77,16 +92,55 @@ class MessageInProgressError(SQSClusterError):
 
 
 class ClusterSendError(SQSClusterError):
-    """A cluster's fan-out stopped with tasks unsent; call create again with its id to resume."""
+    """A cluster's fan-out stopped with tasks unsent; call create again with its id to resume.
 
-    def __init__(self, cluster_id: str, sent: int, total: int, failed: dict[int, str]) -> None:
-        shown = ", ".join(f"tasks[{i}]: {err}" for i, err in sorted(failed.items())[:5])
+    ``sent`` counts the tasks confirmed sent (by this call and earlier ones); ``failed`` maps
+    each task known not to be sent to the reason. ``uncertain`` lists tasks whose send was under
+    way when the fan-out stopped, and ``unrecorded`` tasks that were sent but could not be
+    recorded as sent: a resume sends both again unless a consumer has already claimed them (the
+    claim absorbs such a duplicate). ``reason`` says why the fan-out stopped, when it stopped
+    on an error rather than on tasks that failed one by one.
+    """
+
+    def __init__(
+        self,
+        cluster_id: str,
+        sent: int,
+        total: int,
+        failed: dict[int, str],
+        *,
+        uncertain: Sequence[int] = (),
+        unrecorded: Sequence[int] = (),
+        reason: str | None = None,
+    ) -> None:
+        by_error: dict[str, list[int]] = {}
+        for index, err in sorted(failed.items()):
+            by_error.setdefault(err, []).append(index)
+        shown = "; ".join(f"{_indexes(i, 5)}: {err}" for err, i in list(by_error.items())[:3])
+        more = " ..." if len(by_error) > 3 else ""
+        parts = [f"cluster {cluster_id}: {sent} of {total} tasks confirmed sent"]
+        if reason:
+            parts.append(f"stopped by {reason}")
+        parts.append(f"not sent: {shown or 'none'}{more}")
+        if uncertain:
+            parts.append(f"sending when it stopped (may have been sent): {_indexes(uncertain)}")
+        if unrecorded:
+            parts.append(f"sent but not recorded as sent: {_indexes(unrecorded)}")
         super().__init__(
-            f"cluster {cluster_id}: {sent} of {total} tasks confirmed sent; not sent: {shown}"
-            f"{' ...' if len(failed) > 5 else ''}. Call create_message_cluster again with "
-            f"cluster_id={cluster_id!r} to resume without resending what was sent."
+            "; ".join(parts) + f". Call create_message_cluster again with "
+            f"cluster_id={cluster_id!r} to resume without resending what was sent"
+            + (" and recorded." if uncertain or unrecorded else ".")
         )
         self.cluster_id = cluster_id
         self.sent = sent
         self.total = total
         self.failed = failed
+        self.uncertain: list[int] = sorted(uncertain)
+        self.unrecorded: list[int] = sorted(unrecorded)
+        self.reason = reason
+
+
+def _indexes(indexes: Sequence[int], limit: int = 10) -> str:
+    ordered = sorted(indexes)
+    shown = ", ".join(f"tasks[{i}]" for i in ordered[:limit])
+    return shown + (f" (+{len(ordered) - limit} more)" if len(ordered) > limit else "")

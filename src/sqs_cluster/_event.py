@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from ._errors import MalformedEventError
-from ._records import KEY_PREFIX, MessageRecord, RecordKey, RecordType
+from ._errors import MalformedEventError, ValidationError
+from ._records import KEY_PREFIX, MessageRecord, RecordKey, RecordType, shown
 from ._sending import KEY_ATTRIBUTE
 from ._types import Body
 
@@ -139,6 +139,12 @@ def event_records(event: Any) -> list[Mapping[str, Any]]:
 def check_record(record: Mapping[str, Any], where: str = "record") -> None:
     """Raise MalformedEventError unless ``record`` is an SQS record."""
     source = record.get("eventSource")
+    if source is None and "EventSource" in record:  # SNS spells it with a capital E
+        raise MalformedEventError(
+            f"{where}.EventSource",
+            f"expected an SQS record (eventSource 'aws:sqs'), got a {record['EventSource']!r} "
+            "record",
+        )
     if source is not None and source != "aws:sqs":
         raise MalformedEventError(f"{where}.eventSource", f"expected 'aws:sqs', got {source!r}")
     for name in REQUIRED_FIELDS:
@@ -154,8 +160,8 @@ def parse_record(
     raw = as_record_dict(record)
     check_record(raw)
     arn = QueueArn.parse(raw["eventSourceARN"])
-    attributes = raw.get("attributes") or {}
-    message_attributes = raw.get("messageAttributes") or {}
+    attributes = _mapping(raw, "attributes")
+    message_attributes = _mapping(raw, "messageAttributes")
     text = raw["body"]
     body = _json_or_text(text)
     queue_url = arn.queue_url(endpoint_url)
@@ -233,17 +239,44 @@ def _int(value: Any, default: Any) -> Any:
         return default
 
 
+def _mapping(record: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = record.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise MalformedEventError(name, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
 def _attribute_key(message_attributes: Mapping[str, Any]) -> RecordKey | None:
-    attr = message_attributes.get(KEY_ATTRIBUTE)
-    if not isinstance(attr, Mapping):
+    """The record key a tracked message carries; None for a message sent without one.
+
+    A key attribute that is present but malformed, or names a key outside the library's key
+    space, rejects the message rather than processing it as untracked.
+    """
+    if KEY_ATTRIBUTE not in message_attributes:
         return None
-    value = attr.get("stringValue", attr.get("StringValue"))
+    where = f"messageAttributes.{KEY_ATTRIBUTE}"
+    attr = message_attributes[KEY_ATTRIBUTE]
+    value = attr.get("stringValue", attr.get("StringValue")) if isinstance(attr, Mapping) else None
+    if not isinstance(value, str):
+        raise MalformedEventError(
+            where, 'expected a String attribute holding JSON {"pKey": ..., "rKey": ...}'
+        )
     try:
-        key = RecordKey.coerce(json.loads(value)) if isinstance(value, str) else None
-    except (ValueError, TypeError):
-        return None
-    if key is None or not key.p_key.startswith(KEY_PREFIX) or not key.r_key.startswith(KEY_PREFIX):
-        return None
+        data = json.loads(value)
+    except ValueError:
+        raise MalformedEventError(
+            where, f'expected JSON {{"pKey": ..., "rKey": ...}}, got {shown(value)}'
+        ) from None
+    try:
+        key = RecordKey.coerce(data, where)
+    except ValidationError as exc:
+        raise MalformedEventError(where, str(exc).removeprefix(f"{where}: ")) from None
+    if not key.r_key.startswith(KEY_PREFIX):
+        raise MalformedEventError(
+            where,
+            f"rKey {shown(key.r_key)} is outside sqs-cluster's key space: "
+            f"it starts with {KEY_PREFIX!r}",
+        )
     return key
 
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any, Generic
 
+from ._errors import ValidationError
 from ._types import Meta
 
 KEY_PREFIX = "SQSMessage$"
+"""Every item the library reads or writes has a ``pKey`` starting with this (its key space)."""
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 200
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, shortened for error messages."""
+    return _repr.repr(value)
 
 
 class RecordType(str, Enum):
@@ -59,17 +71,31 @@ class RecordKey:
         return cls(f"{KEY_PREFIX}{message_id}", f"{KEY_PREFIX}{queue_url}")
 
     @classmethod
-    def coerce(cls, value: Any) -> RecordKey:
-        """Accept a RecordKey, a ``{"pKey", "rKey"}`` mapping or a ``(pKey, rKey)`` pair."""
+    def coerce(cls, value: Any, field_name: str = "key") -> RecordKey:
+        """Accept a RecordKey, a ``{"pKey", "rKey"}`` mapping or a ``(pKey, rKey)`` pair.
+
+        Raises ValidationError unless the key is in the library's key space (``pKey`` starts
+        with ``SQSMessage$``), so no caller input can make it read or write other items.
+        """
+        key: RecordKey | None = None
         if isinstance(value, RecordKey):
-            return value
-        if isinstance(value, dict) and isinstance(value.get("pKey"), str):
-            r_key = value.get("rKey")
-            if isinstance(r_key, str):
-                return cls(value["pKey"], r_key)
-        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
-            return cls(value[0], value[1])
-        raise TypeError(f"key: expected a RecordKey or {{'pKey', 'rKey'}}, got {value!r}")
+            key = value
+        elif isinstance(value, Mapping):
+            p_key, r_key = value.get("pKey"), value.get("rKey")
+            if isinstance(p_key, str) and isinstance(r_key, str):
+                key = cls(p_key, r_key)
+        elif (
+            isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value)
+        ):
+            key = cls(value[0], value[1])
+        if key is None:
+            raise ValidationError(
+                field_name,
+                "expected a RecordKey, a {'pKey': str, 'rKey': str} mapping or a (pKey, rKey) "
+                f"pair, got {shown(value)}",
+            )
+        check_key_space(key.p_key, field_name)
+        return key
 
     @property
     def id(self) -> str:
@@ -79,6 +105,16 @@ class RecordKey:
     def to_dict(self) -> dict[str, str]:
         """The wire form ``{"pKey": ..., "rKey": ...}``."""
         return {"pKey": self.p_key, "rKey": self.r_key}
+
+
+def check_key_space(p_key: str, field_name: str = "key") -> None:
+    """Raise ValidationError unless ``p_key`` is in the library's key space."""
+    if not p_key.startswith(KEY_PREFIX):
+        raise ValidationError(
+            field_name,
+            f"pKey {shown(p_key)} is outside sqs-cluster's key space: "
+            f"every record's pKey starts with {KEY_PREFIX!r} followed by its id",
+        )
 
 
 @dataclass(frozen=True)

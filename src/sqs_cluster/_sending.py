@@ -12,20 +12,30 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._aws import AWS, error_code
 from ._codec import dumps, now_iso
 from ._concurrency import chunked, run_bounded
-from ._errors import ValidationError
+from ._errors import PartialSendError, ValidationError
 from ._queue_ops import MISSING_QUEUE_CODES
 from ._records import RecordKey, RecordType, Status, StatusCode
 from ._retry import sleep_backoff
+from ._store import get_records
 
 KEY_ATTRIBUTE = "sqsClusterKey"
+KEY_ATTRIBUTE_OVERHEAD = len(KEY_ATTRIBUTE) + len("String")
+"""Bytes the key attribute's name and type add to a message's size (its JSON value aside)."""
 MAX_MESSAGE_ATTRIBUTES = 10
 MAX_MESSAGE_BYTES = 262_144
+"""A plain message's size cap (body plus attributes), lowered by a smaller queue limit."""
+MAX_META_BYTES = 300_000
+"""A record's ``meta`` as JSON text."""
+MAX_RECORD_DATA_BYTES = 380_000
+"""Body plus meta of one message record: DynamoDB's 400 KB item limit (409,600 bytes) less
+29,600 bytes kept for the record's other attributes (keys, status, timestamps, error entries)."""
+MAX_DELAY_SECONDS = 900
 MAX_BATCH_BYTES = 262_144
 SQS_BATCH = 10
 DDB_BATCH = 25
@@ -72,6 +82,36 @@ class SendOutcome:
     sent_count: int = 0
 
 
+@dataclass(frozen=True)
+class UnsentMessage:
+    """An entry of ``send_message_batch`` that was not sent, as it was prepared.
+
+    ``key`` is its record key, ``message`` its body (the exact text that was to be sent) with
+    its SQS parameters and attributes, ``meta_json`` the record's ``meta`` as JSON text and
+    ``error`` the last error. ``MessageClient.resend_unsent`` sends it under the same key.
+    """
+
+    key: RecordKey
+    message: Message
+    meta_json: str | None
+    error: str
+
+
+def unsent_message(prepared: Prepared, error: str) -> UnsentMessage:
+    """What resending a prepared entry under its key needs (the key attribute is re-added)."""
+    entry = prepared.entry
+    attributes = {k: v for k, v in entry["MessageAttributes"].items() if k != KEY_ATTRIBUTE}
+    message = Message(
+        body=entry["MessageBody"],
+        delay_seconds=entry.get("DelaySeconds"),
+        message_group_id=entry.get("MessageGroupId"),
+        message_deduplication_id=entry.get("MessageDeduplicationId"),
+        message_attributes=attributes or None,
+    )
+    meta = prepared.item.get("meta")
+    return UnsentMessage(prepared.key, message, None if meta is None else meta["S"], error)
+
+
 def validate_queue_url(queue_url: Any, field_name: str = "queue_url") -> str:
     """Accept an SQS queue URL (``http(s)://host/<account>/<name>``)."""
     if not isinstance(queue_url, str) or not queue_url.startswith(("https://", "http://")):
@@ -85,7 +125,44 @@ def validate_queue_url(queue_url: Any, field_name: str = "queue_url") -> str:
     return queue_url
 
 
-def _fast_dumps(value: Any) -> str:
+def check_delay_seconds(value: Any, field_name: str) -> int:
+    """SQS's DelaySeconds: a whole number of seconds from 0 to 900."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 900:
+        raise ValidationError(
+            field_name,
+            f"DelaySeconds must be a whole number of seconds from 0 to {MAX_DELAY_SECONDS}, "
+            f"got {value!r}",
+        )
+    return value
+
+
+def check_meta_size(meta_text: str | None, field_name: str = "meta") -> int:
+    """The size of a record's ``meta`` text in bytes, or ValidationError above the limit."""
+    size = 0 if meta_text is None else len(meta_text.encode())
+    if size > MAX_META_BYTES:
+        raise ValidationError(
+            field_name, f"is {size} bytes as JSON; the limit is {MAX_META_BYTES} bytes"
+        )
+    return size
+
+
+def check_queue_limit(prepared: Iterable[Prepared], limit: int | None, field_name: str) -> None:
+    """Each message must fit the queue's MaximumMessageSize when it is below the library's cap.
+
+    ``field_name`` is ``"body"`` for a single message, else the entries' list name.
+    """
+    if limit is None or limit >= MAX_MESSAGE_BYTES:
+        return
+    for p in prepared:
+        if p.size > limit:
+            where = field_name if field_name == "body" else f"{field_name}[{p.index}]"
+            raise ValidationError(
+                where, f"message is {p.size} bytes; the queue's limit is {limit} bytes"
+            )
+
+
+def fast_dumps(value: Any) -> str:
+    """Serialise a value already validated (``_codec.dumps`` checked it): no depth walk."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -95,10 +172,16 @@ def body_text(body: Any, field_name: str) -> str:
 
 
 def message_attributes(
-    given: Mapping[str, Any] | None, key: RecordKey, field_name: str
+    given: Mapping[str, Any] | None, key: RecordKey, field_name: str, key_json: str | None = None
 ) -> dict[str, Any]:
-    """The caller's attributes plus the record-key attribute (SQS allows 10 in all)."""
-    attrs = dict(given or {})
+    """The caller's attributes plus the record-key attribute (SQS allows 10 in all).
+
+    ``key_json`` is the key's JSON when the caller has it already (a cluster's task templates).
+    """
+    if not given:
+        key_json = key_json or json.dumps(key.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return {KEY_ATTRIBUTE: {"DataType": "String", "StringValue": key_json}}
+    attrs = dict(given)
     if KEY_ATTRIBUTE in attrs:
         raise ValidationError(field_name, f"attribute name {KEY_ATTRIBUTE!r} is reserved")
     if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
@@ -108,7 +191,7 @@ def message_attributes(
             "sqs-cluster needs one for the record key, "
             f"so pass at most {MAX_MESSAGE_ATTRIBUTES - 1}",
         )
-    key_json = json.dumps(key.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    key_json = key_json or json.dumps(key.to_dict(), separators=(",", ":"), ensure_ascii=False)
     attrs[KEY_ATTRIBUTE] = {"DataType": "String", "StringValue": key_json}
     return attrs
 
@@ -168,25 +251,42 @@ def prepare_message(
     extra: Mapping[str, Any] | None = None,
     max_bytes: int = MAX_MESSAGE_BYTES,
     validated: bool = False,
+    key_json: str | None = None,
+    meta_bytes: int = 0,
 ) -> Prepared:
-    """Validate one outgoing message and build its record item and batch entry."""
+    """Validate one outgoing message and build its record item and batch entry.
+
+    ``meta_bytes`` is the size of ``meta_text``: the record holds both it and the body.
+    """
     out = message if isinstance(message, Message) else Message(body=message)
     key = key or RecordKey.for_message(uuid.uuid4().hex, queue_url)
     if validated:  # checked already (a cluster validates every task first): serialise once
-        text = out.body if isinstance(out.body, str) else _fast_dumps(out.body)
+        text = out.body if isinstance(out.body, str) else fast_dumps(out.body)
     else:
         text = body_text(
             out.body, f"{field_name}.body" if isinstance(message, Message) else field_name
         )
-    attrs = message_attributes(out.message_attributes, key, f"{field_name}.message_attributes")
-    size = len(text.encode()) + _attributes_size(attrs)
+    attrs = message_attributes(
+        out.message_attributes, key, f"{field_name}.message_attributes", key_json
+    )
+    body_bytes = len(text.encode())
+    size = body_bytes + _attributes_size(attrs)
     if size > max_bytes:
         raise ValidationError(
             field_name, f"message is {size} bytes; the queue's limit is {max_bytes} bytes"
         )
+    if body_bytes + meta_bytes > MAX_RECORD_DATA_BYTES:
+        raise ValidationError(
+            field_name,
+            f"the record would hold {body_bytes} bytes of body and {meta_bytes} of meta; "
+            f"a record holds at most {MAX_RECORD_DATA_BYTES} bytes of both (DynamoDB's 400 KB "
+            "item limit, less room for the record's other attributes)",
+        )
     entry: dict[str, Any] = {"MessageBody": text, "MessageAttributes": attrs}
     if out.delay_seconds is not None:
-        entry["DelaySeconds"] = out.delay_seconds
+        entry["DelaySeconds"] = check_delay_seconds(
+            out.delay_seconds, f"{field_name}.delay_seconds"
+        )
     if out.message_group_id is not None:
         entry["MessageGroupId"] = out.message_group_id
     if out.message_deduplication_id is not None:
@@ -294,6 +394,10 @@ class Unit:
 UnitHook = Callable[[Unit, dict[int, str]], Awaitable[None]]
 """Called after a unit ran, with the unit and the entries (index -> error) that failed."""
 
+Gate = Callable[[Unit, list[Prepared]], Awaitable[str | None]]
+"""Called with a unit and the entries about to be written or sent: None lets them go on, a
+reason holds them back (they then count as failed with that reason)."""
+
 
 def plain_units(prepared: Iterable[Prepared]) -> Iterator[Unit]:
     """Chunk entries into units of ``UNIT`` where every entry is both written and sent."""
@@ -308,13 +412,17 @@ async def write_then_send(
     *,
     progress: Progress | None = None,
     resolve: Callable[[Unit], Awaitable[Unit]] | None = None,
+    before_write: Gate | None = None,
+    before_send: Gate | None = None,
     after_unit: UnitHook | None = None,
     collect_keys: bool = True,
 ) -> SendOutcome:
     """Run units concurrently (bounded): each writes its records, then sends its messages.
 
     Units are pulled lazily, so memory stays bounded by the concurrency; ``collect_keys=False``
-    keeps only counts and failures in the outcome (for very large fan-outs).
+    keeps only counts and failures in the outcome (for very large fan-outs). ``before_write``
+    and ``before_send`` may hold a unit back before its records are written, or before the
+    entries whose records were written are sent (see :data:`Gate`).
     """
     outcome = SendOutcome()
 
@@ -322,9 +430,17 @@ async def write_then_send(
         if resolve is not None:
             unit = await resolve(unit)
         failed: dict[int, str] = {}
-        for result in await _gather(write_records(aws, c) for c in chunked(unit.write, DDB_BATCH)):
+        held = await before_write(unit, unit.write) if before_write and unit.write else None
+        if held is not None:
+            failed = {p.index: held for p in unit.send}
+        writes = [] if held is not None else chunked(unit.write, DDB_BATCH)
+        for result in await _gather(write_records(aws, c) for c in writes):
             failed.update(result)
         ready = [p for p in unit.send if p.index not in failed]
+        held = await before_send(unit, ready) if before_send and ready else None
+        if held is not None:
+            failed.update((p.index, held) for p in ready)
+            ready = []
         for result in await _gather(send_batch(aws, queue_url, b) for b in pack_sqs_batches(ready)):
             failed.update(result)
         if after_unit is not None:
@@ -344,3 +460,56 @@ async def write_then_send(
 
 async def _gather(coros: Iterable[Awaitable[dict[int, str]]]) -> list[dict[int, str]]:
     return list(await asyncio.gather(*coros))
+
+
+async def resend_unsent(
+    aws: AWS, error: PartialSendError, *, progress: Progress | None = None
+) -> list[RecordKey]:
+    """Send the entries ``error`` lists as not sent, under their record keys.
+
+    Their records are read first (BatchGetItem): a record that exists is not written again,
+    and an entry whose record a consumer has already claimed was delivered, so it is not sent
+    again. Returns the keys of the whole original batch in order, or raises PartialSendError
+    again, with the original indexes, for the entries that still fail.
+    """
+    queue_url = error.queue_url
+    if queue_url is None or set(error.unsent) != set(error.failed):
+        raise ValidationError(
+            "error",
+            "this PartialSendError does not carry its unsent entries; only one raised by "
+            "send_message_batch or resend_unsent can be resent",
+        )
+    total = len(error.sent) + len(error.failed)
+    prepared = [
+        prepare_message(
+            index,
+            queue_url,
+            unsent.message,
+            meta_text=unsent.meta_json,
+            ttl_seconds=aws.config.record_ttl_seconds,
+            field_name=f"entries[{index}]",
+            key=unsent.key,
+            validated=True,
+            meta_bytes=len(unsent.meta_json.encode()) if unsent.meta_json else 0,
+        )
+        for index, unsent in sorted(error.unsent.items())
+    ]
+    delivered: dict[int, RecordKey] = {}
+
+    async def resolve(unit: Unit) -> Unit:
+        records = await get_records(aws, [p.key for p in unit.write], consistent_read=True)
+        pairs = list(zip(unit.write, records, strict=True))
+        claimed = {p.index for p, r in pairs if r is not None and r.status is not Status.PRE_FLIGHT}
+        delivered.update((p.index, p.key) for p, _ in pairs if p.index in claimed)
+        write = [p for p, r in pairs if r is None]
+        send = [p for p, _ in pairs if p.index not in claimed]
+        return Unit(unit.number, write, send)
+
+    outcome = await write_then_send(
+        aws, queue_url, plain_units(prepared), progress=progress, resolve=resolve
+    )
+    sent = {**error.sent, **delivered, **outcome.sent}
+    if outcome.failed:
+        unsent = {i: replace(error.unsent[i], error=err) for i, err in outcome.failed.items()}
+        raise PartialSendError(sent, outcome.failed, queue_url=queue_url, unsent=unsent)
+    return [sent[i] for i in range(total)]

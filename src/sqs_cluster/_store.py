@@ -12,9 +12,13 @@ from ._concurrency import chunked
 from ._errors import ConflictError, RecordNotFoundError, ValidationError
 from ._records import MessageRecord, RecordKey
 from ._retry import sleep_backoff
+from ._write_tokens import append_token, may_have_run, new_token, parse_tokens
 
 BATCH_GET_LIMIT = 100
 USER_FIELDS_ATTRIBUTE = "user"
+WRITE_TOKENS_ATTRIBUTE = "writeTokens"
+"""Tokens of the latest ``update_record`` calls, space-separated, newest last."""
+KEPT_WRITE_TOKENS = 8
 RESERVED_FIELDS = frozenset(
     {
         "pKey", "rKey", "id", "type", "url", "body", "status", "statusCode", "startedAt",
@@ -106,11 +110,22 @@ async def update_record(
     *,
     expected_type: str | None = None,
 ) -> MessageRecord[Any]:
-    """Apply user changes: a mapping directly, a function as a conditional read-modify-write."""
+    """Apply user changes: a mapping directly, a function as a conditional read-modify-write.
+
+    Each call writes a random token into ``writeTokens`` with its change: when a write landed
+    but its answer was lost (the retry then fails its revision check), the item read next
+    carries the token and the change is not applied a second time.
+    """
+    token = new_token()
     for attempt in range(aws.config.partial_retry_attempts * 2):
         if attempt:
             await sleep_backoff(attempt)
-        current = await get_record(aws, key, consistent_read=True)
+        item = await get_raw(aws, key, consistent_read=True)
+        if item is None:
+            raise RecordNotFoundError(key)
+        current = record_from_item(item)
+        if token in _tokens(item):  # an earlier attempt of this call landed
+            return current
         if expected_type is not None and current.type.value != expected_type:
             raise ValidationError(
                 "key", f"{key} is a {current.type.value} record, not a {expected_type}"
@@ -120,22 +135,36 @@ async def update_record(
             changes = _validate_changes(await result if inspect.isawaitable(result) else result)
         else:
             changes = _validate_changes(changes_or_fn)
-        if await _conditional_write(aws, key, current, changes):
-            return await get_record(aws, key, consistent_read=True)
+        written, after = await _conditional_write(aws, key, current, item, changes, token)
+        if written or (after is not None and token in _tokens(after)):
+            if after is None:  # no attributes came back: read the result
+                return await get_record(aws, key, consistent_read=True)
+            return record_from_item(after)
     raise ConflictError(f"update of {key} lost {attempt + 1} races in a row; try again")
 
 
+def _tokens(item: Mapping[str, Any]) -> list[str]:
+    return parse_tokens(item.get(WRITE_TOKENS_ATTRIBUTE, {}).get("S"))
+
+
 async def _conditional_write(
-    aws: AWS, key: RecordKey, current: MessageRecord[Any], changes: dict[str, Any]
-) -> bool:
-    names = {"#u": "updatedAt", "#rev": "rev"}
+    aws: AWS,
+    key: RecordKey,
+    current: MessageRecord[Any],
+    item: Mapping[str, Any],
+    changes: dict[str, Any],
+    token: str,
+) -> tuple[bool, dict[str, Any] | None]:
+    """UpdateItem on the revision read: (True, the new item) or (False, the item, if known)."""
+    names = {"#u": "updatedAt", "#rev": "rev", "#tokens": WRITE_TOKENS_ATTRIBUTE}
     values: dict[str, Any] = {
         ":now": {"S": now_iso()},
         ":next": {"N": str(current.revision + 1)},
+        ":tokens": {"S": append_token(_tokens(item), token, KEPT_WRITE_TOKENS)},
     }
     if current.revision:
         values[":seen"] = {"N": str(current.revision)}
-    sets = ["#u = :now", "#rev = :next"]
+    sets = ["#u = :now", "#rev = :next", "#tokens = :tokens"]
     if "meta" in changes:
         names["#m"] = "meta"
         values[":m"] = {"S": dumps(changes.pop("meta"), field="changes.meta")}
@@ -146,7 +175,7 @@ async def _conditional_write(
         sets.append("#user = :user")
     try:
         async with aws.slot():
-            await aws.ddb.update_item(
+            resp = await aws.ddb.update_item(
                 TableName=aws.config.table,
                 Key=key_item(key),
                 UpdateExpression="SET " + ", ".join(sets),
@@ -154,9 +183,21 @@ async def _conditional_write(
                 + ("#rev = :seen" if current.revision else "attribute_not_exists(#rev)"),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
     except Exception as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
-            return False
+            old: dict[str, Any] | None = getattr(exc, "response", {}).get("Item")
+            return False, old
+        if not may_have_run(exc):
+            raise
+        try:
+            landed = await get_raw(aws, key, consistent_read=True)
+        except Exception:
+            landed = None
+        if landed is not None and token in _tokens(landed):
+            return True, landed
         raise
-    return True
+    new_item: dict[str, Any] | None = resp.get("Attributes")
+    return True, new_item

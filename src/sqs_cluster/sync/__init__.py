@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: 10dd93416ee5abea (gen_sync.py --check tells hand edits from stale files).
+# Body digest: dc01dcc1f02dcbd8 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -35,6 +35,7 @@ from .. import (
     SQSClusterError,
     Status,
     StatusCode,
+    UnsentMessage,
     ValidationError,
     WorkerOptions,
     WorkerStats,
@@ -71,6 +72,7 @@ __all__ = [
     "PartialBatchResponse",
     "QueueArn",
     "ReceivedMessage",
+    "UnsentMessage",
     "parse_record",
     "LambdaContext",
     "Worker",

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.
-# Body digest: 9c05e6f6e3f8eab9 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 802fe7769dae4dbd (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client`` (generated)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .._client import MessageClient as _AsyncMessageClient
 from .._client import RecordLike
 from .._cluster_api import ClusterKeyLike
 from .._config import Config
+from .._errors import PartialSendError
 from .._records import MessageRecord, RecordKey, Status
 from .._sending import Progress
 from .._store import Changes, ChangesFn
@@ -88,7 +89,8 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
 
         Each entry is a body or a :class:`Message`. Partial failures are retried with jittered
         back-off; what still fails raises :class:`PartialSendError`, which lists the indexes sent
-        and not sent, so retrying just the failed ones completes the batch without duplicates.
+        and not sent: ``resend_unsent(error)`` sends just the unsent ones under their record
+        keys, completing the batch without duplicates or records left behind.
         """
         return self._call(
             self._core.send_message_batch,
@@ -97,6 +99,18 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
             meta=_sync_support.unwrap(meta),
             progress=progress,
         )
+
+    def resend_unsent(
+        self, error: PartialSendError, *, progress: Progress | None = None
+    ) -> list[RecordKey]:
+        """Send the entries a :class:`PartialSendError` lists as not sent, under their keys.
+
+        Returns the keys of the whole original batch, in order, once every entry was sent; if
+        some still fail it raises PartialSendError again, with the original batch's indexes, so
+        it can be passed here again. Records are not written twice, and an entry whose message
+        a consumer has already received is not sent again.
+        """
+        return self._call(self._core.resend_unsent, error, progress=progress)
 
     def get_message_record(
         self, key: RecordKey | Mapping[str, str], consistent_read: bool = False
@@ -256,8 +270,11 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         Every task is validated before anything is written (errors name ``tasks[i]``). Then the
         cluster record, the globals object (``<pKey>-globals.json``, SSE-encrypted), the task
         records and the messages are written, concurrently under the client's semaphore.
-        ``progress(n)`` is called as tasks are confirmed sent. If it fails or the process dies,
-        call it again with the same ``cluster_id`` to resume without resending what was sent.
+        ``progress(n)`` is called as tasks are confirmed sent. If it fails (ClusterSendError
+        names the id) or the process dies, call it again with the same ``cluster_id`` to resume
+        without resending what was sent. One call fans a cluster out at a time: a second call
+        waits for the first (at most one fan-out lease, ``min(lease_seconds, 30)`` seconds),
+        then resumes what is left, or returns while the first is still sending.
         ``tolerated_failures`` (a count or ``"10%"``) decides whether the cluster ends
         ``COMPLETE`` or ``ERROR`` when tasks fail their last allowed receive.
         """

@@ -42,6 +42,7 @@ IAM_ACTIONS: dict[str, tuple[str, ...]] = {
     "s3.PutObject": ("s3:PutObject",),
     "s3.DeleteObject": ("s3:DeleteObject",),
     "s3.ListObjectsV2": ("s3:ListBucket",),
+    "s3.HeadBucket": ("s3:ListBucket",),
 }
 """IAM actions an operation needs. Transactions need the actions of their items (below)."""
 
