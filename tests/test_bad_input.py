@@ -336,6 +336,22 @@ CASES = [
         id="message-meta-oversized",
     ),
     case(
+        lambda c: c.client.update_message_record(c.cluster, {"meta": "m" * 310_000}),
+        ValidationError,
+        "changes.meta",
+        "300000 bytes",
+        id="update-meta-oversized",
+    ),
+    case(
+        lambda c: c.client.update_message_record(
+            c.cluster, {"a": "x" * 200_000, "b": "y" * 200_000}
+        ),
+        ValidationError,
+        "changes",
+        "380000 bytes",
+        id="update-own-fields-oversized",
+    ),
+    case(
         lambda c: c.client.create_message_cluster(c.queue.url, [1], globals={"a": {1, 2}}),
         ValidationError,
         "globals",

@@ -59,7 +59,7 @@ async def test_record_is_written_before_the_message(client: MessageClient, queue
     remove()
     checks, writes = order[:-4], order[-4:]
     assert writes == ["PutItem", "SendMessage"] * 2
-    # before the first write, once per client (and queue): the table and the queue exist
+    # before the first write, once per process (and queue): the table and the queue exist
     assert sorted(checks) in (["DescribeTable", "GetQueueAttributes"], ["GetQueueAttributes"])
     record = await client.get_message_record(key, consistent_read=True)
     assert record.status is Status.PRE_FLIGHT and record.status_code is StatusCode.PRE_FLIGHT
@@ -123,7 +123,21 @@ async def test_the_queues_smaller_maximum_message_size_applies(
         "dynamodb.DescribeTable",
         "sqs.GetQueueAttributes",
     }
-    assert counts["sqs.GetQueueAttributes"] == 1  # once per client and queue
+    assert counts["sqs.GetQueueAttributes"] == 1  # once per process and queue
+
+
+async def test_resource_checks_run_once_per_process_not_per_client(
+    base_config: Config, queue: Queue
+) -> None:
+    """A Lambda container that opens a client per invocation checks its resources once."""
+    counts = []
+    for _ in range(3):
+        async with MessageClient(base_config) as fresh:
+            await fresh.send_message(queue.url, "x")
+            counts.append(dict(fresh.request_counts))
+    assert counts[0].get("sqs.GetQueueAttributes") == 1  # this queue is new: checked once
+    for later in counts[1:]:
+        assert later == {"dynamodb.PutItem": 1, "sqs.SendMessage": 1}
 
 
 async def test_delay_seconds_and_meta_are_checked_before_writing(

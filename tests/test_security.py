@@ -25,6 +25,7 @@ from sqs_cluster import (
     Status,
 )
 from sqs_cluster._lambda_shape import lambda_event
+from sqs_cluster._preflight import forget_passed_checks
 from sqs_cluster.testing import Access, OperationRecorder, iam_match
 
 from .conftest import REGION, Queue, make_queue, receive_event, unique
@@ -378,6 +379,7 @@ async def representative_workload(config: Config, queue: Queue, session: AioSess
 async def recorded(base_config: Config, session: AioSession) -> tuple[OperationRecorder, Queue]:
     queue = await make_queue(base_config, visibility_timeout=30)
     recorder = OperationRecorder(library_only=True, account_id=ACCOUNT)
+    forget_passed_checks()  # the resource checks run once per process: make them run here
     with recorder.record_all_clients():
         await representative_workload(base_config, queue, session)
     return recorder, queue

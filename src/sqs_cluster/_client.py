@@ -18,6 +18,7 @@ from ._concurrency import chunked
 from ._config import Config
 from ._errors import PartialSendError, ValidationError
 from ._event import ReceivedMessage, parse_record
+from ._limits import check_meta_size
 from ._preflight import Preflight
 from ._records import MessageRecord, RecordKey
 from ._sending import (
@@ -25,7 +26,6 @@ from ._sending import (
     Prepared,
     Progress,
     check_delay_seconds,
-    check_meta_size,
     check_queue_limit,
     plain_units,
     prepare_message,
@@ -183,7 +183,7 @@ class MessageClient(ClusterOperations):
     async def _check_resources(
         self, queue_url: str, prepared: Sequence[Prepared], field_name: str
     ) -> None:
-        """Before the first write: the table and the queue exist (once per client and queue),
+        """Before the first write: the table and the queue exist (once per process and queue),
         and each message fits the queue's MaximumMessageSize."""
         await self._preflight.table()
         limit = await self._preflight.queue_max_bytes(queue_url)

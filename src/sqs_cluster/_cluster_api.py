@@ -65,6 +65,7 @@ class ClusterOperations:
             omit_globals=omit_globals,
             cluster_id=cluster_id,
             tolerated_failures=tolerated_failures,
+            queue_max_bytes=self._preflight.queue_max_bytes,
         )
         await self._preflight.table()
         if plan.location is not None:

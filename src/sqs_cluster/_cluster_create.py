@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -34,8 +34,8 @@ from ._concurrency import chunked
 from ._errors import ClusterSendError, ConfigError, ValidationError
 from ._fanout_lease import FanoutLease
 from ._globals import globals_body, write_globals
+from ._limits import check_meta_size
 from ._progress import ProgressWriter
-from ._queue_ops import queue_attribute
 from ._records import MessageRecord, RecordKey, RecordType, Status, StatusCode
 from ._sending import (
     KEY_ATTRIBUTE_OVERHEAD,
@@ -51,8 +51,6 @@ from ._sending import (
 )
 from ._store import batch_get_raw
 from ._task_wire import TaskWire
-
-MAX_META_BYTES = 300_000
 
 logger = logging.getLogger("sqs_cluster")
 NOT_ATTEMPTED = "not attempted: the fan-out stopped first"
@@ -77,12 +75,6 @@ class ClusterPlan:
         return TaskWire.for_cluster(self.key, self.location)
 
 
-async def queue_max_message_size(aws: AWS, queue_url: str) -> int:
-    """The queue's MaximumMessageSize (and a clear error if the queue does not exist)."""
-    size = await queue_attribute(aws, queue_url, "MaximumMessageSize")
-    return int(size) if size else MAX_MESSAGE_BYTES
-
-
 async def plan_cluster(
     aws: AWS,
     queue_url: str,
@@ -93,8 +85,15 @@ async def plan_cluster(
     omit_globals: bool,
     cluster_id: str | None,
     tolerated_failures: int | str | None,
+    queue_max_bytes: Callable[[str], Awaitable[int | None]],
 ) -> ClusterPlan:
-    """Validate every input (every task included) before anything is written."""
+    """Validate every input (every task included) before anything is written.
+
+    ``queue_max_bytes`` reads the queue's MaximumMessageSize (None if it may not be read); it
+    runs after the cheap checks, and raises ResourceMissingError when there is no queue.
+    A task is capped at 262,144 bytes whatever the queue allows, like any message: its record
+    keeps the body in DynamoDB.
+    """
     validate_queue_url(queue_url)
     if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Sequence):
         raise ValidationError("tasks", f"expected a list of tasks, got {type(tasks).__name__}")
@@ -109,10 +108,8 @@ async def plan_cluster(
         location = {"Bucket": aws.config.bucket, "Key": globals_object_key(key)}
         globals_body({} if globals_value is None else globals_value)
     meta_text = None if meta is None else dumps(meta, field="meta")
-    if meta_text is not None and len(meta_text.encode()) > MAX_META_BYTES:
-        raise ValidationError(
-            "meta", f"is {len(meta_text.encode())} bytes; the limit is {MAX_META_BYTES}"
-        )
+    check_meta_size(meta_text)
+    limit = await queue_max_bytes(queue_url)
     plan = ClusterPlan(
         key=key,
         queue_url=queue_url,
@@ -121,7 +118,7 @@ async def plan_cluster(
         meta_text=meta_text,
         globals_value={} if globals_value is None else globals_value,
         tolerated=tolerated_count(tolerated_failures, len(tasks)),
-        max_bytes=await queue_max_message_size(aws, queue_url),
+        max_bytes=min(limit or MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
     )
     for index, task in enumerate(tasks):
         _validate_task(plan, index, task)

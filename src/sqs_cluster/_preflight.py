@@ -1,10 +1,12 @@
-"""Once-per-client checks that the table, the bucket and a queue exist, before the first write.
+"""Once-per-process checks that the table, the bucket and a queue exist, before the first write.
 
 Without them a wrong name or region surfaces as a raw SDK error after records were already
 written (orphan ``PRE FLIGHT`` records, or a cluster without its globals). Each check runs once
-per client (per queue URL for queues) and only its success is remembered, so the requests stay
-out of the hot path and a resource created later is found by the next call. A role that may not
-make a check's request (an older least-privilege policy) skips that check, with a warning.
+per process for each endpoint, region and resource (per queue URL for queues), and only its
+success is remembered: the requests stay out of the hot path (a Lambda container that opens a
+client per invocation pays once), and a resource created later is found by the next call. A
+role that may not make a check's request (an older least-privilege policy) skips that check,
+with a warning.
 """
 
 from __future__ import annotations
@@ -27,30 +29,38 @@ ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException", "403", "Forbidde
 MISSING_BUCKET_CODES = {"404", "NoSuchBucket", "NotFound"}
 KEY_SCHEMA = {"pKey": "HASH", "rKey": "RANGE"}
 
+_PASSED: dict[tuple[str, str, str], Any] = {}
+"""Checks that passed in this process: (endpoint URL, region, check and resource) -> result."""
+
+
+def forget_passed_checks() -> None:
+    """Run every check again on next use (tests; a process whose resources were replaced)."""
+    _PASSED.clear()
+
 
 class Preflight:
-    """The resource checks of one client, each run once and remembered when it passed."""
+    """The resource checks of one client; a check that passed is remembered process-wide."""
 
     def __init__(self, aws: AWS) -> None:
         self._aws = aws
-        self._passed: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def _once(self, name: str, check: Callable[[], Awaitable[T]]) -> T:
-        if name not in self._passed:
+        key = (self._aws.config.endpoint_url or "", self._region(), name)
+        if key not in _PASSED:
             async with self._locks.setdefault(name, asyncio.Lock()):
-                if name not in self._passed:  # concurrent first callers share one request
-                    self._passed[name] = await check()
-        result: T = self._passed[name]
+                if key not in _PASSED:  # concurrent first callers share one request
+                    _PASSED[key] = await check()
+        result: T = _PASSED[key]
         return result
 
     async def table(self) -> None:
         """Raise ResourceMissingError unless ``Config.table`` exists in the client's region."""
-        await self._once("table", self._describe_table)
+        await self._once(f"table {self._aws.config.table}", self._describe_table)
 
     async def bucket(self) -> None:
         """Raise ResourceMissingError unless ``Config.bucket`` exists (HeadBucket)."""
-        await self._once("bucket", self._head_bucket)
+        await self._once(f"bucket {self._aws.config.bucket}", self._head_bucket)
 
     async def queue_max_bytes(self, queue_url: str) -> int | None:
         """The queue's MaximumMessageSize; ResourceMissingError if there is no queue there.

@@ -19,6 +19,7 @@ from ._aws import AWS, error_code
 from ._codec import dumps, now_iso
 from ._concurrency import chunked, run_bounded
 from ._errors import PartialSendError, ValidationError
+from ._limits import MAX_RECORD_DATA_BYTES
 from ._queue_ops import MISSING_QUEUE_CODES
 from ._records import RecordKey, RecordType, Status, StatusCode
 from ._retry import sleep_backoff
@@ -30,11 +31,6 @@ KEY_ATTRIBUTE_OVERHEAD = len(KEY_ATTRIBUTE) + len("String")
 MAX_MESSAGE_ATTRIBUTES = 10
 MAX_MESSAGE_BYTES = 262_144
 """A plain message's size cap (body plus attributes), lowered by a smaller queue limit."""
-MAX_META_BYTES = 300_000
-"""A record's ``meta`` as JSON text."""
-MAX_RECORD_DATA_BYTES = 380_000
-"""Body plus meta of one message record: DynamoDB's 400 KB item limit (409,600 bytes) less
-29,600 bytes kept for the record's other attributes (keys, status, timestamps, error entries)."""
 MAX_DELAY_SECONDS = 900
 MAX_BATCH_BYTES = 262_144
 SQS_BATCH = 10
@@ -134,16 +130,6 @@ def check_delay_seconds(value: Any, field_name: str) -> int:
             f"got {value!r}",
         )
     return value
-
-
-def check_meta_size(meta_text: str | None, field_name: str = "meta") -> int:
-    """The size of a record's ``meta`` text in bytes, or ValidationError above the limit."""
-    size = 0 if meta_text is None else len(meta_text.encode())
-    if size > MAX_META_BYTES:
-        raise ValidationError(
-            field_name, f"is {size} bytes as JSON; the limit is {MAX_META_BYTES} bytes"
-        )
-    return size
 
 
 def check_queue_limit(prepared: Iterable[Prepared], limit: int | None, field_name: str) -> None:

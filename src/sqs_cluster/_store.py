@@ -10,6 +10,7 @@ from ._aws import AWS, error_code
 from ._codec import dumps, key_item, now_iso, record_from_item
 from ._concurrency import chunked
 from ._errors import ConflictError, RecordNotFoundError, ValidationError
+from ._limits import check_meta_size, check_record_data
 from ._records import MessageRecord, RecordKey
 from ._retry import sleep_backoff
 from ._write_tokens import append_token, may_have_run, new_token, parse_tokens
@@ -165,14 +166,20 @@ async def _conditional_write(
     if current.revision:
         values[":seen"] = {"N": str(current.revision)}
     sets = ["#u = :now", "#rev = :next", "#tokens = :tokens"]
+    texts = {name: item.get(name, {}).get("S", "") for name in ("body", "meta")}
+    texts["user"] = item.get(USER_FIELDS_ATTRIBUTE, {}).get("S", "")
     if "meta" in changes:
+        texts["meta"] = dumps(changes.pop("meta"), field="changes.meta")
+        check_meta_size(texts["meta"], "changes.meta")
         names["#m"] = "meta"
-        values[":m"] = {"S": dumps(changes.pop("meta"), field="changes.meta")}
+        values[":m"] = {"S": texts["meta"]}
         sets.append("#m = :m")
     if changes:
+        texts["user"] = dumps({**current.user, **changes}, field="changes")
         names["#user"] = USER_FIELDS_ATTRIBUTE
-        values[":user"] = {"S": dumps({**current.user, **changes}, field="changes")}
+        values[":user"] = {"S": texts["user"]}
         sets.append("#user = :user")
+    check_record_data(sum(len(text.encode()) for text in texts.values()), "changes")
     try:
         async with aws.slot():
             resp = await aws.ddb.update_item(
