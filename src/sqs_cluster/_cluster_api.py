@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -67,9 +68,10 @@ class ClusterOperations:
             tolerated_failures=tolerated_failures,
             queue_max_bytes=self._preflight.queue_max_bytes,
         )
-        await self._preflight.table()
-        if plan.location is not None:
-            await self._preflight.bucket()
+        if plan.location is None:
+            await self._preflight.table()
+        else:  # independent reads: one round trip, not two
+            await asyncio.gather(self._preflight.table(), self._preflight.bucket())
         return await create_cluster(self._aws, plan, progress=progress)
 
     async def get_message_cluster(

@@ -11,6 +11,7 @@ never end before all were sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -280,33 +281,42 @@ def _claimed(record: MessageRecord[Any] | None) -> bool:
 
 async def mark_fanned_out(aws: AWS, plan: ClusterPlan) -> None:
     """Every task was sent: progress says all, and PRE FLIGHT -> IN PROGRESS (unless the
-    tasks already ended the cluster)."""
+    tasks already ended the cluster). The two writes are independent, so they run together."""
     key = plan.key
-    async with aws.slot():
-        await aws.ddb.update_item(
-            TableName=aws.config.table,
-            Key=key_item(progress_key(key)),
-            UpdateExpression="SET sentCount = :n, fannedOut = :t",
-            ExpressionAttributeValues={":n": {"N": str(len(plan.tasks))}, ":t": {"BOOL": True}},
-        )
-    try:
+
+    async def progress_says_all() -> None:
         async with aws.slot():
             await aws.ddb.update_item(
                 TableName=aws.config.table,
-                Key=key_item(key),
-                UpdateExpression="SET #s = :prog, statusCode = :progc, updatedAt = :now",
-                ConditionExpression="#s = :pre",
-                ExpressionAttributeNames={"#s": "status"},
+                Key=key_item(progress_key(key)),
+                UpdateExpression="SET sentCount = :n, fannedOut = :t",
                 ExpressionAttributeValues={
-                    ":prog": {"S": Status.IN_PROGRESS.value},
-                    ":progc": {"N": str(int(StatusCode.IN_PROGRESS))},
-                    ":pre": {"S": Status.PRE_FLIGHT.value},
-                    ":now": {"S": now_iso()},
+                    ":n": {"N": str(len(plan.tasks))},
+                    ":t": {"BOOL": True},
                 },
             )
-    except Exception as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
-            raise
+
+    async def in_progress() -> None:
+        try:
+            async with aws.slot():
+                await aws.ddb.update_item(
+                    TableName=aws.config.table,
+                    Key=key_item(key),
+                    UpdateExpression="SET #s = :prog, statusCode = :progc, updatedAt = :now",
+                    ConditionExpression="#s = :pre",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={
+                        ":prog": {"S": Status.IN_PROGRESS.value},
+                        ":progc": {"N": str(int(StatusCode.IN_PROGRESS))},
+                        ":pre": {"S": Status.PRE_FLIGHT.value},
+                        ":now": {"S": now_iso()},
+                    },
+                )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    await asyncio.gather(progress_says_all(), in_progress())
 
 
 async def create_cluster(
@@ -391,7 +401,8 @@ class Fanout:
             await self.writer.close()
         if self.failed:
             raise self.stopped(None)
-        await mark_fanned_out(aws, plan)
+        # every unit's progress is recorded (writer closed), so the lease can go at once
+        await asyncio.gather(mark_fanned_out(aws, plan), self.lease.release())
         return plan.key
 
     async def _resolve(self, unit: Unit) -> Unit:

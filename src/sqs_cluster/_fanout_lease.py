@@ -49,6 +49,7 @@ class FanoutLease:
         self._lost: str | None = None
         self._beat: asyncio.Task[None] | None = None
         self._renewing = asyncio.Lock()
+        self._released = False
 
     async def acquire(self) -> dict[str, Any] | None:
         """Take the lease, waiting up to one lease length for another create to let it go.
@@ -83,7 +84,10 @@ class FanoutLease:
         return self._lost
 
     async def release(self) -> None:
-        """Stop renewing and let the next create of this cluster take over at once."""
+        """Stop renewing and let the next create of this cluster take over at once (once)."""
+        if self._released:
+            return
+        self._released = True
         if self._beat is not None:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
