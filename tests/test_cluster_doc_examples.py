@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docs.examples import cluster_lambda, cluster_producer, cluster_records, cluster_worker
+from docs.examples import (
+    cluster_dead_letters,
+    cluster_lambda,
+    cluster_producer,
+    cluster_records,
+    cluster_worker,
+)
 
 from sqs_cluster import ClusterRecord, Config, MessageClient, RecordKey, Status
 
@@ -67,6 +73,7 @@ def test_clusters_md_names_every_public_cluster_method() -> None:
         "on_cluster_complete",
         "iter_tasks",
         "safe_process_batch",
+        "process_dead_letters",
         "mark_complete",
         "mark_failed",
         "COUNTER_SHARDS",
@@ -206,6 +213,38 @@ async def test_finish_runs_a_callback_nobody_ran(
     cluster = await client.get_message_cluster(key, consistent_read=True)
     assert cluster.callback_state == "DONE"
     assert cluster.user["report"] == {"status": "COMPLETE", "sum": 0, "failed": []}
+
+
+# -- cluster_dead_letters.py ----------------------------------------------------------------
+
+
+async def test_dead_letter_function_settles_a_task_whose_worker_died(
+    base_config: Config, sqs: Any
+) -> None:
+    queue = await make_queue(base_config, max_receive_count=1)
+    async with MessageClient(base_config) as client:
+        key = await cluster_producer.start_run(client, queue.url, hours_of(10), unique("run"), RATE)
+        event = receive_event(sqs, queue.url, visibility=0)  # each task's one allowed receive
+        dies = next(r for r in event["Records"] if client.read_sqs_record(r).task_index == 9)
+    survivors = {"Records": [r for r in event["Records"] if r is not dies]}
+    assert await cluster_lambda.process(base_config, survivors) == {"batchItemFailures": []}
+    assert receive_event(sqs, queue.url, visibility=0)["Records"] == []  # all moved to the DLQ
+    dead = receive_event(sqs, queue.dlq_url)
+    assert len(dead["Records"]) == 10  # the nine done ones too: nothing deleted them
+
+    response = await cluster_dead_letters.settle(base_config, dead, cluster_lambda.write_report)
+    assert response == {"batchItemFailures": []}
+    again = await cluster_dead_letters.settle(base_config, dead, cluster_lambda.write_report)
+    assert again == {"batchItemFailures": []}
+    async with MessageClient(base_config) as client:
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.completed, cluster.failed, cluster.status) == (9, 1, Status.COMPLETE)
+    assert cluster.callback_state == "DONE" and cluster.callback_attempts == 1
+    assert cluster.user["report"] == {
+        "status": "COMPLETE",
+        "sum": sum((i + 1) * RATE for i in range(9)),
+        "failed": [9],
+    }
 
 
 # -- cluster_worker.py -----------------------------------------------------------------------

@@ -259,7 +259,7 @@ async def test_wire_format(
 
     await client.mark_failed(record, ValueError("out of stock"))
     failed = raw_item.read_raw(base_config, key)
-    assert types_of(failed) == {**FRESH, "error": "L"}
+    assert types_of(failed) == {**FRESH, "error": "L", "settleToken": "S"}
     (entry,) = failed["error"]["L"]
     assert types_of(entry["M"]) == {"type": "S", "message": "S", "at": "S", "receiveCount": "N"}
     assert raw_item.decode(failed)["errors"] == [
@@ -274,7 +274,8 @@ async def test_wire_format(
     await client.is_complete(record)
     await client.mark_complete(record)
     done = raw_item.read_raw(base_config, key)
-    assert types_of(done) == {**FRESH, "error": "L", "completedAt": "S"}
+    assert types_of(done) == {**FRESH, "error": "L", "completedAt": "S", "settleToken": "S"}
+    assert re.fullmatch(r"[0-9a-f]{16}", done["settleToken"]["S"])
     assert raw_item.decode(done)["statusCode"] == 200
     assert raw_item.decode(done)["consumptionCount"] == 2
     retained = int(done["expiresAt"]["N"]) - time.time()
@@ -283,7 +284,8 @@ async def test_wire_format(
     await client.update_message_record(key, {"reviewer": "me"})
     updated = raw_item.read_raw(base_config, key)
     assert types_of(updated) == {
-        **FRESH, "error": "L", "completedAt": "S", "user": "S", "rev": "N", "writeTokens": "S"
+        **FRESH, "error": "L", "completedAt": "S", "settleToken": "S", "user": "S", "rev": "N",
+        "writeTokens": "S",
     }  # fmt: skip
     assert updated["user"]["S"] == '{"reviewer":"me"}' and updated["rev"]["N"] == "1"
     assert re.fullmatch(r"[0-9a-f]{16}", updated["writeTokens"]["S"])

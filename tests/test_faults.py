@@ -1,13 +1,15 @@
 """Fault injection: the injector itself, the fault matrix, exhausted retries and lost responses.
 
-The matrix runs every main operation under every fault class that can reach it, at a 20% rate
-(seeded). Each cell either succeeds with exact results or raises a clear error saying what was
-done; a retry then completes it, and the final state is checked exactly.
+The matrix runs every public operation of MessageClient (a test keeps it that way) under every
+fault class that can reach it, at a 20% rate (seeded). Each cell either succeeds with exact
+results or raises a clear error saying what was done; a retry then completes it, and the final
+state is checked exactly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections import Counter
@@ -21,16 +23,20 @@ from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import ClientError
 
 from sqs_cluster import (
+    CallbackState,
+    ClaimOutcome,
     ClusterRecord,
     ClusterSendError,
     Config,
     ConflictError,
     MessageClient,
+    PartialBatchResponse,
     PartialSendError,
     ReceivedMessage,
     RecordKey,
     RecordNotFoundError,
     Status,
+    StatusCode,
     ValidationError,
 )
 from sqs_cluster._lambda_shape import lambda_event
@@ -364,11 +370,18 @@ async def send_until_done(cell: Cell, bodies: list[Any]) -> list[RecordKey]:
     try:
         return await cell.faulty.send_message_batch(cell.queue.url, bodies)
     except PartialSendError as exc:
-        error = exc
+        return await resend_until_done(cell, exc, len(bodies))
+
+
+async def resend_until_done(
+    cell: Cell, error: PartialSendError, size: int | None = None
+) -> list[RecordKey]:
+    """resend_unsent until every entry of the original batch (``size`` entries) was sent."""
+    size = len(error.sent) + len(error.failed) if size is None else size
     for _ in range(10):
         cell.errors.append(error)
         total = len(error.sent) + len(error.failed)
-        assert total == len(bodies), "indexes refer to the original batch"
+        assert total == size, "indexes refer to the original batch"
         assert f"{len(error.sent)} of {total} entries sent" in str(error)
         assert error.failed and "not sent" in str(error)
         assert set(error.unsent) == set(error.failed)
@@ -376,7 +389,7 @@ async def send_until_done(cell: Cell, bodies: list[Any]) -> list[RecordKey]:
             return await cell.faulty.resend_unsent(error)
         except PartialSendError as exc:
             error = exc
-    raise AssertionError(f"send_message_batch never completed: {cell.injector.summary()}")
+    raise AssertionError(f"the batch was never completely sent: {cell.injector.summary()}")
 
 
 async def op_send_message_batch(cell: Cell) -> None:
@@ -540,9 +553,342 @@ async def op_update_message_cluster_globals(cell: Cell) -> None:
     assert sorted(entries) == list(range(16)), f"lost or doubled updates: {sorted(entries)}"
     await cell.faulty.update_message_cluster_globals(key, {"entries": ["reset"]})
     assert await cell.clean.get_message_cluster_globals(key) == {"entries": ["reset"]}
+    assert await cell.faulty.update_cluster_globals(key.p_key, adder(1)) == {
+        "entries": ["reset", 1]
+    }
+    assert await cell.clean.get_message_cluster_globals(key) == {"entries": ["reset", 1]}
     location = cell.clean._globals_location(key)
     head = await cell.clean._aws.s3.head_object(Bucket=location["Bucket"], Key=location["Key"])
     assert head["ServerSideEncryption"] == "AES256"
+
+
+async def op_send_message(cell: Cell) -> None:
+    """One message at a time: a record, then the message; each record read back by its key."""
+    bodies = [{"i": i} for i in range(6)]
+    keys = [
+        await cell.faulty.send_message(cell.queue.url, body, meta={"n": i})
+        for i, body in enumerate(bodies)
+    ]
+    assert len(set(keys)) == 6
+    for i, (key, body) in enumerate(zip(keys, bodies, strict=True)):
+        record = await cell.faulty.get_message_record(key, consistent_read=bool(i % 2))
+        assert (record.key, json.loads(record.body or ""), record.meta) == (key, body, {"n": i})
+        assert record.status is Status.PRE_FLIGHT and record.url == cell.queue.url
+    with pytest.raises(RecordNotFoundError):
+        await cell.faulty.get_message_record(RecordKey.for_message("absent", cell.queue.url))
+    messages = await receive_messages(cell.clean, cell.queue.url)
+    by_key = Counter(key_of(m) for m in messages)
+    assert set(by_key) == {json.dumps(k.to_dict(), separators=(",", ":")) for k in keys}
+    if not cell.response_loss:
+        assert len(messages) == 6, "a message was sent twice"
+    items = await records_for_queue(cell.clean, cell.queue.url)
+    assert len(items) == 6, f"{len(items)} records for 6 messages"
+
+
+async def op_update_message_record(cell: Cell) -> None:
+    """Read-modify-write of a record: sequential, then concurrent; no update lost or doubled."""
+    key = await cell.clean.send_message(cell.queue.url, "x", meta={"n": 0})
+
+    def bump(record: Any) -> dict[str, Any]:
+        return {"meta": {"n": (record.meta or {})["n"] + 1}}
+
+    for n in range(1, 7):
+        assert (await cell.faulty.update_message_record(key, bump)).meta == {"n": n}
+    await asyncio.gather(*(cell.faulty.update_message_record(key, bump) for _ in range(4)))
+    updated = await cell.faulty.update_message_record(key.to_dict(), {"owner": "matrix"})
+    assert (updated.meta, updated.user) == ({"n": 10}, {"owner": "matrix"})
+    record = await cell.clean.get_message_record(key, consistent_read=True)
+    assert (record.meta, record.user, record.revision) == ({"n": 10}, {"owner": "matrix"}, 11)
+    assert record.status is Status.PRE_FLIGHT and record.body == "x"
+
+
+async def op_consume_one_by_one(cell: Cell) -> None:
+    """A consumer's own loop over plain messages and a cluster's tasks: claim (or is_complete),
+    mark_complete with a result; a second look finds it complete, a second completion is refused."""
+    url = cell.queue.url
+    await cell.clean.send_message_batch(url, [{"p": i} for i in range(3)])
+    key = await cell.clean.create_message_cluster(
+        url, [{"t": i} for i in range(3)], omit_globals=True
+    )
+    records = await receive_messages(cell.clean, url)
+    assert len(records) == 6
+    assert await cell.faulty.max_receive_count(url) is None  # no redrive policy: no last receive
+    for n, record in enumerate(records):
+        assert await cell.faulty.is_last_receive(record) is False
+        if n % 2:
+            assert (await cell.faulty.claim(record)).outcome is ClaimOutcome.CLAIMED
+        else:
+            assert await cell.faulty.is_complete(record) is False
+        assert await cell.faulty.mark_complete(record, result={"n": n}) is True
+        assert await cell.faulty.is_complete(record) is True
+        assert (await cell.faulty.claim(record)).outcome is ClaimOutcome.COMPLETE
+        assert await cell.faulty.mark_complete(record, result={"n": -1}) is False
+        stored = await cell.clean.get_message_record(
+            cell.clean.read_sqs_record(record).key, consistent_read=True
+        )
+        assert (stored.status, stored.result, stored.lease_until_ms) == (
+            Status.COMPLETE,
+            {"n": n},
+            None,
+        )
+        assert stored.consumption_count == 1, "a claim was counted twice"
+    cluster = await cell.clean.get_message_cluster(key, consistent_read=True)
+    assert (cluster.completed, cluster.failed, cluster.status) == (3, 0, Status.COMPLETE)
+    assert cluster.callback_state == CallbackState.PENDING
+
+
+async def redrive_queue(client: MessageClient) -> Queue:
+    """A queue that allows one receive: a second one moves the message to its dead-letter queue."""
+    sqs = client._aws.sqs
+    dlq = (await sqs.create_queue(QueueName=unique("fdlq")))["QueueUrl"]
+    attrs = await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
+    redrive = {"deadLetterTargetArn": attrs["Attributes"]["QueueArn"], "maxReceiveCount": "1"}
+    resp = await sqs.create_queue(
+        QueueName=unique("fq"),
+        Attributes={"VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)},
+    )
+    return Queue(resp["QueueUrl"], dlq)
+
+
+async def op_mark_failed(cell: Cell) -> None:
+    """Failures recorded once each: retried ones release the lease; on the last allowed receive
+    a plain message stops and a task is counted failed in its cluster, which then ends."""
+    await cell.clean.send_message_batch(cell.queue.url, ["a", "b", "c"])
+    for record in await receive_messages(cell.clean, cell.queue.url):
+        assert await cell.clean.is_complete(record) is False
+        assert await cell.faulty.mark_failed(record, ValueError(f"boom {record['body']}")) is True
+        stored = await cell.clean.get_message_record(
+            cell.clean.read_sqs_record(record).key, consistent_read=True
+        )
+        assert (stored.status, stored.status_code, stored.lease_until_ms) == (
+            Status.ERROR,
+            StatusCode.ERROR,
+            None,
+        )
+        assert [e.message for e in stored.errors] == [f"boom {record['body']}"]
+    last = await redrive_queue(cell.clean)
+    key = await cell.clean.create_message_cluster(last.url, ["ok", "fails"], omit_globals=True)
+    plain = await cell.clean.send_message(last.url, "plain")
+    assert await cell.faulty.max_receive_count(last.url) == 1
+    for record in await receive_messages(cell.clean, last.url):
+        assert await cell.faulty.is_last_receive(record) is True
+        assert await cell.clean.is_complete(record) is False
+        if cell.clean.read_sqs_record(record).task_index == 0:
+            assert await cell.clean.mark_complete(record) is True
+        else:
+            assert await cell.faulty.mark_failed(record, ValueError("last")) is True
+    cluster = await cell.clean.get_message_cluster(key, consistent_read=True)
+    assert (cluster.completed, cluster.failed, cluster.status) == (1, 1, Status.ERROR)
+    (task,) = [t async for t in cell.clean.iter_tasks(cluster, Status.ERROR)]
+    for stored in (task, await cell.clean.get_message_record(plain, consistent_read=True)):
+        assert (stored.status_code, [e.message for e in stored.errors]) == (
+            StatusCode.STOPPED,
+            ["last"],
+        )
+
+
+async def settle_until_done(
+    cell: Cell,
+    records: list[dict[str, Any]],
+    process: Callable[[dict[str, Any]], Awaitable[PartialBatchResponse]],
+) -> None:
+    """Run a batch function until it reports no failure, passing back only the failed records
+    (as Lambda redelivers them)."""
+    for _ in range(8):
+        response = await process({"Records": records})
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        records = [r for r in records if r["messageId"] in failed]
+        if not records:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{len(records)} records never settled: {cell.injector.summary()}")
+
+
+async def op_process_dead_letters(cell: Cell) -> None:
+    """Dead letters of a cluster's tasks and of plain messages: each record failed for good
+    once, the cluster counted and ended once, its callback run once; a repeat changes nothing."""
+    queue = await redrive_queue(cell.clean)
+    key = await cell.clean.create_message_cluster(
+        queue.url, [{"t": i} for i in range(3)], globals={"g": 1}
+    )
+    plain = await cell.clean.send_message_batch(queue.url, ["a", "b"])
+    assert len(await receive_messages(cell.clean, queue.url, visibility=0)) == 5  # all moved
+    records = await receive_messages(cell.clean, queue.dlq_url)
+    assert len(records) == 5
+    callbacks: list[Any] = []
+
+    async def callback(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+        callbacks.append((cluster.failed, cluster.status, await get_globals()))
+
+    async def settle(event: dict[str, Any]) -> PartialBatchResponse:
+        return await cell.faulty.process_dead_letters(event, on_cluster_complete=callback)
+
+    await settle_until_done(cell, records, settle)
+    cluster = await cell.clean.get_message_cluster(key, consistent_read=True)
+    assert (cluster.completed, cluster.failed, cluster.status) == (0, 3, Status.ERROR)
+    assert callbacks == [(3, Status.ERROR, {"g": 1})], f"callback runs: {callbacks}"
+    assert (cluster.callback_state, cluster.callback_attempts) == (CallbackState.DONE, 1)
+    tasks = [t async for t in cell.clean.iter_tasks(cluster)]
+    stored = [*tasks, *[r for r in await cell.clean.get_message_records(plain) if r]]
+    assert len(stored) == 5
+    for record in stored:
+        assert (record.status_code, [e.type for e in record.errors]) == (
+            StatusCode.STOPPED,
+            ["ReceivesExhausted"],
+        ), f"{record.key} settled {len(record.errors)} times"
+    await settle_until_done(cell, records, settle)  # a redelivered batch is harmless
+    again = await cell.clean.get_message_cluster(key, consistent_read=True)
+    assert (again.failed, again.callback_attempts, len(callbacks)) == (3, 1, 1)
+
+
+async def op_get_message_cluster(cell: Cell) -> None:
+    """A cluster read back exactly: counts, meta, its task records in order (all, and by status)
+    and its globals, through the client and through the record's lazy accessors."""
+    key = await cell.clean.create_message_cluster(
+        cell.queue.url, [{"t": i} for i in range(12)], globals={"g": [1, 2]}, meta={"m": 1}
+    )
+    for record in await receive_messages(cell.clean, cell.queue.url):
+        message = cell.clean.read_sqs_record(record)
+        if message.task_index is not None and message.task_index < 5:
+            assert await cell.clean.mark_complete(record) is True
+    for consistent in (False, True):
+        cluster = await cell.faulty.get_message_cluster(key, consistent_read=consistent)
+        assert (cluster.key, cluster.total, cluster.sent, cluster.completed, cluster.failed) == (
+            key,
+            12,
+            12,
+            5,
+            0,
+        )
+        assert cluster.status is Status.IN_PROGRESS and cluster.meta == {"m": 1}
+    tasks = [t async for t in cell.faulty.iter_tasks(cluster)]
+    assert [t.task_index for t in tasks] == list(range(12))
+    assert [json.loads(t.body or "")["task"] for t in tasks] == [{"t": i} for i in range(12)]
+    done = [t.task_index async for t in cluster.iter_tasks(status=Status.COMPLETE)]
+    assert done == list(range(5))
+    assert await cell.faulty.get_message_cluster_globals(key) == {"g": [1, 2]}
+    assert await cell.faulty.get_message_cluster_globals(key.p_key) == {"g": [1, 2]}
+    assert await cluster.get_globals() == {"g": [1, 2]}
+    with pytest.raises(RecordNotFoundError):
+        await cell.faulty.get_message_cluster(RecordKey.for_message("absent", cell.queue.url).p_key)
+
+
+async def op_update_message_cluster(cell: Cell) -> None:
+    """Read-modify-write of a cluster record: sequential, then concurrent; none lost or doubled."""
+    key = await cell.clean.create_message_cluster(
+        cell.queue.url, [1, 2], omit_globals=True, meta={"n": 0}
+    )
+
+    def bump(cluster: Any) -> dict[str, Any]:
+        return {"meta": {"n": (cluster.meta or {})["n"] + 1}}
+
+    for n in range(1, 5):
+        assert (await cell.faulty.update_message_cluster(key, bump)).meta == {"n": n}
+    await asyncio.gather(*(cell.faulty.update_message_cluster(key, bump) for _ in range(3)))
+    updated = await cell.faulty.update_message_cluster(key.p_key, {"label": "matrix"})
+    assert (updated.meta, updated.user, updated.total) == ({"n": 7}, {"label": "matrix"}, 2)
+    cluster = await cell.clean.get_message_cluster(key, consistent_read=True)
+    assert (cluster.meta, cluster.user, cluster.revision) == ({"n": 7}, {"label": "matrix"}, 8)
+    assert (cluster.status, cluster.sent, cluster.completed) == (Status.IN_PROGRESS, 2, 0)
+
+
+async def op_on_cluster_complete(cell: Cell) -> None:
+    """The callback of an ended cluster: not for an open one; a failing run is recorded once and
+    retried; then it has run, and later calls do nothing."""
+    url = cell.queue.url
+    open_key = await cell.clean.create_message_cluster(url, ["open"], omit_globals=True)
+    key = await cell.clean.create_message_cluster(url, [0, 1, 2], globals={"g": 1})
+    for record in await receive_messages(cell.clean, url):
+        if cell.clean.read_sqs_record(record).cluster_key == key:
+            assert await cell.clean.mark_complete(record) is True
+    runs: list[Any] = []
+
+    async def callback(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+        runs.append((cluster.id, cluster.completed, await get_globals()))
+        if len(runs) == 1:
+            raise RuntimeError("the first run fails")
+
+    assert await cell.faulty.on_cluster_complete(open_key, callback) is False
+    with pytest.raises(RuntimeError, match="the first run fails"):
+        await cell.faulty.on_cluster_complete(key, callback)
+    assert await cell.faulty.on_cluster_complete(key, callback) is True
+    assert await cell.faulty.on_cluster_complete(key.p_key, callback) is False
+    assert runs == [(key.id, 3, {"g": 1})] * 2
+    cluster = await cell.clean.get_message_cluster(key, consistent_read=True)
+    assert (cluster.status, cluster.callback_state, cluster.callback_attempts) == (
+        Status.COMPLETE,
+        CallbackState.DONE,
+        2,
+    )
+    assert [e.message for e in cluster.errors] == ["the first run fails"]
+
+
+async def op_resend_unsent(cell: Cell) -> None:
+    """A PartialSendError (from a clean send whose entries SQS refused) completed by resending:
+    every entry sent once, under the key its record already has."""
+    bodies = [{"i": i} for i in range(30)]
+    refuse = FaultInjector(SEED, {FaultKind.SQS_SENDER_FAULT: 0.3}, ["sqs.SendMessageBatch"])
+    with refuse.attached(cell.clean), pytest.raises(PartialSendError) as info:
+        await cell.clean.send_message_batch(cell.queue.url, bodies)
+    error = info.value
+    assert error.failed and len(error.sent) + len(error.failed) == 30
+    keys = await resend_until_done(cell, error)
+    assert keys == [error.sent[i] if i in error.sent else error.unsent[i].key for i in range(30)]
+    records = await cell.clean.get_message_records(keys)
+    assert [json.loads(r.body or "") for r in records if r is not None] == bodies
+    messages = await receive_messages(cell.clean, cell.queue.url)
+    assert set(Counter(json.loads(m["body"])["i"] for m in messages)) == set(range(30))
+    if not cell.response_loss:
+        assert len(messages) == 30, "a message was sent twice"
+    items = await records_for_queue(cell.clean, cell.queue.url)
+    assert len(items) == 30, f"{len(items)} records for 30 messages: written twice"
+
+
+async def change_until_done(cell: Cell, handles: list[str], timeout: int) -> None:
+    """change_visibility, passing back the handles it reports unchanged (all handles are live)."""
+    left = await cell.faulty.change_visibility(cell.queue.url, handles, timeout)
+    for _ in range(5):
+        if not left:
+            return
+        assert set(left) <= set(handles)
+        left = await cell.faulty.change_visibility(cell.queue.url, left, timeout)
+    raise AssertionError(f"{len(left)} visibility changes never applied: {cell.injector.summary()}")
+
+
+async def op_queue_operations(cell: Cell) -> None:
+    """The local worker's queue calls: receive everything, extend the visibility, release some,
+    delete all (retrying what delete_messages reports as not deleted)."""
+    url = cell.queue.url
+    assert await cell.faulty.queue_visibility_timeout(url) == 30
+    bodies = [str(i) for i in range(12)]
+    await cell.clean.send_message_batch(url, bodies)
+    received: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 20
+    while len(received) < 12:  # a lost receive hides its messages for a second
+        assert time.monotonic() < deadline, f"received {len(received)} of 12"
+        got = await cell.faulty.receive_messages(url, wait_seconds=0, visibility_timeout=1)
+        received.update((m["MessageId"], m) for m in got)  # the latest handle counts
+        if not got:
+            await asyncio.sleep(0.2)
+    assert sorted(m["Body"] for m in received.values()) == sorted(bodies)
+    assert all("sqsClusterKey" in m["MessageAttributes"] for m in received.values())
+    held = list(received.values())
+    await change_until_done(cell, [m["ReceiptHandle"] for m in held], 60)
+    await asyncio.sleep(1.1)  # past the receive's own second: only the extension hides them now
+    assert await receive_messages(cell.clean, url) == [], "an extension was not applied"
+    await change_until_done(cell, [m["ReceiptHandle"] for m in held[:4]], 0)
+    again = await receive_messages(cell.clean, url)  # released: received anew (new handles)
+    assert sorted(r["body"] for r in again) == sorted(m["Body"] for m in held[:4])
+    events = lambda_event(held[4:], queue_url=url, region=REGION)["Records"] + again
+    messages = [cell.faulty.read_sqs_record(r) for r in events]
+    left = await cell.faulty.delete_messages(messages)
+    for _ in range(5):
+        if not left:
+            break
+        assert set(left) <= {m.message_id for m in messages}
+        left = await cell.faulty.delete_messages([m for m in messages if m.message_id in left])
+    assert not left, f"{len(left)} messages never deleted: {cell.injector.summary()}"
+    assert await queue_depth(cell.clean, url) == 0
 
 
 Operation = Callable[[Cell], Awaitable[None]]
@@ -550,10 +896,12 @@ Operation = Callable[[Cell], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Scenario:
-    """A matrix row: what it runs and the AWS operations it issues under the injector."""
+    """A matrix row: what it runs, the AWS operations it issues under the injector (every one
+    it may issue: a cell fails on an undeclared one) and the MessageClient methods it covers."""
 
     run: Operation
     operations: frozenset[str]
+    covers: frozenset[str]
     s3_if_match: bool = False  # whether it writes S3 with If-Match (412 can happen)
 
     def reached_by(self, kind: FaultKind) -> bool:
@@ -563,44 +911,143 @@ class Scenario:
         return scope is None or bool(scope & self.operations)
 
 
+def ops(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "send_message_batch": Scenario(
-        op_send_message_batch, frozenset({"dynamodb.BatchWriteItem", "sqs.SendMessageBatch"})
+        op_send_message_batch,
+        ops(
+            "sqs.GetQueueAttributes",
+            "dynamodb.BatchWriteItem",
+            "sqs.SendMessageBatch",
+            "dynamodb.BatchGetItem",  # resend_unsent reads the records first
+        ),
+        ops("send_message_batch"),
     ),
-    "get_message_records": Scenario(op_get_message_records, frozenset({"dynamodb.BatchGetItem"})),
+    "get_message_records": Scenario(
+        op_get_message_records, ops("dynamodb.BatchGetItem"), ops("get_message_records")
+    ),
     "create_message_cluster": Scenario(
         op_create_message_cluster,
-        frozenset(
-            {
-                "sqs.GetQueueAttributes",
-                "dynamodb.PutItem",
-                "s3.PutObject",
-                "dynamodb.BatchWriteItem",
-                "sqs.SendMessageBatch",
-                "dynamodb.UpdateItem",
-            }
+        ops(
+            "sqs.GetQueueAttributes",
+            "dynamodb.PutItem",
+            "s3.PutObject",
+            "dynamodb.BatchWriteItem",
+            "sqs.SendMessageBatch",
+            "dynamodb.UpdateItem",
+            "dynamodb.GetItem",  # a resume reads the progress item
+            "dynamodb.BatchGetItem",  # and the progress markers
         ),
+        ops("create_message_cluster"),
     ),
     "safe_process_batch": Scenario(
         op_safe_process_batch,
-        frozenset(
-            {
-                "dynamodb.UpdateItem",
-                "dynamodb.TransactWriteItems",
-                "dynamodb.Query",
-                "s3.GetObject",
-                "s3.PutObject",
-                "sqs.DeleteMessageBatch",
-            }
+        ops(
+            "dynamodb.UpdateItem",
+            "dynamodb.TransactWriteItems",
+            "dynamodb.GetItem",
+            "dynamodb.Query",
+            "s3.GetObject",
+            "s3.PutObject",
+            "sqs.DeleteMessageBatch",
         ),
+        ops("safe_process_batch"),
         s3_if_match=True,
     ),
     "update_message_cluster_globals": Scenario(
         op_update_message_cluster_globals,
-        frozenset({"s3.GetObject", "s3.PutObject"}),
+        ops("s3.GetObject", "s3.PutObject"),
+        ops("update_message_cluster_globals", "update_cluster_globals"),
         s3_if_match=True,
     ),
+    "send_message": Scenario(
+        op_send_message,
+        ops("sqs.GetQueueAttributes", "dynamodb.PutItem", "sqs.SendMessage", "dynamodb.GetItem"),
+        ops("send_message", "get_message_record"),
+    ),
+    "update_message_record": Scenario(
+        op_update_message_record,
+        ops("dynamodb.GetItem", "dynamodb.UpdateItem"),
+        ops("update_message_record"),
+    ),
+    "consume_one_by_one": Scenario(
+        op_consume_one_by_one,
+        ops(
+            "sqs.GetQueueAttributes",
+            "dynamodb.UpdateItem",
+            "dynamodb.GetItem",
+            "dynamodb.TransactWriteItems",
+            "dynamodb.Query",
+        ),
+        ops("claim", "is_complete", "mark_complete", "is_last_receive", "max_receive_count"),
+    ),
+    "mark_failed": Scenario(
+        op_mark_failed,
+        ops(
+            "sqs.GetQueueAttributes",
+            "dynamodb.UpdateItem",
+            "dynamodb.GetItem",
+            "dynamodb.TransactWriteItems",
+            "dynamodb.Query",
+        ),
+        ops("mark_failed", "is_last_receive", "max_receive_count"),
+    ),
+    "process_dead_letters": Scenario(
+        op_process_dead_letters,
+        ops(
+            "dynamodb.UpdateItem",
+            "dynamodb.GetItem",
+            "dynamodb.TransactWriteItems",
+            "dynamodb.Query",
+            "s3.GetObject",
+        ),
+        ops("process_dead_letters"),
+    ),
+    "get_message_cluster": Scenario(
+        op_get_message_cluster,
+        ops("dynamodb.Query", "dynamodb.BatchGetItem", "s3.GetObject"),
+        ops("get_message_cluster", "iter_tasks", "get_message_cluster_globals"),
+    ),
+    "update_message_cluster": Scenario(
+        op_update_message_cluster,
+        ops("dynamodb.Query", "dynamodb.GetItem", "dynamodb.UpdateItem"),
+        ops("update_message_cluster"),
+    ),
+    "on_cluster_complete": Scenario(
+        op_on_cluster_complete,
+        ops("dynamodb.GetItem", "dynamodb.Query", "dynamodb.UpdateItem", "s3.GetObject"),
+        ops("on_cluster_complete"),
+    ),
+    "resend_unsent": Scenario(
+        op_resend_unsent,
+        ops("dynamodb.BatchGetItem", "dynamodb.BatchWriteItem", "sqs.SendMessageBatch"),
+        ops("resend_unsent"),
+    ),
+    "queue_operations": Scenario(
+        op_queue_operations,
+        ops(
+            "sqs.GetQueueAttributes",
+            "sqs.ReceiveMessage",
+            "sqs.ChangeMessageVisibilityBatch",
+            "sqs.DeleteMessageBatch",
+        ),
+        ops("queue_visibility_timeout", "receive_messages", "change_visibility", "delete_messages"),
+    ),
 }
+
+PREFLIGHT_OPERATIONS = ops("dynamodb.DescribeTable", "s3.HeadBucket")
+"""Resource checks made once per process: whichever row runs first issues them."""
+
+NOT_IN_MATRIX: dict[str, str] = {
+    "aclose": "closes the aiobotocore clients; sends no AWS request a fault could hit",
+}
+"""Public async methods of MessageClient the matrix leaves out, with the reason. Dunders
+(``__aenter__``/``__aexit__``) and plain methods (``add_request_hook``, ``read_sqs_record``,
+``log_failure``) send no request and are not public operations in this sense."""
+
 
 KNOWN_GAPS: dict[tuple[str, FaultKind], tuple[str, bool, type[BaseException] | None]] = {}
 
@@ -631,6 +1078,36 @@ async def test_fault_matrix(
                 break
     assert injector.count() > 0, (
         f"no {kind.value} fault reached {operation}: the cell proves nothing"
+    )
+    undeclared = set(injector.calls) - scenario.operations - PREFLIGHT_OPERATIONS
+    assert not undeclared, f"{operation} issues undeclared operations: {sorted(undeclared)}"
+
+
+def returns_async_iterator(function: Callable[..., Any]) -> bool:
+    annotation = inspect.signature(function).return_annotation
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return name.split("[")[0].rsplit(".", 1)[-1] in {"AsyncIterator", "AsyncGenerator"}
+
+
+def public_operations() -> set[str]:
+    """MessageClient's public coroutine methods, and its methods returning async iterators."""
+    return {
+        name
+        for name, member in inspect.getmembers(MessageClient, inspect.isfunction)
+        if not name.startswith("_")
+        and (inspect.iscoroutinefunction(member) or returns_async_iterator(member))
+    }
+
+
+def test_the_matrix_covers_every_public_operation() -> None:
+    covered = set().union(*(s.covers for s in SCENARIOS.values()))
+    public = public_operations()
+    assert {"send_message", "iter_tasks", "aclose"} <= public  # the introspection sees them
+    missing = public - covered - NOT_IN_MATRIX.keys()
+    assert not missing, f"public operations in no fault matrix row (nor exempted): {missing}"
+    assert covered <= public, f"rows cover what is not a public operation: {covered - public}"
+    assert not covered & NOT_IN_MATRIX.keys(), (
+        "an exempted operation is covered: drop its exemption"
     )
 
 
@@ -985,6 +1462,98 @@ async def test_claim_whose_answer_was_lost_still_claims(
         assert await faulty.is_complete(record) is False
 
 
+def lose_one_answer(seed: int, operation: str, *expression: str) -> FaultInjector:
+    """Loses the answer of the first ``operation`` call whose UpdateExpression (of the call, or
+    of one of its transaction items) contains every given fragment: the write itself lands."""
+
+    def matches(service: str, op: str, params: Mapping[str, Any]) -> bool:
+        updates = [params, *(i.get("Update", {}) for i in params.get("TransactItems", []))]
+        texts = [u.get("UpdateExpression", "") for u in updates]
+        return any(all(e in text for e in expression) for text in texts)
+
+    return FaultInjector(seed, {FaultKind.READ_TIMEOUT: 1.0}, [operation], match=matches, limit=1)
+
+
+async def test_send_message_whose_record_answer_was_lost_sends_once(
+    faulty: MessageClient, clean: MessageClient
+) -> None:
+    queue = await fresh_queue(clean)
+    injector = FaultInjector(20, {FaultKind.READ_TIMEOUT: 1.0}, ["dynamodb.PutItem"], limit=1)
+    with injector.attached(faulty):
+        key = await faulty.send_message(queue.url, "once")
+    assert injector.count() == 1
+    assert await receive_bodies(clean, queue.url) == ["once"]
+    assert (await clean.get_message_record(key, consistent_read=True)).body == "once"
+
+
+@pytest.mark.parametrize("task", [False, True], ids=["message", "task"])
+async def test_completion_whose_answer_was_lost_says_it_completed(
+    faulty: MessageClient, clean: MessageClient, task: bool
+) -> None:
+    queue = await fresh_queue(clean)
+    if task:
+        key = await clean.create_message_cluster(queue.url, [1], omit_globals=True)
+        operation = "dynamodb.TransactWriteItems"
+    else:
+        await clean.send_message(queue.url, "x")
+        operation = "dynamodb.UpdateItem"
+    (record,) = await receive_messages(clean, queue.url)
+    assert await clean.is_complete(record) is False
+    injector = lose_one_answer(21, operation, "completedAt")
+    with injector.attached(faulty):
+        assert await faulty.mark_complete(record, result="r") is True
+    assert injector.count() == 1
+    assert await faulty.mark_complete(record) is False  # a real duplicate still says so
+    stored = await clean.get_message_record(clean.read_sqs_record(record).key, consistent_read=True)
+    assert (stored.status, stored.result) == (Status.COMPLETE, "r")
+    if task:
+        assert (await clean.get_message_cluster(key, consistent_read=True)).completed == 1
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["retried", "last-receive-task"])
+async def test_failure_whose_answer_was_lost_is_recorded_once(
+    faulty: MessageClient, clean: MessageClient, last: bool
+) -> None:
+    queue = await (redrive_queue(clean) if last else fresh_queue(clean))
+    if last:
+        key = await clean.create_message_cluster(queue.url, [1], omit_globals=True)
+        operation = "dynamodb.TransactWriteItems"
+    else:
+        await clean.send_message(queue.url, "x")
+        operation = "dynamodb.UpdateItem"
+    (record,) = await receive_messages(clean, queue.url)
+    assert await clean.is_complete(record) is False
+    injector = lose_one_answer(22, operation, "list_append")
+    with injector.attached(faulty):
+        assert await faulty.mark_failed(record, ValueError("boom")) is True
+    assert injector.count() == 1
+    stored = await clean.get_message_record(clean.read_sqs_record(record).key, consistent_read=True)
+    assert [e.message for e in stored.errors] == ["boom"], "the failure was recorded twice"
+    if last:
+        cluster = await clean.get_message_cluster(key, consistent_read=True)
+        assert (cluster.failed, cluster.status) == (1, Status.ERROR)
+
+
+async def test_callback_failure_whose_answer_was_lost_is_recorded_once(
+    faulty: MessageClient, clean: MessageClient
+) -> None:
+    queue = await fresh_queue(clean)
+    key = await clean.create_message_cluster(queue.url, [1], omit_globals=True)
+    (record,) = await receive_messages(clean, queue.url)
+    await clean.mark_complete(record)
+
+    async def fails(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+        raise RuntimeError("callback failed")
+
+    injector = lose_one_answer(23, "dynamodb.UpdateItem", "callbackState = :failed")
+    with injector.attached(faulty), pytest.raises(RuntimeError, match="callback failed"):
+        await faulty.on_cluster_complete(key, fails)
+    assert injector.count() == 1
+    cluster = await clean.get_message_cluster(key, consistent_read=True)
+    assert cluster.callback_state == CallbackState.FAILED
+    assert [e.message for e in cluster.errors] == ["callback failed"], "recorded twice"
+
+
 async def test_progress_whose_answer_was_lost_counts_once(
     faulty: MessageClient, clean: MessageClient
 ) -> None:
@@ -1009,6 +1578,42 @@ async def test_globals_conflict_on_create_is_retried(
     with injector.attached(faulty):
         key = await faulty.create_message_cluster(queue.url, [1], globals={"g": 1})
     assert await clean.get_message_cluster_globals(key) == {"g": 1}
+
+
+async def test_counting_that_keeps_conflicting_raises_a_clear_error(
+    faulty: MessageClient, clean: MessageClient
+) -> None:
+    queue = await fresh_queue(clean)
+    key = await clean.create_message_cluster(queue.url, [1], omit_globals=True)
+    (record,) = await receive_messages(clean, queue.url)
+    assert await clean.is_complete(record) is False
+    injector = FaultInjector(13, {FaultKind.TRANSACTION_CONFLICT: 1.0}, limit=2)
+    config = faulty.config.with_changes(partial_retry_attempts=2)
+    async with MessageClient(config, session=faulty._aws._session) as client:
+        with injector.attached(client), pytest.raises(ConflictError) as info:
+            await client.mark_complete(record)
+    assert "2 transactions in a row" in str(info.value) and "not counted" in str(info.value)
+    assert (await clean.get_message_cluster(key, consistent_read=True)).completed == 0
+    assert await clean.mark_complete(record) is True  # the retry counts it
+    assert (await clean.get_message_cluster(key, consistent_read=True)).completed == 1
+
+
+async def test_visibility_changes_report_refused_handles(
+    faulty: MessageClient, clean: MessageClient
+) -> None:
+    queue = await fresh_queue(clean)
+    await clean.send_message_batch(queue.url, [1, 2, 3])
+    received = await clean.receive_messages(queue.url, wait_seconds=0, visibility_timeout=60)
+    handles = [m["ReceiptHandle"] for m in received]
+    refuse = FaultInjector(
+        14,
+        {FaultKind.SQS_SENDER_FAULT: 1.0},
+        match=lambda s, op, params: params["Entries"][0]["ReceiptHandle"] == handles[0],
+    )
+    with refuse.attached(faulty):
+        assert await faulty.change_visibility(queue.url, handles, 0) == handles
+    assert await faulty.change_visibility(queue.url, handles[1:], 0) == []
+    assert len(await receive_messages(clean, queue.url)) == 2  # refused: still hidden
 
 
 async def test_visibility_changes_retry_failed_entries(

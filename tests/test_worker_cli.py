@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from sqs_cluster import Config, MessageClient
+from sqs_cluster import Config, MessageClient, Status
 
-from .conftest import Queue, make_queue
+from .conftest import Queue, make_queue, receive_event
 
 CLI = [sys.executable, "-m", "sqs_cluster._cli"]
 TESTS = Path(__file__).parent
@@ -54,6 +54,18 @@ def start_worker(queue: Queue, env: dict[str, str], *extra: str) -> subprocess.P
     )
 
 
+def start_dead_letters_worker(queue: Queue, env: dict[str, str]) -> subprocess.Popen[str]:
+    callback = "worker_app:on_cluster_complete"
+    args = ["worker", queue.dlq_url, "--dead-letters", "--on-cluster-complete", callback]
+    return subprocess.Popen(
+        [*CLI, *args, "--wait-seconds", "0", "--max-empty-polls", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.PIPE, text=True)
 
@@ -69,7 +81,15 @@ def test_help_is_complete(command: list[str]) -> None:
     result = run_cli(*command, "--help")
     assert result.returncode == 0 and "usage: sqs-cluster" in result.stdout
     if command == ["worker"]:
-        for flag in ("--batch-size", "--concurrency", "--wait-seconds", "QUEUE_URL", "HANDLER"):
+        for flag in (
+            "--batch-size",
+            "--concurrency",
+            "--wait-seconds",
+            "--dead-letters",
+            "--on-cluster-complete",
+            "QUEUE_URL",
+            "HANDLER",
+        ):
             assert flag in result.stdout
     if command == ["status"]:
         assert "--watch" in result.stdout
@@ -82,6 +102,11 @@ def test_help_is_complete(command: list[str]) -> None:
           "--endpoint-url", "http://127.0.0.1:9"], "Could not connect"),
         (["worker", "http://127.0.0.1:9/1/q", "no_such_module:handler", "--table", "t"], "handler"),
         (["worker", "http://127.0.0.1:9/1/q", "not-a-path", "--table", "t"], "module:function"),
+        (["worker", "http://127.0.0.1:9/1/q", "--table", "t"], "HANDLER: required"),
+        (["worker", "http://127.0.0.1:9/1/q", "worker_app:handler", "--dead-letters",
+          "--table", "t"], "not used with --dead-letters"),
+        (["worker", "http://127.0.0.1:9/1/q", "--dead-letters", "--on-cluster-complete",
+          "no_such_module:cb", "--table", "t"], "--on-cluster-complete: cannot import"),
         (["status", "abc"], "SQS_CLUSTER_TABLE"),
     ],
 )  # fmt: skip
@@ -161,3 +186,22 @@ async def test_status_shows_progress_and_exits_when_finished(
     out, _ = await asyncio.to_thread(watcher.communicate, timeout=120)
     await asyncio.to_thread(worker.communicate, timeout=120)
     assert watcher.returncode == 0 and "12 done" in out and "COMPLETE" in out
+
+
+async def test_dead_letters_worker_settles_a_task_whose_worker_died(
+    base_config: Config, sqs: Any, tmp_path: Path
+) -> None:
+    queue = await make_queue(base_config, max_receive_count=1)
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, ["dies"], omit_globals=True)
+    assert len(receive_event(sqs, queue.url, visibility=0)["Records"]) == 1  # its one receive
+    assert receive_event(sqs, queue.url, visibility=0)["Records"] == []  # now in the DLQ
+    ledger = tmp_path / "ledger"
+    proc = start_dead_letters_worker(queue, worker_env(base_config, ledger))
+    _, err = await asyncio.to_thread(proc.communicate, timeout=120)
+    assert proc.returncode == 0, err
+    assert ledger.read_text() == "callback ERROR\n"
+    async with MessageClient(base_config) as client:
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.failed, cluster.status) == (1, Status.ERROR)
+    assert receive_event(sqs, queue.dlq_url, visibility=0)["Records"] == []  # deleted

@@ -2,6 +2,7 @@
 
 Each task appends its index to the ledger file named by ``LEDGER`` (one line per execution), so
 the tests can check that every task ran exactly once. ``SLEEP`` slows each batch down.
+``on_cluster_complete`` appends ``callback <status>`` instead.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import os
 from typing import Any
 
-from sqs_cluster import MessageClient, ReceivedMessage
+from sqs_cluster import ClusterRecord, MessageClient, ReceivedMessage
 
 
 def _append(path: str, line: str) -> None:
@@ -28,3 +29,8 @@ async def handler(event: dict[str, Any], context: Any) -> Any:
 
     async with MessageClient() as client:
         return await client.safe_process_batch(event, task)
+
+
+async def on_cluster_complete(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+    """A cluster callback: appends ``callback <status>`` to the ledger."""
+    await asyncio.to_thread(_append, os.environ["LEDGER"], f"callback {cluster.status.value}\n")

@@ -123,12 +123,45 @@ async def process_batch(
 ) -> PartialBatchResponse:
     """Process every record; FIFO groups stop at their first failure. See the client method."""
     _check_callable(handler, "handler")
+
+    async def one(message: ReceivedMessage[Any], limiter: anyio.CapacityLimiter) -> bool:
+        return await _process_one(
+            client, message, handler, track=track, limiter=limiter, callback=on_cluster_complete
+        )
+
+    return await run_records(
+        client,
+        event,
+        one,
+        check_table=track,
+        concurrency=concurrency,
+        delete_succeeded=delete_succeeded,
+        on_cluster_complete=on_cluster_complete,
+    )
+
+
+async def run_records(
+    client: MessageClient,
+    event: Any,
+    one: Callable[[ReceivedMessage[Any], anyio.CapacityLimiter], Awaitable[bool]],
+    *,
+    check_table: bool = True,
+    concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    delete_succeeded: bool = False,
+    on_cluster_complete: Any = None,
+) -> PartialBatchResponse:
+    """Parse an event and run ``one(message, limiter)`` on every record, ``concurrency`` at once.
+
+    ``one`` returns True when the record succeeded and must not raise. A record that does not
+    parse fails alone; FIFO groups stop at their first failure, so what comes back keeps its
+    order. Returns Lambda's partial batch response.
+    """
     if on_cluster_complete is not None:
         _check_callable(on_cluster_complete, "on_cluster_complete")
     records = event_records(event)  # validates the whole event before any side effect
     if not records:
         return {"batchItemFailures": []}
-    if track:  # a missing table fails the invocation once, not every record on its own
+    if check_table:  # a missing table fails the invocation once, not every record on its own
         await client._preflight.table()
     fifo = QueueArn.parse(records[0]["eventSourceARN"]).is_fifo
     state = _BatchState()
@@ -139,10 +172,7 @@ async def process_batch(
 
     async def run_group(group: list[Positioned]) -> None:
         for n, (position, message) in enumerate(group):
-            ok = await _process_one(
-                client, message, handler, track=track, limiter=limiter, callback=on_cluster_complete
-            )
-            if ok:
+            if await one(message, limiter):
                 state.succeeded.append(message)
                 continue
             state.failed.add(position)

@@ -54,7 +54,24 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     worker.add_argument("queue_url", metavar="QUEUE_URL")
-    worker.add_argument("handler", metavar="HANDLER", help="module:function, e.g. app:handler")
+    worker.add_argument(
+        "handler",
+        metavar="HANDLER",
+        nargs="?",
+        help="module:function, e.g. app:handler (not with --dead-letters)",
+    )
+    worker.add_argument(
+        "--dead-letters",
+        action="store_true",
+        help="QUEUE_URL is a dead-letter queue: settle its messages with process_dead_letters "
+        "(record failed for good, count tasks as failed, end their clusters) instead of HANDLER",
+    )
+    worker.add_argument(
+        "--on-cluster-complete",
+        metavar="CALLBACK",
+        help="with --dead-letters: module:function run as on_cluster_complete(cluster, "
+        "get_globals) when a settled task ends its cluster",
+    )
     worker.add_argument("--batch-size", type=int, default=10, help="1-10 (default 10)")
     worker.add_argument("--concurrency", type=int, default=1, help="concurrent pollers (default 1)")
     worker.add_argument("--wait-seconds", type=int, default=20, help="long-poll wait, 0-20")
@@ -103,27 +120,49 @@ def _config(args: argparse.Namespace) -> Any:
     return Config.from_env(**{k: v for k, v in flags.items() if v})
 
 
-def load_handler(path: str) -> Any:
-    """Import ``module:function``; a clear error when it is not there."""
+def load_handler(path: str, field_name: str = "handler") -> Any:
+    """Import ``module:function``; a clear error naming ``field_name`` when it is not there."""
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
-        raise SQSClusterError(f"handler: expected module:function, got {path!r}")
+        raise SQSClusterError(f"{field_name}: expected module:function, got {path!r}")
     sys.path.insert(0, "")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SQSClusterError(f"handler: cannot import module {module_name!r}: {exc}") from None
+        raise SQSClusterError(
+            f"{field_name}: cannot import module {module_name!r}: {exc}"
+        ) from None
     handler = getattr(module, attr, None)
     if not callable(handler):
-        raise SQSClusterError(f"handler: {module_name!r} has no callable {attr!r}")
+        raise SQSClusterError(f"{field_name}: {module_name!r} has no callable {attr!r}")
     return handler
+
+
+def _worker_handlers(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(HANDLER, None), or with ``--dead-letters`` (None, the cluster callback or None)."""
+    if not args.dead_letters:
+        if args.on_cluster_complete:
+            raise SQSClusterError(
+                "--on-cluster-complete: only with --dead-letters; HANDLER passes its own "
+                "callback to safe_process_batch"
+            )
+        if not args.handler:
+            raise SQSClusterError("HANDLER: required (module:function), unless --dead-letters")
+        return load_handler(args.handler), None
+    if args.handler:
+        raise SQSClusterError(
+            f"HANDLER: not used with --dead-letters, got {args.handler!r}; the worker settles "
+            "dead letters itself (pass a cluster callback as --on-cluster-complete)"
+        )
+    callback = args.on_cluster_complete
+    return None, load_handler(callback, "--on-cluster-complete") if callback else None
 
 
 async def _worker(args: argparse.Namespace) -> int:
     from ._client import MessageClient
     from ._worker import Worker, WorkerOptions
 
-    handler = load_handler(args.handler)
+    handler, callback = _worker_handlers(args)
     options = WorkerOptions(
         batch_size=args.batch_size,
         concurrency=args.concurrency,
@@ -132,6 +171,11 @@ async def _worker(args: argparse.Namespace) -> int:
         max_empty_polls=args.max_empty_polls,
     )
     async with MessageClient(_config(args)) as client:
+        if handler is None:  # --dead-letters
+
+            async def handler(event: Any, context: Any) -> Any:
+                return await client.process_dead_letters(event, on_cluster_complete=callback)
+
         worker = Worker(client, args.queue_url, handler, options)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

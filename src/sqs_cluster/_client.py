@@ -9,14 +9,15 @@ from dataclasses import replace
 from typing import Any
 
 from . import _queue_ops as queue_ops
-from ._aws import AWS, RequestHook
+from ._aws import AWS, RequestHook, error_code
 from ._batch import DEFAULT_BATCH_CONCURRENCY, Handler, PartialBatchResponse, process_batch
 from ._cluster_api import ClusterOperations
 from ._cluster_model import ClusterCallback
 from ._codec import dumps
 from ._concurrency import chunked
 from ._config import Config
-from ._errors import PartialSendError, ValidationError
+from ._dead_letters import process_dead_letters
+from ._errors import ConflictError, PartialSendError, ValidationError
 from ._event import ReceivedMessage, parse_record
 from ._limits import check_meta_size
 from ._preflight import Preflight
@@ -111,15 +112,30 @@ class MessageClient(ClusterOperations):
             )
         prepared = self._prepare(queue_url, [message], meta, field_name="body")[0]
         await self._check_resources(queue_url, [prepared], "body")
-        async with self._aws.slot():
-            await self._aws.ddb.put_item(
-                TableName=self.config.table,
-                Item=prepared.item,
-                ConditionExpression="attribute_not_exists(pKey)",
-            )
+        await self._put_new_record(prepared)
         async with self._aws.slot():
             await self._aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
         return prepared.key
+
+    async def _put_new_record(self, prepared: Prepared) -> None:
+        """PutItem under a key new to this call. A condition failure can then only meet this
+        call's own write, landed by an attempt whose answer was lost: checked, then ignored."""
+        try:
+            async with self._aws.slot():
+                await self._aws.ddb.put_item(
+                    TableName=self.config.table,
+                    Item=prepared.item,
+                    ConditionExpression="attribute_not_exists(pKey)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            if getattr(exc, "response", {}).get("Item") != prepared.item:
+                raise ConflictError(
+                    f"send_message: a record with the new key {prepared.key} exists and is not "
+                    "the one this call wrote; nothing was sent"
+                ) from exc
 
     async def send_message_batch(
         self,
@@ -307,6 +323,29 @@ class MessageClient(ClusterOperations):
             on_cluster_complete=on_cluster_complete,
         )
 
+    async def process_dead_letters(
+        self,
+        event: Any,
+        *,
+        on_cluster_complete: ClusterCallback | None = None,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    ) -> PartialBatchResponse:
+        """Settle a dead-letter queue's batch; returns Lambda's partial batch response.
+
+        For messages whose receives ran out with nothing recorded (the worker died on the last
+        allowed receive, or no receive got as far as the claim): each tracked record that is
+        neither complete nor failed for good is marked failed for good (error type
+        ``ReceivesExhausted``), and a task is counted as failed in its cluster exactly once,
+        ending the cluster and running ``on_cluster_complete`` when it was the last. Records
+        already settled, and untracked messages, succeed with nothing written. A record whose
+        lease is still live is reported as a failure, so it returns after the lease. An event
+        from the queue a tracked message was sent to (not a dead-letter queue) raises
+        ValidationError before any write.
+        """
+        return await process_dead_letters(
+            self, event, on_cluster_complete=on_cluster_complete, concurrency=concurrency
+        )
+
     async def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]:
         """DeleteMessageBatch (10 a call); returns the ids that could not be deleted.
 
@@ -354,9 +393,13 @@ class MessageClient(ClusterOperations):
 
     async def change_visibility(
         self, queue_url: str, receipt_handles: Sequence[str], timeout: int
-    ) -> None:
-        """Extend (or, with 0, release) received messages' visibility, 10 per request."""
-        await queue_ops.change_visibility(self._aws, queue_url, receipt_handles, timeout)
+    ) -> list[str]:
+        """Extend (or, with 0, release) received messages' visibility, 10 per request.
+
+        Returns the receipt handles whose visibility was not changed: those SQS refused (an
+        expired handle's message is visible again anyway) or that kept failing after retries.
+        """
+        return await queue_ops.change_visibility(self._aws, queue_url, receipt_handles, timeout)
 
     async def queue_visibility_timeout(self, queue_url: str) -> int:
         """The queue's visibility timeout in seconds."""

@@ -26,10 +26,11 @@ from ._cluster_model import (
 )
 from ._cluster_read import read_cluster, read_counts
 from ._codec import error_attr, key_item, now_iso
+from ._errors import ConflictError
 from ._event import ReceivedMessage
 from ._records import RecordKey, Status, StatusCode
 from ._retry import sleep_backoff
-from ._tracking import complete_update, error_entry, fail_update, lease_owner
+from ._tracking import complete_update, error_entry, fail_update, landed, lease_owner
 
 NOT_STOPPED = " AND statusCode <> :stopped"
 
@@ -44,7 +45,8 @@ def _counter_update(aws: AWS, cluster: RecordKey, index: int, field: str) -> dic
     }
 
 
-def _task_only_once(update: dict[str, Any]) -> dict[str, Any]:
+def not_stopped(update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` with the extra condition that its record is not stopped (failed for good)."""
     update = dict(update)
     update["ConditionExpression"] += NOT_STOPPED
     update["ExpressionAttributeValues"] = {
@@ -70,9 +72,22 @@ async def count_task(
         entry = error_entry(error, message.receive_count)
         task = fail_update(aws, message.key, entry, final=True, owner=lease_owner(message))
         field = "failed"
+    counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
+    return counted or landed(task, item)  # a lost answer: the retry met this very write
+
+
+async def count_once(
+    aws: AWS, task: dict[str, Any], cluster: RecordKey, index: int, field: str
+) -> tuple[bool, dict[str, Any] | None]:
+    """The exactly-once count: ``task`` (an UpdateItem of the task record, made conditional on
+    the task not being counted yet) and its counter shard's ``field`` + 1, in one transaction.
+
+    Returns (True, None) when it counted, else (False, the task item as it stood when ``task``
+    asks for it with ``ReturnValuesOnConditionCheckFailure``, None when it is absent).
+    """
     items = [
-        {"Update": _task_only_once(task)},
-        {"Update": _counter_update(aws, message.cluster_key, message.task_index, field)},
+        {"Update": not_stopped(task)},
+        {"Update": _counter_update(aws, cluster, index, field)},
     ]
     for attempt in range(aws.config.partial_retry_attempts):
         if attempt:
@@ -80,19 +95,23 @@ async def count_task(
         try:
             async with aws.slot():
                 await aws.ddb.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-            return True
+            return True, None
         except Exception as exc:
-            reasons = [
-                r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])
-            ]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return False
+            reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
+            codes = [r.get("Code") for r in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return False, reasons[0].get("Item")
             if (
                 error_code(exc) != "TransactionCanceledException"
-                or "TransactionConflict" not in reasons
+                or "TransactionConflict" not in codes
             ):
                 raise
-    raise RuntimeError(f"counting task {message.key} kept conflicting; SQS will redeliver it")
+    key = task["Key"]["pKey"]["S"]
+    raise ConflictError(
+        f"counting task {key}: {aws.config.partial_retry_attempts} transactions in a row were "
+        "cancelled by conflicts; the task was not counted and its record not changed, so a "
+        "redelivery (or calling again) counts it"
+    )
 
 
 async def finalize_if_done(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any] | None:
@@ -202,7 +221,11 @@ async def _holds_callback(aws: AWS, key: RecordKey, token: str) -> bool:
 async def _settle_callback(
     aws: AWS, key: RecordKey, token: str, error: BaseException | None
 ) -> None:
-    values: dict[str, Any] = {":token": {"S": token}, ":now": {"S": now_iso()}}
+    values: dict[str, Any] = {
+        ":token": {"S": token},
+        ":running": {"S": CallbackState.RUNNING},
+        ":now": {"S": now_iso()},
+    }
     if error is None:
         expression = (
             "SET callbackState = :done, callbackCompletedAt = :now REMOVE callbackLeaseUntilMs"
@@ -220,7 +243,8 @@ async def _settle_callback(
         "TableName": aws.config.table,
         "Key": key_item(key),
         "UpdateExpression": expression,
-        "ConditionExpression": "callbackToken = :token",
+        # still running under our claim: a retry of a settle that landed changes nothing
+        "ConditionExpression": "callbackToken = :token AND callbackState = :running",
         "ExpressionAttributeValues": values,
     }
     if error is not None:
@@ -229,7 +253,7 @@ async def _settle_callback(
         async with aws.slot():
             await aws.ddb.update_item(**params)
     except Exception as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":  # our lease was taken over
+        if error_code(exc) != "ConditionalCheckFailedException":  # taken over, or settled
             raise
 
 

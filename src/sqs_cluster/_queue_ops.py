@@ -43,12 +43,14 @@ async def receive(
 
 async def change_visibility(
     aws: AWS, queue_url: str, receipt_handles: Sequence[str], timeout: int
-) -> None:
+) -> list[str]:
     """ChangeMessageVisibilityBatch (10 a call): extend a lease on messages, or release them.
 
-    Entries SQS reports as Failed are retried with back-off (a handle that expired meanwhile
-    fails as a sender fault and is left alone: its message is visible again anyway).
+    Entries SQS reports as Failed are retried with back-off, except sender faults (a handle
+    that expired meanwhile, whose message is visible again anyway). Returns the handles whose
+    visibility was not changed: sender faults, and entries still failing after the retries.
     """
+    unchanged: list[str] = []
     for chunk in chunked(receipt_handles, 10):
         pending = dict(enumerate(chunk))
         for attempt in range(aws.config.partial_retry_attempts):
@@ -62,10 +64,14 @@ async def change_visibility(
                 resp: Any = await aws.sqs.change_message_visibility_batch(
                     QueueUrl=queue_url, Entries=entries
                 )
-            retry = [f for f in resp.get("Failed", []) if not f.get("SenderFault")]
+            failed = resp.get("Failed", [])
+            unchanged.extend(pending[int(f["Id"])] for f in failed if f.get("SenderFault"))
+            retry = [f for f in failed if not f.get("SenderFault")]
             pending = {int(f["Id"]): pending[int(f["Id"])] for f in retry}
             if not pending:
                 break
+        unchanged.extend(pending.values())
+    return unchanged
 
 
 async def queue_attribute(aws: AWS, queue_url: str, name: str) -> str | None:

@@ -19,8 +19,13 @@ from ._codec import dumps, error_attr, key_item, now_iso, record_from_item
 from ._errors import MessageInProgressError, ValidationError
 from ._event import ReceivedMessage
 from ._records import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
+from ._write_tokens import new_token
 
 logger = logging.getLogger("sqs_cluster")
+
+SETTLE_ATTRIBUTE = "settleToken"
+"""Attribute holding the token of the last complete or fail write: a write whose answer was
+lost and whose retry then failed its condition recognises itself by it."""
 
 
 class ClaimOutcome(str, Enum):
@@ -135,7 +140,8 @@ def raise_if_in_progress(result: Claim, key: RecordKey) -> bool:
 def complete_update(aws: AWS, key: RecordKey, result: Any = None) -> dict[str, Any]:
     """The UpdateItem parameters that mark a record complete (once: conditional).
 
-    A handler's non-None ``result`` is stored (as JSON text) in the same write.
+    A handler's non-None ``result`` is stored (as JSON text) in the same write. The write
+    carries a fresh settle token (see :func:`landed`).
     """
     cfg = aws.config
     result = storable_result(result, key)
@@ -145,21 +151,32 @@ def complete_update(aws: AWS, key: RecordKey, result: Any = None) -> dict[str, A
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :done, statusCode = :donec, completedAt = :stamp, updatedAt = :stamp, "
-            f"expiresAt = :exp{extra} REMOVE leaseUntilMs, leaseOwner, claimToken"
+            f"expiresAt = :exp, #settle = :settle{extra} "
+            "REMOVE leaseUntilMs, leaseOwner, claimToken"
         ),
         "ConditionExpression": "attribute_exists(pKey) AND #s <> :done",
-        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeNames": {"#s": "status", "#settle": SETTLE_ATTRIBUTE},
         "ExpressionAttributeValues": {
             ":done": {"S": Status.COMPLETE.value},
             ":donec": {"N": str(int(StatusCode.COMPLETE))},
             ":stamp": {"S": now_iso()},
             ":exp": {"N": str(int(time.time()) + cfg.completed_retention_seconds)},
+            ":settle": {"S": new_token()},
         },
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
     if result is not None:
         update["ExpressionAttributeNames"]["#r"] = "result"
         update["ExpressionAttributeValues"][":result"] = {"S": dumps(result, field="result")}
     return update
+
+
+def landed(update: dict[str, Any], item: dict[str, Any] | None) -> bool:
+    """Whether ``item`` (as it stood when ``update``'s condition failed) carries the settle
+    token of ``update``: the write landed earlier, its answer was lost, and botocore's retry of
+    the same request then failed the condition against that very write."""
+    token = update["ExpressionAttributeValues"][":settle"]["S"]
+    return item is not None and item.get(SETTLE_ATTRIBUTE, {}).get("S") == token
 
 
 def storable_result(result: Any, key: RecordKey) -> Any:
@@ -177,21 +194,28 @@ def storable_result(result: Any, key: RecordKey) -> Any:
 
 async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool:
     """Mark a plain message complete; False if it already was (or its record is gone)."""
+    update = None if aws.config.delete_completed else complete_update(aws, key, result)
     try:
         async with aws.slot():
-            if aws.config.delete_completed:
+            if update is None:
                 await aws.ddb.delete_item(
                     TableName=aws.config.table,
                     Key=key_item(key),
                     ConditionExpression="attribute_exists(pKey)",
                 )
             else:
-                await aws.ddb.update_item(**complete_update(aws, key, result))
+                await aws.ddb.update_item(**update)
     except Exception as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
-            return False
+            return update is not None and landed(update, _old_item(exc))
         raise
     return True
+
+
+def _old_item(exc: BaseException) -> dict[str, Any] | None:
+    """The item a failed condition returned (``ReturnValuesOnConditionCheckFailure``)."""
+    item: dict[str, Any] | None = getattr(exc, "response", {}).get("Item")
+    return item
 
 
 def error_entry(exc: BaseException, receive_count: int | None) -> ErrorEntry:
@@ -207,7 +231,9 @@ def fail_update(
     """UpdateItem parameters recording a failure and releasing the lease.
 
     Only the delivery holding the lease (or none) may fail the record: a delivery whose lease
-    expired and was taken over must not release the new owner's lease.
+    expired and was taken over must not release the new owner's lease. The write carries a
+    fresh settle token and is conditional on its absence, so a retry of a write that landed
+    does not append the error twice (see :func:`landed`).
     """
     code = StatusCode.STOPPED if final else StatusCode.ERROR
     return {
@@ -215,14 +241,15 @@ def fail_update(
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :err, statusCode = :errc, updatedAt = :stamp, expiresAt = :exp, "
-            "#e = list_append(if_not_exists(#e, :empty), :entry) "
+            "#e = list_append(if_not_exists(#e, :empty), :entry), #settle = :settle "
             "REMOVE leaseUntilMs, leaseOwner, claimToken"
         ),
         "ConditionExpression": (
             "attribute_exists(pKey) AND #s <> :done AND "
-            "(attribute_not_exists(leaseOwner) OR leaseOwner = :owner)"
+            "(attribute_not_exists(leaseOwner) OR leaseOwner = :owner) AND "
+            "(attribute_not_exists(#settle) OR #settle <> :settle)"
         ),
-        "ExpressionAttributeNames": {"#s": "status", "#e": "error"},
+        "ExpressionAttributeNames": {"#s": "status", "#e": "error", "#settle": SETTLE_ATTRIBUTE},
         "ExpressionAttributeValues": {
             ":err": {"S": Status.ERROR.value},
             ":errc": {"N": str(int(code))},
@@ -232,7 +259,9 @@ def fail_update(
             ":empty": {"L": []},
             ":entry": {"L": [error_attr(entry)]},
             ":owner": {"S": owner},
+            ":settle": {"S": new_token()},
         },
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 
 
@@ -247,6 +276,6 @@ async def fail_message(
             await aws.ddb.update_item(**update)
     except Exception as exc2:
         if error_code(exc2) == "ConditionalCheckFailedException":
-            return False
+            return landed(update, _old_item(exc2))
         raise
     return True

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.
-# Body digest: 802fe7769dae4dbd (gen_sync.py --check tells hand edits from stale files).
+# Body digest: e0e094e34a4927f4 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client`` (generated)."""
 
 from __future__ import annotations
@@ -210,6 +210,32 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
             on_cluster_complete=_sync_support.callback(on_cluster_complete, self._root),
         )
 
+    def process_dead_letters(
+        self,
+        event: Any,
+        *,
+        on_cluster_complete: ClusterCallback | None = None,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    ) -> PartialBatchResponse:
+        """Settle a dead-letter queue's batch; returns Lambda's partial batch response.
+
+        For messages whose receives ran out with nothing recorded (the worker died on the last
+        allowed receive, or no receive got as far as the claim): each tracked record that is
+        neither complete nor failed for good is marked failed for good (error type
+        ``ReceivesExhausted``), and a task is counted as failed in its cluster exactly once,
+        ending the cluster and running ``on_cluster_complete`` when it was the last. Records
+        already settled, and untracked messages, succeed with nothing written. A record whose
+        lease is still live is reported as a failure, so it returns after the lease. An event
+        from the queue a tracked message was sent to (not a dead-letter queue) raises
+        ValidationError before any write.
+        """
+        return self._call(
+            self._core.process_dead_letters,
+            _sync_support.unwrap(event),
+            on_cluster_complete=_sync_support.callback(on_cluster_complete, self._root),
+            concurrency=concurrency,
+        )
+
     def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]:
         """DeleteMessageBatch (10 a call); returns the ids that could not be deleted.
 
@@ -237,9 +263,13 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
 
     def change_visibility(
         self, queue_url: str, receipt_handles: Sequence[str], timeout: int
-    ) -> None:
-        """Extend (or, with 0, release) received messages' visibility, 10 per request."""
-        self._call(self._core.change_visibility, queue_url, receipt_handles, timeout)
+    ) -> list[str]:
+        """Extend (or, with 0, release) received messages' visibility, 10 per request.
+
+        Returns the receipt handles whose visibility was not changed: those SQS refused (an
+        expired handle's message is visible again anyway) or that kept failing after retries.
+        """
+        return self._call(self._core.change_visibility, queue_url, receipt_handles, timeout)
 
     def queue_visibility_timeout(self, queue_url: str) -> int:
         """The queue's visibility timeout in seconds."""
