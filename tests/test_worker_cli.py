@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -14,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from sqs_cluster import Config, MessageClient, Status
+from sqs_cluster import Config, MessageClient, Status, Worker, WorkerOptions
 
 from .conftest import Queue, make_queue, receive_event
+from .faults import FaultyClient
 
 CLI = [sys.executable, "-m", "sqs_cluster._cli"]
 TESTS = Path(__file__).parent
@@ -205,3 +207,29 @@ async def test_dead_letters_worker_settles_a_task_whose_worker_died(
         cluster = await client.get_message_cluster(key, consistent_read=True)
     assert (cluster.failed, cluster.status) == (1, Status.ERROR)
     assert receive_event(sqs, queue.dlq_url, visibility=0)["Records"] == []  # deleted
+
+
+async def test_a_worker_warns_when_sqs_refuses_to_extend_visibility(
+    base_config: Config, queue: Queue, real: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused extension means SQS may deliver the message again mid-handler: say so."""
+
+    async def refuse(call: Any, kwargs: dict[str, Any]) -> Any:
+        failed = [
+            {"Id": e["Id"], "SenderFault": True, "Code": "ReceiptHandleIsInvalid", "Message": "no"}
+            for e in kwargs["Entries"]
+        ]
+        return {"Successful": [], "Failed": failed}
+
+    sqs = FaultyClient(real["sqs"], change_message_visibility_batch=refuse)
+    async with MessageClient(base_config, clients={**real, "sqs": sqs}) as client:
+        await client.send_message(queue.url, "slow")
+
+        async def handler(event: Any, context: Any) -> None:
+            await asyncio.sleep(2.5)  # two extensions (every second at a 2 s visibility)
+
+        options = WorkerOptions(wait_seconds=1, visibility_timeout=2, max_empty_polls=1)
+        with caplog.at_level(logging.WARNING, logger="sqs_cluster.worker"):
+            stats = await Worker(client, queue.url, handler, options).run()
+    assert stats.received == 1 and sqs.calls["change_message_visibility_batch"] >= 2
+    assert "visibility of 1 messages not extended" in caplog.text

@@ -172,7 +172,9 @@ class Worker:
     async def _release(self, messages: list[dict[str, Any]]) -> None:
         if messages:
             handles = [m["ReceiptHandle"] for m in messages]
-            await self.client.change_visibility(self.queue_url, handles, 0)
+            kept = await self.client.change_visibility(self.queue_url, handles, 0)
+            if kept:  # they come back when their visibility timeout ends instead
+                logger.warning("%d messages not released at once", len(kept))
             self.stats.released += len(messages)
 
     async def _run_batch(self, messages: list[dict[str, Any]], visibility: int) -> None:
@@ -208,9 +210,12 @@ class Worker:
         while True:
             await asyncio.sleep(max(1.0, visibility / 2))
             try:
-                await self.client.change_visibility(self.queue_url, handles, visibility)
+                kept = await self.client.change_visibility(self.queue_url, handles, visibility)
             except Exception as exc:
                 logger.warning("could not extend visibility: %s", exc)
+            else:
+                if kept:  # SQS may deliver these again while the handler still runs them
+                    logger.warning("visibility of %d messages not extended", len(kept))
 
     async def _settle(self, event: Mapping[str, Any], failed: set[str]) -> None:
         done = [
