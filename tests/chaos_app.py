@@ -4,7 +4,9 @@ Each task's effect is one ledger item keyed by the task index, written with a co
 so an effect repeated by a redelivery after a kill is absorbed: the ledger must end with
 exactly one item per completed task. Every tenth attempt fails at random (seeded) on the first
 two receives, and every fiftieth task always fails, so it exhausts its receives and is counted
-failed. ``on_cluster_complete`` writes one item each time it runs.
+failed. ``on_cluster_complete`` writes one item each time it runs. A worker killed on a
+task's last allowed receive leaves it to the dead-letter queue, where a dead-letter worker
+(``--dead-letters --on-cluster-complete chaos_app:on_done``) counts it failed.
 """
 
 from __future__ import annotations
@@ -65,11 +67,14 @@ async def handler(event: dict[str, Any], context: Any) -> Any:
             raise RuntimeError(f"task {index} failed at random")
         await _ledger_put(ddb, index)
 
-    async def on_done(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
-        # one item per run: a retried write of the same run (a lost answer) stays one item
-        await ddb.put_item(
-            TableName=os.environ["LEDGER_TABLE"],
-            Item={"pk": {"S": f"callback#{uuid.uuid4().hex}"}, "pid": {"N": str(os.getpid())}},
-        )
-
     return await client.safe_process_batch(event, task, on_cluster_complete=on_done)
+
+
+async def on_done(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+    """The cluster callback, also run by the dead-letter worker when it ends the cluster."""
+    _, ddb = await _open()
+    # one item per run: a retried write of the same run (a lost answer) stays one item
+    await ddb.put_item(
+        TableName=os.environ["LEDGER_TABLE"],
+        Item={"pk": {"S": f"callback#{uuid.uuid4().hex}"}, "pid": {"N": str(os.getpid())}},
+    )

@@ -40,6 +40,15 @@ def start(queue_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+def start_dead_letters(dlq_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Settles tasks whose worker was killed on their last allowed receive (never killed)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sqs_cluster._cli", "worker", dlq_url, "--dead-letters",
+         "--on-cluster-complete", "chaos_app:on_done", "--wait-seconds", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def make_ledger(ddb: Any) -> str:
     name = unique("ledger")
     ddb.create_table(
@@ -116,14 +125,15 @@ async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
         PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
     )
     workers = [start(queue.url, env) for _ in range(WORKERS)]
+    dead_letters = start_dead_letters(queue.dlq_url, env)
     try:
         cluster, kills = await wait_until_finished(
             config, key, workers, lambda: start(queue.url, env), time.monotonic() + 600
         )
     finally:
-        for worker in workers:
+        for worker in [*workers, dead_letters]:
             worker.send_signal(signal.SIGTERM)
-        for worker in workers:
+        for worker in [*workers, dead_letters]:
             await asyncio.to_thread(worker.wait, 60)
     items = ddb.scan(TableName=ledger)["Items"]
     effects = sorted(int(i["pk"]["S"][5:]) for i in items if i["pk"]["S"].startswith("task#"))
@@ -131,7 +141,7 @@ async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
     always_fail = {i for i in range(TASKS) if i % ALWAYS_FAILS_EVERY == 0}
     assert effects == [i for i in range(TASKS) if i not in always_fail]  # each effect once
     assert (cluster.completed, cluster.failed) == (TASKS - len(always_fail), len(always_fail))
-    assert len(callback_runs) == 1, callback_runs
+    assert len(callback_runs) == 1, (callback_runs, f"dead-letter worker: {dead_letters.pid}")
     summary = {"tasks": TASKS, "kills": kills, "duplicates": duplicates, "failed": cluster.failed}
     print("chaos:", json.dumps(summary))
     assert kills > 0 and duplicates > 0

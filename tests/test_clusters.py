@@ -396,3 +396,34 @@ async def test_update_cluster_meta_and_missing_cluster(client: MessageClient, qu
     assert cluster.meta == {"v": 2} and cluster.total == 1
     with pytest.raises(RecordNotFoundError):
         await client.get_message_cluster("SQSMessage$no-such-cluster")
+
+
+async def test_a_callback_longer_than_its_lease_is_not_started_twice(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    """The runner renews the callback's lease while the callback runs: another delivery's
+    claim fails, and only a runner that died would lose it."""
+    config = base_config.with_changes(lease_seconds=1)
+    runs: list[str] = []
+    async with MessageClient(config) as first, MessageClient(config) as second:
+        key = await first.create_message_cluster(queue.url, [1], omit_globals=True)
+
+        async def slow(cluster: Any, get_globals: Any) -> None:
+            runs.append("slow")
+            await asyncio.sleep(2.5)  # 2.5 leases
+
+        async def other(cluster: Any, get_globals: Any) -> None:
+            runs.append("other")
+
+        async def meanwhile() -> bool:
+            await asyncio.sleep(1.8)  # past the first lease: only a renewal keeps it
+            return await second.on_cluster_complete(key, other)
+
+        event = receive_event(sqs, queue.url)
+        _, ran_again = await asyncio.gather(
+            first.safe_process_batch(event, lambda m: None, on_cluster_complete=slow),
+            meanwhile(),
+        )
+        cluster = await first.get_message_cluster(key, consistent_read=True)
+    assert runs == ["slow"] and ran_again is False
+    assert cluster.callback_state == "DONE"

@@ -10,7 +10,10 @@ with a lease, like a message, so it runs once, and again only if its runner died
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import logging
 import time
 import uuid
 from typing import Any
@@ -33,6 +36,8 @@ from ._retry import sleep_backoff
 from ._tracking import complete_update, error_entry, fail_update, landed, lease_owner
 
 NOT_STOPPED = " AND statusCode <> :stopped"
+
+logger = logging.getLogger("sqs_cluster")
 
 
 def _counter_update(aws: AWS, cluster: RecordKey, index: int, field: str) -> dict[str, Any]:
@@ -273,12 +278,53 @@ async def run_callback(
     token = uuid.uuid4().hex
     if not await _claim_callback(aws, cluster.key, token):
         return False
-    fresh = await read_cluster(aws, cluster.key, consistent_read=True)
-    fresh = dataclasses.replace(fresh, client=cluster.client)
+    heartbeat = asyncio.ensure_future(_renew_callback_lease(aws, cluster.key, token))
     try:
+        fresh = await read_cluster(aws, cluster.key, consistent_read=True)
+        fresh = dataclasses.replace(fresh, client=cluster.client)
         await call_handler(callback, fresh, fresh.get_globals, limiter=limiter)
     except Exception as exc:
+        await _stop(heartbeat)
         await _settle_callback(aws, cluster.key, token, exc)
         raise
+    except BaseException:  # cancelled: the lease lapses and another delivery runs it again
+        await _stop(heartbeat)
+        raise
+    await _stop(heartbeat)
     await _settle_callback(aws, cluster.key, token, None)
     return True
+
+
+async def _renew_callback_lease(aws: AWS, key: RecordKey, token: str) -> None:
+    """While our callback runs, keep its lease ahead: only a runner that died loses it.
+
+    Renewed every third of ``lease_seconds``, on condition that the claim is still ours; a
+    renewal that fails is tried again at the next beat (the lease still has two thirds left).
+    """
+    period = aws.config.lease_seconds / 3
+    while True:
+        await asyncio.sleep(period)
+        until = int(time.time() * 1000) + aws.config.lease_seconds * 1000
+        try:
+            async with aws.slot():
+                await aws.ddb.update_item(
+                    TableName=aws.config.table,
+                    Key=key_item(key),
+                    UpdateExpression="SET callbackLeaseUntilMs = :until",
+                    ConditionExpression="callbackToken = :token AND callbackState = :running",
+                    ExpressionAttributeValues={
+                        ":until": {"N": str(until)},
+                        ":token": {"S": token},
+                        ":running": {"S": CallbackState.RUNNING},
+                    },
+                )
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return  # settled or taken over: nothing left to keep
+            logger.warning("callback lease of %s not renewed: %s", key.p_key, exc)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
