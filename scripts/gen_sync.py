@@ -61,7 +61,6 @@ LIFECYCLE = {"__aenter__": "__enter__", "__aexit__": "__exit__", "aclose": "clos
 """Root methods that ``_sync_support.ClientFacade`` provides under their blocking names."""
 
 INSTANCE_ATTRIBUTES = {
-    "sqs_cluster._client:MessageClient.config": "Config",
     "sqs_cluster._worker:Worker.queue_url": "str",
     "sqs_cluster._worker:Worker.handler": "LambdaHandler",
     "sqs_cluster._worker:Worker.options": "WorkerOptions",

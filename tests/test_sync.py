@@ -467,7 +467,15 @@ def test_check_names_each_kind_of_damage(
         ),
         ("ASYNC_ITERATORS", {"AsyncIterator": "Iterator", "Xyz": "X"}, "never used"),
         ("DOC_REPLACEMENTS", (("``async with ", "``with "), ("qq", "q")), "never used"),
-        ("INSTANCE_ATTRIBUTES", {}, "MessageClient.config is set in __init__ without a type"),
+        (
+            "INSTANCE_ATTRIBUTES",
+            {
+                "sqs_cluster._worker:Worker.queue_url": "str",
+                "sqs_cluster._worker:Worker.handler": "LambdaHandler",
+                "sqs_cluster._worker:Worker.options": "WorkerOptions",
+            },
+            "Worker.stats is set in __init__ without a type",
+        ),
     ],
     ids=["missing-name", "redundant-name", "unused-type-rule", "unused-doc-rule", "untyped"],
 )

@@ -23,6 +23,7 @@ from ._errors import (
     ValidationError,
 )
 from ._event import QueueArn, ReceivedMessage, parse_record
+from ._outgoing import Message, UnsentMessage
 from ._provision import Resources, ensure_resources
 from ._records import (
     ErrorEntry,
@@ -32,7 +33,6 @@ from ._records import (
     Status,
     StatusCode,
 )
-from ._sending import Message, UnsentMessage
 from ._tracking import Claim, ClaimOutcome
 from ._worker import LambdaContext, Worker, WorkerOptions, WorkerStats, run_worker
 

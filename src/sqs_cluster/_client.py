@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from . import _queue_ops as queue_ops
 from ._aws import AWS, RequestHook, error_code
 from ._batch import DEFAULT_BATCH_CONCURRENCY, Handler, PartialBatchResponse, process_batch
 from ._cluster_api import ClusterOperations
 from ._cluster_model import ClusterCallback
 from ._codec import dumps
-from ._concurrency import chunked
 from ._config import Config
 from ._dead_letters import process_dead_letters
 from ._errors import ConflictError, PartialSendError, ValidationError
 from ._event import ReceivedMessage, parse_record
 from ._limits import check_meta_size
-from ._preflight import Preflight
-from ._records import MessageRecord, RecordKey
-from ._sending import (
+from ._outgoing import (
     Message,
     Prepared,
-    Progress,
     check_delay_seconds,
     check_queue_limit,
-    plain_units,
     prepare_message,
-    resend_unsent,
     unsent_message,
     validate_queue_url,
-    write_then_send,
 )
+from ._preflight import Preflight
+from ._queue_api import QueueOperations
+from ._records import MessageRecord, RecordKey
+from ._sending import Progress, plain_units, resend_unsent, write_then_send
 from ._store import Changes, ChangesFn, get_record, get_records, update_record
 from ._tracking import Claim, claim, complete_message, fail_message, raise_if_in_progress
 
@@ -44,7 +39,7 @@ RecordLike = Any
 """A Lambda SQS record (dict), Powertools' ``SQSRecord``, or a :class:`ReceivedMessage`."""
 
 
-class MessageClient(ClusterOperations):
+class MessageClient(QueueOperations, ClusterOperations):
     """Tracked SQS messages and message clusters; use as ``async with MessageClient(cfg) as c``.
 
     Holds one session and one long-lived client per service for its whole life (open it once
@@ -345,77 +340,6 @@ class MessageClient(ClusterOperations):
         return await process_dead_letters(
             self, event, on_cluster_complete=on_cluster_complete, concurrency=concurrency
         )
-
-    async def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]:
-        """DeleteMessageBatch (10 a call); returns the ids that could not be deleted.
-
-        Best effort by design: a message left undeleted is redelivered, found complete by its
-        claim, and deleted then.
-        """
-        by_queue: dict[str, list[ReceivedMessage[Any]]] = {}
-        for message in messages:
-            if message.receipt_handle:
-                by_queue.setdefault(message.queue_url, []).append(message)
-        left: list[str] = []
-        for queue_url, group in by_queue.items():
-            for chunk in chunked(group, 10):
-                left.extend(await self._delete_chunk(queue_url, chunk))
-        return left
-
-    async def _delete_chunk(self, queue_url: str, chunk: list[ReceivedMessage[Any]]) -> list[str]:
-        entries: Any = [
-            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)
-        ]
-        try:
-            async with self._aws.slot():
-                resp = await self._aws.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-        except Exception as exc:
-            logger.warning("could not delete %d messages: %s", len(chunk), exc)
-            return [m.message_id for m in chunk]
-        return [chunk[int(f["Id"])].message_id for f in resp.get("Failed", [])]
-
-    async def receive_messages(
-        self,
-        queue_url: str,
-        *,
-        max_messages: int = 10,
-        wait_seconds: int = 20,
-        visibility_timeout: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """ReceiveMessage with all attributes, as SQS returns them (for local workers)."""
-        return await queue_ops.receive(
-            self._aws,
-            queue_url,
-            max_messages=max_messages,
-            wait_seconds=wait_seconds,
-            visibility_timeout=visibility_timeout,
-        )
-
-    async def change_visibility(
-        self, queue_url: str, receipt_handles: Sequence[str], timeout: int
-    ) -> list[str]:
-        """Extend (or, with 0, release) received messages' visibility, 10 per request.
-
-        Returns the receipt handles whose visibility was not changed: those SQS refused (an
-        expired handle's message is visible again anyway) or that kept failing after retries.
-        """
-        return await queue_ops.change_visibility(self._aws, queue_url, receipt_handles, timeout)
-
-    async def queue_visibility_timeout(self, queue_url: str) -> int:
-        """The queue's visibility timeout in seconds."""
-        return await queue_ops.visibility_timeout(self._aws, queue_url)
-
-    async def max_receive_count(self, queue_url: str) -> int | None:
-        """The receive limit: ``config.max_receive_count``, else the queue's redrive policy."""
-        if self.config.max_receive_count is not None:
-            return self.config.max_receive_count
-        if queue_url not in self._max_receive:
-            self._max_receive[queue_url] = await self._redrive_limit(queue_url)
-        return self._max_receive[queue_url]
-
-    async def _redrive_limit(self, queue_url: str) -> int | None:
-        policy = await queue_ops.queue_attribute(self._aws, queue_url, "RedrivePolicy")
-        return int(json.loads(policy)["maxReceiveCount"]) if policy else None
 
     def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None:
         """Log a failed record with structured fields (Powertools' Logger renders them)."""

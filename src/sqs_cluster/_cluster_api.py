@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._cluster_complete import count_task, finalize_if_done, run_callback
-from ._cluster_create import create_cluster, plan_cluster
+from ._cluster_create import create_cluster
 from ._cluster_model import ClusterCallback, ClusterRecord, globals_object_key
+from ._cluster_plan import plan_cluster
 from ._cluster_read import coerce_cluster_key, iter_task_records, read_cluster
 from ._errors import ConfigError
 from ._event import ReceivedMessage

@@ -14,146 +14,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._aws import AWS, error_code
-from ._cluster_model import (
-    cluster_key,
-    counter_key,
-    globals_object_key,
-    progress_key,
-    progress_marker_key,
-    tolerated_count,
-    validate_cluster_id,
-)
-from ._codec import dumps, from_item, key_item, now_iso, record_from_item, to_attr
+from ._cluster_model import counter_key, progress_key, progress_marker_key
+from ._cluster_plan import ClusterPlan, prepare_task
+from ._codec import from_item, key_item, now_iso, record_from_item, to_attr
 from ._concurrency import chunked
 from ._errors import ClusterSendError, ConfigError, ValidationError
 from ._fanout_lease import FanoutLease
-from ._globals import globals_body, write_globals
-from ._limits import check_meta_size
+from ._globals import write_globals
+from ._outgoing import Prepared
 from ._progress import ProgressWriter
 from ._records import MessageRecord, RecordKey, RecordType, Status, StatusCode
-from ._sending import (
-    KEY_ATTRIBUTE_OVERHEAD,
-    MAX_MESSAGE_BYTES,
-    UNIT,
-    Prepared,
-    Progress,
-    Unit,
-    fast_dumps,
-    prepare_message,
-    validate_queue_url,
-    write_then_send,
-)
+from ._sending import UNIT, Progress, Unit, write_then_send
 from ._store import batch_get_raw
-from ._task_wire import TaskWire
 
 logger = logging.getLogger("sqs_cluster")
 NOT_ATTEMPTED = "not attempted: the fan-out stopped first"
-
-
-@dataclass(frozen=True)
-class ClusterPlan:
-    """Everything validated before the first write."""
-
-    key: RecordKey
-    queue_url: str
-    tasks: Sequence[Any]
-    location: Mapping[str, str] | None
-    meta_text: str | None
-    globals_value: Any
-    tolerated: int
-    max_bytes: int
-
-    @cached_property
-    def wire(self) -> TaskWire:
-        """The templates of this cluster's task bodies and keys."""
-        return TaskWire.for_cluster(self.key, self.location)
-
-
-async def plan_cluster(
-    aws: AWS,
-    queue_url: str,
-    tasks: Any,
-    *,
-    globals_value: Any,
-    meta: Any,
-    omit_globals: bool,
-    cluster_id: str | None,
-    tolerated_failures: int | str | None,
-    queue_max_bytes: Callable[[str], Awaitable[int | None]],
-) -> ClusterPlan:
-    """Validate every input (every task included) before anything is written.
-
-    ``queue_max_bytes`` reads the queue's MaximumMessageSize (None if it may not be read); it
-    runs after the cheap checks, and raises ResourceMissingError when there is no queue.
-    A task is capped at 262,144 bytes whatever the queue allows, like any message: its record
-    keeps the body in DynamoDB.
-    """
-    validate_queue_url(queue_url)
-    if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Sequence):
-        raise ValidationError("tasks", f"expected a list of tasks, got {type(tasks).__name__}")
-    if not tasks:
-        raise ValidationError("tasks", "a cluster needs at least one task")
-    cid = validate_cluster_id(cluster_id) if cluster_id is not None else uuid.uuid4().hex
-    key = cluster_key(cid, queue_url)
-    location = None
-    if not omit_globals:
-        if not aws.config.bucket:
-            raise ConfigError("bucket: clusters with globals need Config.bucket (or omit_globals)")
-        location = {"Bucket": aws.config.bucket, "Key": globals_object_key(key)}
-        globals_body({} if globals_value is None else globals_value)
-    meta_text = None if meta is None else dumps(meta, field="meta")
-    check_meta_size(meta_text)
-    limit = await queue_max_bytes(queue_url)
-    plan = ClusterPlan(
-        key=key,
-        queue_url=queue_url,
-        tasks=tasks,
-        location=location,
-        meta_text=meta_text,
-        globals_value={} if globals_value is None else globals_value,
-        tolerated=tolerated_count(tolerated_failures, len(tasks)),
-        max_bytes=min(limit or MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
-    )
-    for index, task in enumerate(tasks):
-        _validate_task(plan, index, task)
-    return plan
-
-
-def _validate_task(plan: ClusterPlan, index: int, task: Any) -> None:
-    wire = plan.wire
-    text = wire.body(index, dumps(task, field=f"tasks[{index}]"))
-    size = len(text.encode()) + KEY_ATTRIBUTE_OVERHEAD + len(wire.key_attribute(index).encode())
-    if size > plan.max_bytes:
-        raise ValidationError(
-            f"tasks[{index}]",
-            f"message is {size} bytes; the queue's limit is {plan.max_bytes} bytes",
-        )
-
-
-def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
-    """The record item and batch entry of task ``index``."""
-    wire = plan.wire
-    return prepare_message(
-        index,
-        plan.queue_url,
-        wire.body(index, fast_dumps(plan.tasks[index])),  # validated by plan_cluster
-        meta_text=None,
-        ttl_seconds=aws.config.record_ttl_seconds,
-        field_name=f"tasks[{index}]",
-        key=wire.key(index),
-        record_type=RecordType.TASK,
-        extra=wire.item_extra(index),
-        validated=True,
-        max_bytes=plan.max_bytes,
-        key_json=wire.key_attribute(index),
-    )
 
 
 async def create_cluster_record(aws: AWS, plan: ClusterPlan) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._sending import UnsentMessage
+    from ._outgoing import UnsentMessage
 
 
 class SQSClusterError(Exception):

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic
 
 from ._errors import MalformedEventError, ValidationError
+from ._outgoing import KEY_ATTRIBUTE
 from ._records import KEY_PREFIX, MessageRecord, RecordKey, RecordType, shown
-from ._sending import KEY_ATTRIBUTE
 from ._types import Body
 
 REQUIRED_FIELDS = ("messageId", "body", "eventSourceARN")

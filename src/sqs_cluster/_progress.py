@@ -19,8 +19,9 @@ from ._aws import AWS
 from ._cluster_model import progress_key, progress_marker_key
 from ._codec import key_item
 from ._concurrency import chunked
+from ._outgoing import Prepared
 from ._records import RecordKey
-from ._sending import DDB_BATCH, Prepared, Unit, write_records
+from ._sending import DDB_BATCH, Unit, write_records
 
 logger = logging.getLogger("sqs_cluster")
 

@@ -1,7 +1,8 @@
-"""Raw queue operations the local worker needs: receive, change visibility, queue attributes."""
+"""Raw queue operations: receive, delete, change visibility, queue attributes."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ from ._concurrency import chunked
 from ._errors import ResourceMissingError
 from ._retry import sleep_backoff
 
+logger = logging.getLogger("sqs_cluster")
 MISSING_QUEUE_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 
@@ -72,6 +74,21 @@ async def change_visibility(
                 break
         unchanged.extend(pending.values())
     return unchanged
+
+
+async def delete_batch(aws: AWS, queue_url: str, receipt_handles: Sequence[str]) -> list[int]:
+    """DeleteMessageBatch of at most 10 handles; returns the positions that were not deleted.
+
+    Best effort: a request that fails leaves every handle undeleted (logged, not raised).
+    """
+    entries: Any = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles)]
+    try:
+        async with aws.slot():
+            resp: Any = await aws.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    except Exception as exc:
+        logger.warning("could not delete %d messages: %s", len(receipt_handles), exc)
+        return list(range(len(receipt_handles)))
+    return [int(f["Id"]) for f in resp.get("Failed", [])]
 
 
 async def queue_attribute(aws: AWS, queue_url: str, name: str) -> str | None:

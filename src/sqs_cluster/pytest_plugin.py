@@ -276,7 +276,7 @@ class EventFactory:
         fifo = self.queue_url.endswith(".fifo")
         group = group_id if fifo else None
         if tracked:
-            from ._sending import Message
+            from ._outgoing import Message
 
             entries = [
                 Message(body, message_group_id=group, message_deduplication_id=_dedup(fifo))

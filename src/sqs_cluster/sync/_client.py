@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.
-# Body digest: e0e094e34a4927f4 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: e357ec332e4a9123 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client`` (generated)."""
 
 from __future__ import annotations
@@ -236,6 +236,10 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
             concurrency=concurrency,
         )
 
+    def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None:
+        """Log a failed record with structured fields (Powertools' Logger renders them)."""
+        self._core.log_failure(_sync_support.unwrap(message), exc)
+
     def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]:
         """DeleteMessageBatch (10 a call); returns the ids that could not be deleted.
 
@@ -278,10 +282,6 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
     def max_receive_count(self, queue_url: str) -> int | None:
         """The receive limit: ``config.max_receive_count``, else the queue's redrive policy."""
         return self._call(self._core.max_receive_count, queue_url)
-
-    def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None:
-        """Log a failed record with structured fields (Powertools' Logger renders them)."""
-        self._core.log_failure(_sync_support.unwrap(message), exc)
 
     def create_message_cluster(
         self,
