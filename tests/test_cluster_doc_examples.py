@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,43 +19,22 @@ from docs.examples import (
 from sqs_cluster import ClusterRecord, Config, MessageClient, RecordKey, Status
 
 from .conftest import Queue, make_queue, receive_event, unique
+from .docblocks import DOCS, check_quotes_exactly, code_blocks
 from .faults import FaultyClient, fail_entries_once
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
 PAGE = "clusters.md"
-MARKER = re.compile(r"<!-- example: (?P<path>examples/[\w./-]+) -->")
-FENCE = re.compile(r"^```(?P<lang>[\w-]*)\n(?P<code>.*?)^```$", re.M | re.S)
-CODE_LANGUAGES = {"python", "py", "bash", "sh", "shell", "console"}
 RATE = 120
 
 
 # -- the markdown quotes the files exactly -------------------------------------------------------
 
 
-def code_blocks(page: str) -> list[tuple[str | None, str, str]]:
-    """(included file or None, language, code) for every fenced block of a page."""
-    text = (DOCS / page).read_text()
-    blocks = []
-    for fence in FENCE.finditer(text):
-        before = text[: fence.start()].rstrip().splitlines()
-        marker = MARKER.fullmatch(before[-1].strip()) if before else None
-        blocks.append((marker["path"] if marker else None, fence["lang"], fence["code"]))
-    return blocks
-
-
 def test_every_code_block_of_clusters_md_is_an_example_file_quoted_exactly() -> None:
-    blocks = code_blocks(PAGE)
-    assert blocks
-    for path, lang, code in blocks:
-        if lang not in CODE_LANGUAGES:
-            continue  # diagrams and data (mermaid, json, text) are not code examples
-        assert path is not None, f"{PAGE}: a {lang} block is not marked <!-- example: ... -->"
-        assert code == (DOCS / path).read_text(), f"{PAGE}: the block differs from docs/{path}"
+    assert check_quotes_exactly(DOCS / PAGE)
 
 
 def test_every_cluster_example_is_quoted_in_clusters_md() -> None:
-    quoted = {path for path, _, _ in code_blocks(PAGE) if path}
+    quoted = {path for path, _, _ in code_blocks(DOCS / PAGE) if path}
     files = {f"examples/{p.name}" for p in (DOCS / "examples").glob("cluster_*.py")}
     assert files and files == quoted
 

@@ -39,45 +39,24 @@ from sqs_cluster import (
 )
 
 from .conftest import REGION, Queue, receive_event, unique
+from .docblocks import DOCS, check_quotes_exactly, code_blocks
 from .faults import FaultyClient, fail_entries_once
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 PAGES = ("records.md", "configuration.md", "local.md", "messages.md")
-MARKER = re.compile(r"<!-- example: (?P<path>examples/[\w./-]+) -->")
-FENCE = re.compile(r"^```(?P<lang>[\w-]*)\n(?P<code>.*?)^```$", re.M | re.S)
-CODE_LANGUAGES = {"python", "py", "bash", "sh", "shell", "console"}
 
 
 # -- the markdown quotes the files exactly -------------------------------------------------------
 
 
-def code_blocks(page: str) -> list[tuple[str | None, str, str]]:
-    """(included file or None, language, code) for every fenced block of a page."""
-    text = (DOCS / page).read_text()
-    blocks = []
-    for fence in FENCE.finditer(text):
-        before = text[: fence.start()].rstrip().splitlines()
-        marker = MARKER.fullmatch(before[-1].strip()) if before else None
-        blocks.append((marker["path"] if marker else None, fence["lang"], fence["code"]))
-    return blocks
-
-
 @pytest.mark.parametrize("page", PAGES)
 def test_every_code_block_is_an_example_file_quoted_exactly(page: str) -> None:
-    blocks = code_blocks(page)
-    assert blocks, f"{page} has no code blocks"
-    for path, lang, code in blocks:
-        if lang not in CODE_LANGUAGES:
-            continue  # diagrams and data (mermaid, json, text) are not code examples
-        assert path is not None, f"{page}: a {lang} block is not marked <!-- example: ... -->"
-        assert code == (DOCS / path).read_text(), f"{page}: the block differs from docs/{path}"
+    assert code_blocks(DOCS / page), f"{page} has no code blocks"
+    check_quotes_exactly(DOCS / page)
 
 
 def test_every_example_file_is_quoted() -> None:
-    pages = [str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md")]
-    quoted = {path for page in pages for path, _, _ in code_blocks(page) if path}
+    quoted = {path for page in DOCS.rglob("*.md") for path, _, _ in code_blocks(page) if path}
     quoted = {path.removeprefix("../") for path in quoted}  # guides/ quote ../examples/...
     files = {f"examples/{p.name}" for p in EXAMPLES.iterdir() if p.suffix in {".py", ".sh"}} - {
         "examples/__init__.py"

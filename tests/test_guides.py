@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,9 +32,9 @@ from sqs_cluster import ENV_VARS, Config, MessageClient, ReceivedMessage, Record
 from sqs_cluster import sync as sync_api
 
 from .conftest import REGION, Queue, make_queue, receive_event, unique
+from .docblocks import CODE_LANGUAGES, DOCS, check_quotes_exactly, code_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 TEMPLATE = ROOT / "templates" / "sqs-cluster.yaml"
 PAGES = sorted(
@@ -47,33 +46,16 @@ PAGES = sorted(
         *(DOCS / "operations").glob("*.md"),
     ]
 )
-MARKER = re.compile(r"<!-- example: (?P<path>(?:\.\./templates|examples)/[\w./-]+) -->")
-FENCE = re.compile(r"^```(?P<lang>[\w-]*)\n(?P<code>.*?)^```$", re.M | re.S)
-CODE_LANGUAGES = {"python", "py", "bash", "sh", "shell", "console", "yaml", "yml", "dockerfile"}
+GUIDE_LANGUAGES = CODE_LANGUAGES | {"yaml", "yml", "dockerfile"}
 ORDERS = [{"id": 1, "quantity": 2}, {"id": 2, "quantity": 0}]
 
 
 # -- the markdown quotes the files exactly -------------------------------------------------------
 
 
-def code_blocks(page: Path) -> list[tuple[str | None, str, str]]:
-    """(quoted file or None, language, code) for every fenced block of a page."""
-    text = page.read_text()
-    blocks = []
-    for fence in FENCE.finditer(text):
-        before = text[: fence.start()].rstrip().splitlines()
-        marker = MARKER.fullmatch(before[-1].strip()) if before else None
-        blocks.append((marker["path"] if marker else None, fence["lang"], fence["code"]))
-    return blocks
-
-
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
 def test_every_code_block_is_a_file_quoted_exactly(page: Path) -> None:
-    for path, lang, code in code_blocks(page):
-        if lang not in CODE_LANGUAGES:
-            continue  # diagrams and data (mermaid, json, text) are not code examples
-        assert path is not None, f"{page.name}: a {lang} block is not marked <!-- example: ... -->"
-        assert code == (DOCS / path).read_text(), f"{page.name}: the block differs from {path}"
+    check_quotes_exactly(page, GUIDE_LANGUAGES)
 
 
 def test_every_guide_file_and_the_template_are_quoted() -> None:
