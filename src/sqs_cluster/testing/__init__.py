@@ -11,17 +11,15 @@ Nothing here is imported by the library itself.
 
 from __future__ import annotations
 
-from ._faults import (
+from ._fault_kinds import (
     ENV_VAR,
     FAULT_SCOPE,
     REQUEST_KINDS,
-    FaultInjector,
     FaultKind,
     InjectedFault,
-    clients_of,
     fault_services,
-    install_from_env,
 )
+from ._faults import FaultInjector, clients_of, install_from_env
 from ._iam import IAM_ACTIONS, Access, OperationRecorder, iam_match, required_access
 
 __all__ = [

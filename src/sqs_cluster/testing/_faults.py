@@ -1,4 +1,4 @@
-"""Fault injection and operation recording on the aiobotocore clients of a ``MessageClient``.
+"""Fault injection on the aiobotocore clients of a ``MessageClient`` (``FaultInjector``).
 
 The injector hooks botocore's event system of each client, so every request still goes through
 botocore's own serialising, retrying and parsing, exactly as against AWS:
@@ -24,7 +24,6 @@ Worker processes configure an injector from the ``SQS_CLUSTER_FAULTS`` environme
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import os
 import random
@@ -35,127 +34,31 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError
 
+from ._fault_kinds import (
+    ENV_VAR,
+    REQUEST_KINDS,
+    SQS_BATCH_OPERATIONS,
+    Call,
+    FaultKind,
+    InjectedFault,
+    applies,
+    op_name,
+)
+from ._fault_responses import (
+    error_for,
+    error_response,
+    report_withheld,
+    split_ddb_request,
+    split_sqs_entries,
+    synthetic_success,
+)
+from ._fault_spec import parse_spec, spec_text
+
 logger = logging.getLogger("sqs_cluster.testing")
-
-ENV_VAR = "SQS_CLUSTER_FAULTS"
-"""Environment variable read by :meth:`FaultInjector.from_env`."""
-
-
-class FaultKind(str, Enum):
-    """What goes wrong. Request-level kinds are drawn per attempt, entry kinds per entry."""
-
-    THROTTLING = "throttling"
-    """DynamoDB 400 ThrottlingException / ProvisionedThroughputExceededException, SQS 400
-    RequestThrottled, S3 503 SlowDown. Not performed; botocore retries it."""
-    SERVER_ERROR = "server_error"
-    """500 InternalError / 503 ServiceUnavailable. Not performed; botocore retries it."""
-    CONNECTION_RESET = "connection_reset"
-    """ConnectionClosedError before the request reached the server. Retried by botocore."""
-    CONNECT_TIMEOUT = "connect_timeout"
-    """ConnectTimeoutError: the server was never reached. Retried by botocore."""
-    READ_TIMEOUT = "read_timeout"
-    """The server performs the request, then the response is lost (ReadTimeoutError). Retried
-    by botocore, so the request runs again: the case that tests idempotency."""
-    UNPROCESSED = "unprocessed"
-    """Per entry: DynamoDB BatchWriteItem ``UnprocessedItems`` / BatchGetItem ``UnprocessedKeys``.
-    Withheld entries are not performed."""
-    TRANSACTION_CONFLICT = "transaction_conflict"
-    """TransactWriteItems cancelled with a ``TransactionConflict`` reason. Not performed."""
-    SQS_FAILED_ENTRY = "sqs_failed_entry"
-    """Per entry: a ``Failed`` entry with ``SenderFault: false`` in SendMessageBatch,
-    DeleteMessageBatch or ChangeMessageVisibilityBatch. Not performed."""
-    SQS_SENDER_FAULT = "sqs_sender_fault"
-    """Per entry: a ``Failed`` entry with ``SenderFault: true``. Not performed."""
-    S3_PRECONDITION_FAILED = "s3_precondition_failed"
-    """412 PreconditionFailed on an S3 request with ``If-Match`` (another writer won). Not
-    performed."""
-    S3_CONFLICT = "s3_conflict"
-    """409 ConditionalRequestConflict on a conditional S3 write (``If-Match`` or
-    ``If-None-Match``): a concurrent conditional write; S3 says retry. Not performed."""
-
-
-REQUEST_KINDS = (
-    FaultKind.THROTTLING,
-    FaultKind.SERVER_ERROR,
-    FaultKind.CONNECTION_RESET,
-    FaultKind.CONNECT_TIMEOUT,
-    FaultKind.READ_TIMEOUT,
-    FaultKind.TRANSACTION_CONFLICT,
-    FaultKind.S3_PRECONDITION_FAILED,
-    FaultKind.S3_CONFLICT,
-)
-"""Kinds drawn once per attempt, in this order (the first hit is injected)."""
-
-SQS_BATCH_OPERATIONS = frozenset(
-    {"SendMessageBatch", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"}
-)
-
-FAULT_SCOPE: dict[FaultKind, frozenset[str] | None] = {
-    FaultKind.THROTTLING: None,
-    FaultKind.SERVER_ERROR: None,
-    FaultKind.CONNECTION_RESET: None,
-    FaultKind.CONNECT_TIMEOUT: None,
-    FaultKind.READ_TIMEOUT: None,
-    FaultKind.UNPROCESSED: frozenset({"dynamodb.BatchWriteItem", "dynamodb.BatchGetItem"}),
-    FaultKind.TRANSACTION_CONFLICT: frozenset({"dynamodb.TransactWriteItems"}),
-    FaultKind.SQS_FAILED_ENTRY: frozenset(f"sqs.{op}" for op in SQS_BATCH_OPERATIONS),
-    FaultKind.SQS_SENDER_FAULT: frozenset(f"sqs.{op}" for op in SQS_BATCH_OPERATIONS),
-    FaultKind.S3_PRECONDITION_FAILED: frozenset({"s3.PutObject", "s3.GetObject", "s3.HeadObject"}),
-    FaultKind.S3_CONFLICT: frozenset({"s3.PutObject"}),
-}
-"""``service.Operation`` names each kind can hit (None: every operation of every service)."""
-
-
-def fault_services(kind: FaultKind) -> frozenset[str]:
-    """The services a kind can hit (``{"sqs", "dynamodb", "s3"}`` for request-level kinds)."""
-    scope = FAULT_SCOPE[kind]
-    if scope is None:
-        return frozenset({"sqs", "dynamodb", "s3"})
-    return frozenset(op.split(".", 1)[0] for op in scope)
-
-
-@dataclass(frozen=True)
-class InjectedFault:
-    """One injected fault: which kind, on which call (and attempt) of which operation."""
-
-    kind: FaultKind
-    operation: str
-    call: int
-    attempt: int | None = None
-    entries: int = 0
-    detail: str = ""
-
-
-@dataclass
-class _Call:
-    """The state of one API call, shared by its events (via a ContextVar and its context)."""
-
-    service: str
-    operation: str
-    number: int
-    eligible: bool
-    attempts: int = 0
-    synthetic: bool = False
-    dropped_ddb: dict[str, Any] | None = None
-    dropped_sqs: dict[str, bool] | None = None
-    transact_items: int = 0
-
-
-class _Body:
-    """The ``raw`` of a synthetic response: what aiobotocore reads the body from."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def read(self, *_: Any) -> bytes:
-        return self._data
-
 
 _ATTACHED: weakref.WeakKeyDictionary[Any, FaultInjector] = weakref.WeakKeyDictionary()
 _ATTACH_LOCK = threading.RLock()  # attach unwinds (and takes it again) on a conflict
@@ -219,7 +122,7 @@ class FaultInjector:
         self._faults: list[InjectedFault] = []
         self._undo: list[Callable[[], None]] = []
         self._key = f"sqs_cluster.testing.{uuid.uuid4().hex}"
-        self._current: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
+        self._current: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
             self._key, default=None
         )
 
@@ -237,44 +140,8 @@ class FaultInjector:
         ``delay_scale``, ``salt``. The compact form takes the same keys (``ops`` for
         operations, ``|``-separated) and any kind name as a rate.
         """
-        text = spec.strip()
-        if text.startswith("{"):
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise ValueError(f"{ENV_VAR}: expected a JSON object")
-            return cls(
-                data.get("seed", 0),
-                data.get("rates", {}),
-                data.get("operations"),
-                limit=data.get("limit"),
-                delay_scale=data.get("delay_scale"),
-                salt=salt or str(data.get("salt", "")),
-            )
-        seed: int | str = 0
-        rates: dict[FaultKind | str, float] = {}
-        ops: list[str] | None = None
-        limit: int | None = None
-        delay: float | None = None
-        spec_salt = ""
-        for part in filter(None, (p.strip() for p in re.split(r"[,;]", text))):
-            name, sep, value = part.partition("=")
-            if not sep:
-                raise ValueError(f"{ENV_VAR}: expected name=value, got {part!r}")
-            name = name.strip()
-            value = value.strip()
-            if name == "seed":
-                seed = int(value) if value.lstrip("-").isdigit() else value
-            elif name in {"ops", "operations"}:
-                ops = [o for o in value.split("|") if o]
-            elif name == "limit":
-                limit = int(value)
-            elif name == "delay_scale":
-                delay = float(value)
-            elif name == "salt":
-                spec_salt = value
-            else:
-                rates[FaultKind(name)] = float(value)
-        return cls(seed, rates, ops, limit=limit, delay_scale=delay, salt=salt or spec_salt)
+        settings = parse_spec(spec)
+        return cls(**{**settings, "salt": salt or settings.get("salt", "")})
 
     @classmethod
     def from_env(
@@ -286,19 +153,14 @@ class FaultInjector:
 
     def to_env(self) -> str:
         """The ``SQS_CLUSTER_FAULTS`` value that recreates this injector (``match`` is lost)."""
-        data: dict[str, Any] = {
-            "seed": self.seed,
-            "rates": {k.value: v for k, v in self.rates.items()},
-        }
-        if self.operations is not None:
-            data["operations"] = sorted(self.operations)
-        if self.limit is not None:
-            data["limit"] = self.limit
-        if self.delay_scale is not None:
-            data["delay_scale"] = self.delay_scale
-        if self.salt:
-            data["salt"] = self.salt
-        return json.dumps(data, separators=(",", ":"))
+        return spec_text(
+            seed=self.seed,
+            rates=self.rates,
+            operations=self.operations,
+            limit=self.limit,
+            delay_scale=self.delay_scale,
+            salt=self.salt,
+        )
 
     # -- attaching -----------------------------------------------------------------------------
 
@@ -441,7 +303,7 @@ class FaultInjector:
             return True
         return operation in self.operations or f"{service}.{operation}" in self.operations
 
-    def _rng(self, call: _Call, what: str) -> random.Random:
+    def _rng(self, call: Call, what: str) -> random.Random:
         return random.Random(
             f"{self.seed}|{self.salt}|{call.service}.{call.operation}|{call.number}|{what}"
         )
@@ -465,7 +327,7 @@ class FaultInjector:
         eligible = self._selected(service, operation) and (
             self.match is None or bool(self.match(service, operation, params))
         )
-        call = _Call(service, operation, number, eligible)
+        call = Call(service, operation, number, eligible)
         if name == "dynamodb.TransactWriteItems":
             call.transact_items = len(params.get("TransactItems", []))
         context[self._key] = call
@@ -478,55 +340,34 @@ class FaultInjector:
             return self._withhold_sqs(call, params)
         return None
 
-    def _withhold_ddb(self, call: _Call, params: dict[str, Any]) -> dict[str, Any] | None:
+    def _withhold_ddb(self, call: Call, params: dict[str, Any]) -> dict[str, Any] | None:
         rate = self.rates.get(FaultKind.UNPROCESSED, 0.0)
         if not rate:
             return None
-        rng = self._rng(call, "entries")
         reads = call.operation == "BatchGetItem"
-        kept: dict[str, Any] = {}
-        dropped: dict[str, Any] = {}
-        count = 0
-        for table, request in params.get("RequestItems", {}).items():
-            entries = request["Keys"] if reads else request
-            rolls = [rng.random() < rate for _ in entries]
-            keep = [e for e, lose in zip(entries, rolls, strict=True) if not lose]
-            lost = [e for e, lose in zip(entries, rolls, strict=True) if lose]
-            count += len(lost)
-            if reads:
-                spec = {k: v for k, v in request.items() if k != "Keys"}
-                if keep:
-                    kept[table] = {**spec, "Keys": keep}
-                if lost:
-                    dropped[table] = {**spec, "Keys": lost}
-            else:
-                if keep:
-                    kept[table] = keep
-                if lost:
-                    dropped[table] = lost
+        rng = self._rng(call, "entries")
+        kept, dropped, count = split_ddb_request(params, reads=reads, rate=rate, rng=rng)
         if not count:
             return None
         call.dropped_ddb = dropped
-        self._record(InjectedFault(FaultKind.UNPROCESSED, _op(call), call.number, entries=count))
+        self._record(
+            InjectedFault(FaultKind.UNPROCESSED, op_name(call), call.number, entries=count)
+        )
         if not kept:  # an empty request is invalid: answer it without sending (before-send)
             call.synthetic = True
             return None
         return {**params, "RequestItems": kept}
 
-    def _withhold_sqs(self, call: _Call, params: dict[str, Any]) -> dict[str, Any] | None:
+    def _withhold_sqs(self, call: Call, params: dict[str, Any]) -> dict[str, Any] | None:
         failed_rate = self.rates.get(FaultKind.SQS_FAILED_ENTRY, 0.0)
         sender_rate = self.rates.get(FaultKind.SQS_SENDER_FAULT, 0.0)
         if not failed_rate and not sender_rate:
             return None
-        rng = self._rng(call, "entries")
         entries = list(params.get("Entries", []))
-        outcome: dict[str, bool] = {}
-        for entry in entries:
-            retryable, sender = rng.random(), rng.random()
-            if retryable < failed_rate:
-                outcome[entry["Id"]] = False
-            elif sender < sender_rate:
-                outcome[entry["Id"]] = True
+        rng = self._rng(call, "entries")
+        outcome = split_sqs_entries(
+            entries, failed_rate=failed_rate, sender_rate=sender_rate, rng=rng
+        )
         if not outcome:
             return None
         call.dropped_sqs = outcome
@@ -534,19 +375,19 @@ class FaultInjector:
             n = sum(1 for v in outcome.values() if v is sender_fault)
             if n:
                 kind = FaultKind.SQS_SENDER_FAULT if sender_fault else FaultKind.SQS_FAILED_ENTRY
-                self._record(InjectedFault(kind, _op(call), call.number, entries=n))
+                self._record(InjectedFault(kind, op_name(call), call.number, entries=n))
         keep = [e for e in entries if e["Id"] not in outcome]
         if not keep:
             call.synthetic = True
             return None
         return {**params, "Entries": keep}
 
-    def _draw(self, call: _Call, headers: Mapping[str, str]) -> tuple[FaultKind, random.Random]:
+    def _draw(self, call: Call, headers: Mapping[str, str]) -> tuple[FaultKind, random.Random]:
         rng = self._rng(call, f"attempt{call.attempts}")
         for kind in REQUEST_KINDS:
             roll = rng.random()
             rate = self.rates.get(kind, 0.0)
-            if rate and roll < rate and _applies(kind, call, headers):
+            if rate and roll < rate and applies(kind, call, headers):
                 return kind, rng
         raise LookupError
 
@@ -561,14 +402,14 @@ class FaultInjector:
             except LookupError:
                 pass
             else:
-                self._record(InjectedFault(kind, _op(call), call.number, call.attempts))
+                self._record(InjectedFault(kind, op_name(call), call.number, call.attempts))
                 return await self._inject(kind, rng, call, client, request)
         if call.synthetic:
-            return _synthetic_success(call, request.url)
+            return synthetic_success(call, request.url)
         return None
 
     async def _inject(
-        self, kind: FaultKind, rng: random.Random, call: _Call, client: Any, request: Any
+        self, kind: FaultKind, rng: random.Random, call: Call, client: Any, request: Any
     ) -> Any:
         url = request.url
         if kind is FaultKind.CONNECTION_RESET:
@@ -580,135 +421,13 @@ class FaultInjector:
                 response = await client._endpoint._send(request)
                 await response.content
             raise ReadTimeoutError(endpoint_url=url, error="injected: response lost")
-        status, code, extra = _error_for(kind, call, rng)
-        return _error_response(call.service, status, code, url, extra)
+        status, code, extra = error_for(kind, call, rng)
+        return error_response(call.service, status, code, url, extra)
 
     def _on_after(self, http_response: Any, parsed: dict[str, Any], context: Any) -> None:
         call = context.get(self._key) if isinstance(context, dict) else None
-        if call is None or getattr(http_response, "status_code", 500) >= 300:
-            return
-        if call.dropped_ddb:
-            name = "UnprocessedKeys" if call.operation == "BatchGetItem" else "UnprocessedItems"
-            unprocessed = parsed.setdefault(name, {})
-            for table, entries in call.dropped_ddb.items():
-                if call.operation == "BatchGetItem":
-                    slot = unprocessed.setdefault(table, {**entries, "Keys": []})
-                    slot["Keys"].extend(entries["Keys"])
-                else:
-                    unprocessed.setdefault(table, []).extend(entries)
-        if call.dropped_sqs:
-            parsed.setdefault("Successful", [])
-            failed = parsed.setdefault("Failed", [])
-            for entry_id, sender in call.dropped_sqs.items():
-                failed.append(_failed_entry(call.operation, entry_id, sender))
-
-
-def _op(call: _Call) -> str:
-    return f"{call.service}.{call.operation}"
-
-
-def _applies(kind: FaultKind, call: _Call, headers: Mapping[str, str]) -> bool:
-    scope = FAULT_SCOPE[kind]
-    if scope is not None and _op(call) not in scope:
-        return False
-    if kind is FaultKind.S3_PRECONDITION_FAILED:
-        return "If-Match" in headers
-    if kind is FaultKind.S3_CONFLICT:
-        return "If-Match" in headers or "If-None-Match" in headers
-    return True
-
-
-def _error_for(kind: FaultKind, call: _Call, rng: random.Random) -> tuple[int, str, dict[str, Any]]:
-    service = call.service
-    if kind is FaultKind.THROTTLING:
-        if service == "s3":
-            return 503, "SlowDown", {}
-        if service == "sqs":
-            return 400, "RequestThrottled", {}
-        choice = rng.choice(["ThrottlingException", "ProvisionedThroughputExceededException"])
-        return 400, choice, {}
-    if kind is FaultKind.SERVER_ERROR:
-        if rng.random() < 0.5:
-            return 503, "ServiceUnavailable", {}
-        return 500, ("InternalServerError" if service == "dynamodb" else "InternalError"), {}
-    if kind is FaultKind.TRANSACTION_CONFLICT:
-        size = max(1, call.transact_items)
-        reasons = [{"Code": "None"} for _ in range(size)]
-        reasons[rng.randrange(size)] = {
-            "Code": "TransactionConflict",
-            "Message": "Transaction is ongoing for the item",
-        }
-        codes = ", ".join(r["Code"] for r in reasons)
-        return (
-            400,
-            "TransactionCanceledException",
-            {
-                "CancellationReasons": reasons,
-                "message": f"Transaction cancelled, please refer cancellation reasons for "
-                f"specific reasons [{codes}]",
-            },
-        )
-    if kind is FaultKind.S3_PRECONDITION_FAILED:
-        return 412, "PreconditionFailed", {}
-    if kind is FaultKind.S3_CONFLICT:
-        return 409, "ConditionalRequestConflict", {}
-    raise AssertionError(kind)  # pragma: no cover - entry kinds never reach here
-
-
-def _new_response(url: str, status: int, headers: dict[str, str], body: bytes) -> Any:
-    from aiobotocore.awsrequest import AioAWSResponse
-
-    return AioAWSResponse(url, status, headers, _Body(body))  # type: ignore[arg-type]
-
-
-def _error_response(
-    service: str, status: int, code: str, url: str, extra: Mapping[str, Any]
-) -> Any:
-    request_id = uuid.uuid4().hex
-    message = extra.get("message") or f"{code} (injected by sqs_cluster.testing)"
-    if service == "s3":
-        xml = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Error><Code>{code}</Code><Message>{message}</Message>"
-            f"<RequestId>{request_id}</RequestId></Error>"
-        )
-        headers = {"Content-Type": "application/xml", "x-amz-request-id": request_id}
-        return _new_response(url, status, headers, xml.encode())
-    namespace = (
-        "com.amazonaws.dynamodb.v20120810" if service == "dynamodb" else f"com.amazonaws.{service}"
-    )
-    body = {"__type": f"{namespace}#{code}", **extra, "message": message}
-    headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": request_id}
-    if service == "sqs":  # SQS speaks JSON with its query-era error codes in this header
-        headers["x-amzn-query-error"] = f"{code};{'Sender' if status < 500 else 'Receiver'}"
-    return _new_response(url, status, headers, json.dumps(body).encode())
-
-
-def _synthetic_success(call: _Call, url: str) -> Any:
-    """The answer to a batch whose every entry is withheld (an empty batch is invalid)."""
-    if call.operation == "BatchGetItem":
-        body: dict[str, Any] = {"Responses": {}, "UnprocessedKeys": {}}
-    elif call.operation == "BatchWriteItem":
-        body = {"UnprocessedItems": {}}
-    else:
-        body = {"Successful": [], "Failed": []}
-    headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": uuid.uuid4().hex}
-    return _new_response(url, 200, headers, json.dumps(body).encode())
-
-
-def _failed_entry(operation: str, entry_id: str, sender: bool) -> dict[str, Any]:
-    if not sender:
-        code = "InternalError"
-    elif operation == "SendMessageBatch":
-        code = "InvalidParameterValue"
-    else:
-        code = "ReceiptHandleIsInvalid"
-    return {
-        "Id": entry_id,
-        "SenderFault": sender,
-        "Code": code,
-        "Message": f"{code} (injected by sqs_cluster.testing)",
-    }
+        if call is not None and getattr(http_response, "status_code", 500) < 300:
+            report_withheld(call, parsed)
 
 
 def clients_of(target: Any) -> dict[str, Any]:
@@ -744,16 +463,3 @@ def install_from_env(
         injector.attach(target)
         logger.warning("fault injection enabled: %r", injector)
     return injector
-
-
-__all__ = [
-    "ENV_VAR",
-    "FAULT_SCOPE",
-    "REQUEST_KINDS",
-    "FaultInjector",
-    "FaultKind",
-    "InjectedFault",
-    "clients_of",
-    "fault_services",
-    "install_from_env",
-]
