@@ -32,20 +32,28 @@ TESTS = Path(__file__).parent
 ALWAYS_FAILS_EVERY = 50
 
 
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A worker process; its output goes to a file in ``CHAOS_LOG_DIR`` if set, else nowhere."""
+    command = [sys.executable, "-m", "sqs_cluster._cli", "worker", *args]
+    folder = os.environ.get("CHAOS_LOG_DIR")
+    if not folder:
+        return subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    with open(Path(folder) / f"worker-{time.monotonic_ns()}.log", "wb") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def start(queue_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sqs_cluster._cli", "worker", queue_url, "chaos_app:handler",
-         "--wait-seconds", "1", "--concurrency", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    return spawn([queue_url, "chaos_app:handler", "--wait-seconds", "1", "--concurrency", "2"], env)
 
 
 def start_dead_letters(dlq_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Settles tasks whose worker was killed on their last allowed receive (never killed)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "sqs_cluster._cli", "worker", dlq_url, "--dead-letters",
-         "--on-cluster-complete", "chaos_app:on_done", "--wait-seconds", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    return spawn(
+        [dlq_url, "--dead-letters", "--on-cluster-complete", "chaos_app:on_done",
+         "--wait-seconds", "1"],
+        env,
     )  # fmt: skip
 
 
@@ -104,11 +112,31 @@ async def wait_until_finished(
     )
 
 
+async def describe_tasks(config: Config, key: Any, indexes: list[int]) -> str:
+    """One line per task record: what a failed run needs to tell what happened."""
+    async with MessageClient(config) as client:
+        keys = [RecordKey(f"{key.p_key}.{i}", key.r_key) for i in indexes]
+        records = await client.get_message_records(keys)
+    return "\n".join(
+        f"  task {i}: "
+        + (
+            "no record"
+            if r is None
+            else f"{r.status.value}, consumed {r.consumption_count}, "
+            f"errors {[(e.type, e.receive_count) for e in r.errors]}"
+        )
+        for i, r in zip(indexes, records, strict=True)
+    )
+
+
 @pytest.mark.slow
 async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
     queue = await make_queue(base_config, visibility_timeout=10, max_receive_count=5)
     ledger = make_ledger(ddb)
-    config = base_config.with_changes(lease_seconds=8)
+    # a claim left by a killed worker must lapse before its message is visible again (10 s);
+    # the callback's lease has no such bound, and a longer one survives the renewals that a
+    # loaded, serialised local server can hold back for seconds
+    config = base_config.with_changes(lease_seconds=8, callback_lease_seconds=60)
     async with MessageClient(config) as client:
         key = await client.create_message_cluster(
             queue.url, [{"i": i} for i in range(TASKS)], omit_globals=True
@@ -120,6 +148,7 @@ async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
         SQS_CLUSTER_ENDPOINT_URL=config.endpoint_url or "",
         SQS_CLUSTER_REGION="us-east-1",
         SQS_CLUSTER_LEASE_SECONDS="8",
+        SQS_CLUSTER_CALLBACK_LEASE_SECONDS="60",
         LEDGER_TABLE=ledger,
         CHAOS_SEED=str(SEED),
         PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
@@ -139,8 +168,12 @@ async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
     effects = sorted(int(i["pk"]["S"][5:]) for i in items if i["pk"]["S"].startswith("task#"))
     callback_runs = [i for i in items if i["pk"]["S"].startswith("callback#")]
     always_fail = {i for i in range(TASKS) if i % ALWAYS_FAILS_EVERY == 0}
-    assert effects == [i for i in range(TASKS) if i not in always_fail]  # each effect once
-    assert (cluster.completed, cluster.failed) == (TASKS - len(always_fail), len(always_fail))
+    expected = [i for i in range(TASKS) if i not in always_fail]
+    counts = (cluster.completed, cluster.failed)
+    if effects != expected or counts != (len(expected), len(always_fail)):
+        odd = sorted(set(effects) ^ set(expected)) + sorted(always_fail)
+        detail = await describe_tasks(config, key, odd)
+        raise AssertionError(f"counts {counts}, effects off by {odd}:\n{detail}")
     assert len(callback_runs) == 1, (callback_runs, f"dead-letter worker: {dead_letters.pid}")
     summary = {"tasks": TASKS, "kills": kills, "duplicates": duplicates, "failed": cluster.failed}
     print("chaos:", json.dumps(summary))

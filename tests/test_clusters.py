@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -13,13 +14,16 @@ from sqs_cluster import (
     ClusterRecord,
     ClusterSendError,
     Config,
+    ConflictError,
     MessageClient,
     ReceivedMessage,
     RecordNotFoundError,
     RecordType,
     Status,
     ValidationError,
+    sync,
 )
+from sqs_cluster._codec import key_item
 
 from .conftest import Queue, make_queue, receive_event, unique
 from .drain import drain_queue
@@ -233,6 +237,77 @@ async def test_callback_whose_runner_died_runs_again_after_its_lease(
         await asyncio.sleep(1.2)
         assert await client.on_cluster_complete(key, _no_globals(callbacks)) is True
         assert len(callbacks.calls) == 1
+
+
+async def test_the_callback_lease_is_set_apart_from_the_message_lease(
+    base_config: Config, queue: Queue, sqs: Any, ddb: Any
+) -> None:
+    """``callback_lease_seconds`` outlives a short message lease: a runner that is still alive
+    but slow to renew keeps its claim, and only after that lease would a dead runner's callback
+    run again."""
+    config = base_config.with_changes(lease_seconds=1, callback_lease_seconds=30)
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(queue.url, [1], omit_globals=True)
+        (record,) = receive_event(sqs, queue.url)["Records"]
+        await client.is_complete(record)
+        await client.mark_complete(record)
+        started = asyncio.Event()
+
+        async def hangs(cluster: Any, get_globals: Any) -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+        runner = asyncio.ensure_future(client.on_cluster_complete(key, hangs))
+        await started.wait()
+        runner.cancel()  # the runner dies mid-callback
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        await asyncio.sleep(1.5)  # past the message lease, well within the callback's
+        callbacks = Callbacks()
+        assert await client.on_cluster_complete(key, _no_globals(callbacks)) is False
+    item = ddb.get_item(TableName=config.table, Key=key_item(key), ConsistentRead=True)["Item"]
+    left_ms = int(item["callbackLeaseUntilMs"]["N"]) - time.time() * 1000
+    assert 20_000 < left_ms <= 30_000 and item["callbackState"]["S"] == "RUNNING"
+    assert callbacks.calls == []
+
+
+async def test_a_runner_stalled_past_its_callback_lease_does_not_start_the_callback(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    """A runner stalled (its event loop blocked) between the claim and the start, long enough
+    for another runner to take the callback over, does not start it too: it raises
+    ConflictError (so its delivery comes back), and the callback has run once."""
+    config = base_config.with_changes(lease_seconds=1)
+    runs: list[str] = []
+
+    def report(cluster: Any, get_globals: Any) -> None:
+        runs.append(cluster.key.p_key)
+
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(queue.url, [1], omit_globals=True)
+        (record,) = receive_event(sqs, queue.url)["Records"]
+        await client.is_complete(record)
+        await client.mark_complete(record)
+        seen: list[str] = []
+        took_over: list[bool] = []
+
+        def stall_after_the_claim(service: str, operation: str, params: Any) -> None:
+            if seen == ["claim"]:
+                seen.append(operation)
+                time.sleep(1.2)  # blocks the loop: the lease renewals cannot run either
+                with sync.MessageClient(config) as other:  # meanwhile, another runner
+                    took_over.append(other.on_cluster_complete(key, report))
+            elif operation == "UpdateItem" and b"callbackState = :running" in params["body"]:
+                seen.append("claim")  # params: the request as sent (its JSON body)
+
+        remove = client.add_request_hook(stall_after_the_claim)
+        with pytest.raises(ConflictError, match="lease ran out before it started"):
+            await client.on_cluster_complete(key, report)
+        remove()
+        assert took_over == [True] and runs == [key.p_key]
+        assert await client.on_cluster_complete(key, report) is False
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert runs == [key.p_key] and cluster.callback_state == "DONE"
 
 
 async def test_failing_callback_is_recorded_and_retried(

@@ -34,6 +34,8 @@ def test_overrides_win_over_environment() -> None:
         ({"table": "t", "max_concurrency": 0}, "max_concurrency"),
         ({"table": "t", "max_concurrency": 5000}, "max_concurrency"),
         ({"table": "t", "lease_seconds": -1}, "lease_seconds"),
+        ({"table": "t", "callback_lease_seconds": 0}, "callback_lease_seconds"),
+        ({"table": "t", "callback_lease_seconds": 50_000}, "callback_lease_seconds"),
         ({"table": "t", "endpoint_url": "localhost:4566"}, "endpoint_url"),
         ({"table": "t", "bucket": ""}, "bucket"),
         ({"table": "t", "max_concurrency": True}, "max_concurrency"),

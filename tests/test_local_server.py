@@ -357,7 +357,9 @@ def test_serialised_app_runs_one_request_at_a_time() -> None:
 
 
 @pytest.mark.slow
-def test_fill_10000_messages_timing(sqs: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_10000_messages_fill_with_exact_counts(
+    sqs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Prints how long 10,000 messages take to send (not asserted: machines differ)."""
     url = _new_queue(sqs)
     started = time.perf_counter()

@@ -193,7 +193,7 @@ async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
                     ":running": {"S": CallbackState.RUNNING},
                     ":pending": {"S": CallbackState.PENDING},
                     ":failed": {"S": CallbackState.FAILED},
-                    ":lease": {"N": str(now + aws.config.lease_seconds * 1000)},
+                    ":lease": {"N": str(now + aws.config.callback_lease * 1000)},
                     ":now": {"N": str(now)},
                     ":token": {"S": token},
                     ":one": {"N": "1"},
@@ -208,18 +208,21 @@ async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
     return True
 
 
-async def _holds_callback(aws: AWS, key: RecordKey, token: str) -> bool:
+async def _holds_callback(aws: AWS, key: RecordKey, token: str, *, live: bool = False) -> bool:
+    """True while the callback's claim is ours (and, with ``live``, its lease has not run out)."""
     async with aws.slot():
         got = await aws.ddb.get_item(
             TableName=aws.config.table,
             Key=key_item(key),
             ConsistentRead=True,
-            ProjectionExpression="callbackToken, callbackState",
+            ProjectionExpression="callbackToken, callbackState, callbackLeaseUntilMs",
         )
     item = got.get("Item", {})
+    lease_until = int(item.get("callbackLeaseUntilMs", {}).get("N", "0"))
     return bool(
         item.get("callbackToken", {}).get("S") == token
         and item.get("callbackState", {}).get("S") == CallbackState.RUNNING
+        and (not live or lease_until >= time.time() * 1000)
     )
 
 
@@ -282,7 +285,10 @@ async def run_callback(
     try:
         fresh = await read_cluster(aws, cluster.key, consistent_read=True)
         fresh = dataclasses.replace(fresh, client=cluster.client)
-        await call_handler(callback, fresh, fresh.get_globals, limiter=limiter)
+        # a store slow enough to hold back the renewals may have let the lease lapse
+        still_ours = await _holds_callback(aws, cluster.key, token, live=True)
+        if still_ours:
+            await call_handler(callback, fresh, fresh.get_globals, limiter=limiter)
     except Exception as exc:
         await _stop(heartbeat)
         await _settle_callback(aws, cluster.key, token, exc)
@@ -291,6 +297,11 @@ async def run_callback(
         await _stop(heartbeat)
         raise
     await _stop(heartbeat)
+    if not still_ours:
+        raise ConflictError(
+            f"callback of {cluster.key.p_key}: its lease ran out before it started (renewals "
+            "came too late), so it did not run here; a redelivery or a later call runs it"
+        )
     await _settle_callback(aws, cluster.key, token, None)
     return True
 
@@ -298,13 +309,14 @@ async def run_callback(
 async def _renew_callback_lease(aws: AWS, key: RecordKey, token: str) -> None:
     """While our callback runs, keep its lease ahead: only a runner that died loses it.
 
-    Renewed every third of ``lease_seconds``, on condition that the claim is still ours; a
-    renewal that fails is tried again at the next beat (the lease still has two thirds left).
+    Renewed every third of ``Config.callback_lease``, on condition that the claim is still
+    ours; a renewal that fails is tried again at the next beat (the lease still has two thirds
+    left).
     """
-    period = aws.config.lease_seconds / 3
+    period = aws.config.callback_lease / 3
     while True:
         await asyncio.sleep(period)
-        until = int(time.time() * 1000) + aws.config.lease_seconds * 1000
+        until = int(time.time() * 1000) + aws.config.callback_lease * 1000
         try:
             async with aws.slot():
                 await aws.ddb.update_item(

@@ -23,6 +23,7 @@ ENV_VARS: dict[str, str] = {
     "completed_retention_seconds": "SQS_CLUSTER_COMPLETED_RETENTION_SECONDS",
     "delete_completed": "SQS_CLUSTER_DELETE_COMPLETED",
     "lease_seconds": "SQS_CLUSTER_LEASE_SECONDS",
+    "callback_lease_seconds": "SQS_CLUSTER_CALLBACK_LEASE_SECONDS",
     "max_attempts": "SQS_CLUSTER_MAX_ATTEMPTS",
     "partial_retry_attempts": "SQS_CLUSTER_PARTIAL_RETRY_ATTEMPTS",
     "max_receive_count": "SQS_CLUSTER_MAX_RECEIVE_COUNT",
@@ -52,7 +53,10 @@ class Config:
     ``max_concurrency`` bounds the AWS requests in flight at once, across every operation of one
     client. ``lease_seconds`` is how long a claimed message stays "in progress" before another
     delivery may take it over: set it above your handler's longest run and a little below the
-    queue's visibility timeout (a redelivery after a crash then finds the lease expired). Completed
+    queue's visibility timeout (a redelivery after a crash then finds the lease expired).
+    ``callback_lease_seconds`` (default: ``lease_seconds``) is the same for a running
+    ``on_cluster_complete`` callback, whose runner renews it every third of its length: a longer
+    one survives slower renewals, at the price of a later rerun when the runner dies. Completed
     records are kept ``completed_retention_seconds`` so late duplicates are still recognised,
     unless ``delete_completed`` restores immediate deletion.
     """
@@ -66,6 +70,7 @@ class Config:
     completed_retention_seconds: int = 4 * DAY
     delete_completed: bool = False
     lease_seconds: int = 300
+    callback_lease_seconds: int | None = None
     max_attempts: int = 5
     partial_retry_attempts: int = 8
     max_receive_count: int | None = None
@@ -87,12 +92,19 @@ class Config:
         _positive("record_ttl_seconds", self.record_ttl_seconds)
         _positive("completed_retention_seconds", self.completed_retention_seconds)
         _positive("lease_seconds", self.lease_seconds, maximum=12 * 3600)
+        if self.callback_lease_seconds is not None:
+            _positive("callback_lease_seconds", self.callback_lease_seconds, maximum=12 * 3600)
         _positive("max_attempts", self.max_attempts, maximum=20)
         _positive("partial_retry_attempts", self.partial_retry_attempts, maximum=50)
         _positive("connect_timeout", self.connect_timeout, integer=False)
         _positive("read_timeout", self.read_timeout, integer=False)
         if self.max_receive_count is not None:
             _positive("max_receive_count", self.max_receive_count, maximum=1000)
+
+    @property
+    def callback_lease(self) -> int:
+        """The callback's lease in seconds: ``callback_lease_seconds``, else ``lease_seconds``."""
+        return self.callback_lease_seconds or self.lease_seconds
 
     def with_changes(self, **changes: Any) -> Config:
         """Return a copy with ``changes`` applied (and validated)."""
