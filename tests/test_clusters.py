@@ -17,6 +17,7 @@ from sqs_cluster import (
     ConflictError,
     MessageClient,
     ReceivedMessage,
+    RecordKey,
     RecordNotFoundError,
     RecordType,
     Status,
@@ -212,26 +213,34 @@ async def test_crash_before_callback_is_recovered_by_redelivery(
     assert await client.on_cluster_complete(key, callback) is False  # already ran
 
 
+async def end_with_a_dead_callback_runner(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> RecordKey:
+    """A one-task cluster, ended; its callback claimed by a runner that died mid-callback."""
+    key = await client.create_message_cluster(queue.url, [1], omit_globals=True)
+    (record,) = receive_event(sqs, queue.url)["Records"]
+    await client.is_complete(record)
+    await client.mark_complete(record)
+    started = asyncio.Event()
+
+    async def hangs(cluster: Any, get_globals: Any) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    runner = asyncio.ensure_future(client.on_cluster_complete(key, hangs))
+    await started.wait()
+    runner.cancel()  # the runner dies mid-callback
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    return key
+
+
 async def test_callback_whose_runner_died_runs_again_after_its_lease(
     base_config: Config, queue: Queue, sqs: Any
 ) -> None:
     config = base_config.with_changes(lease_seconds=1)
     async with MessageClient(config) as client:
-        key = await client.create_message_cluster(queue.url, [1], omit_globals=True)
-        (record,) = receive_event(sqs, queue.url)["Records"]
-        await client.is_complete(record)
-        await client.mark_complete(record)
-        started = asyncio.Event()
-
-        async def hangs(cluster: Any, get_globals: Any) -> None:
-            started.set()
-            await asyncio.sleep(3600)
-
-        runner = asyncio.ensure_future(client.on_cluster_complete(key, hangs))
-        await started.wait()
-        runner.cancel()  # the worker dies mid-callback
-        with pytest.raises(asyncio.CancelledError):
-            await runner
+        key = await end_with_a_dead_callback_runner(client, queue, sqs)
         callbacks = Callbacks()
         assert await client.on_cluster_complete(key, _no_globals(callbacks)) is False  # leased
         await asyncio.sleep(1.2)
@@ -247,21 +256,7 @@ async def test_the_callback_lease_is_set_apart_from_the_message_lease(
     run again."""
     config = base_config.with_changes(lease_seconds=1, callback_lease_seconds=30)
     async with MessageClient(config) as client:
-        key = await client.create_message_cluster(queue.url, [1], omit_globals=True)
-        (record,) = receive_event(sqs, queue.url)["Records"]
-        await client.is_complete(record)
-        await client.mark_complete(record)
-        started = asyncio.Event()
-
-        async def hangs(cluster: Any, get_globals: Any) -> None:
-            started.set()
-            await asyncio.sleep(3600)
-
-        runner = asyncio.ensure_future(client.on_cluster_complete(key, hangs))
-        await started.wait()
-        runner.cancel()  # the runner dies mid-callback
-        with pytest.raises(asyncio.CancelledError):
-            await runner
+        key = await end_with_a_dead_callback_runner(client, queue, sqs)
         await asyncio.sleep(1.5)  # past the message lease, well within the callback's
         callbacks = Callbacks()
         assert await client.on_cluster_complete(key, _no_globals(callbacks)) is False
