@@ -132,7 +132,9 @@ class ClusterOperations:
         """Run ``callback(cluster, get_globals)`` if the cluster ended and it has not run yet.
 
         Returns True if this call ran it. Exactly one caller runs it even when many workers
-        finish together; if its runner died, a later call (or redelivery) runs it again.
+        finish together; if its runner died, a later call (or redelivery) runs it again. A
+        failing callback's error is recorded on the cluster and raised; ConflictError means
+        this call's claim lapsed before the callback started (call again).
         """
         cluster = await finalize_if_done(self._aws, coerce_cluster_key(key))
         return await run_callback(self._aws, self._bind(cluster), callback)

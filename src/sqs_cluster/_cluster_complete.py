@@ -274,7 +274,9 @@ async def run_callback(
     """Run ``callback`` if the cluster ended and nobody ran (or is running) it; True if we did.
 
     A failing callback records its error on the cluster, leaves it ``FAILED`` for a retry, and
-    raises, so the message that triggered it returns to the queue and tries again.
+    raises, so the message that triggered it returns to the queue and tries again. A runner
+    whose claim lapsed before the callback started (another may have taken it over) does not
+    start it, and raises ConflictError for the same retry.
     """
     if cluster is None or not callback_due(cluster):
         return False

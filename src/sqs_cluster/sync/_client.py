@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.
-# Body digest: e357ec332e4a9123 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 0224c9acd3d8d8c7 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client`` (generated)."""
 
 from __future__ import annotations
@@ -391,7 +391,9 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         """Run ``callback(cluster, get_globals)`` if the cluster ended and it has not run yet.
 
         Returns True if this call ran it. Exactly one caller runs it even when many workers
-        finish together; if its runner died, a later call (or redelivery) runs it again.
+        finish together; if its runner died, a later call (or redelivery) runs it again. A
+        failing callback's error is recorded on the cluster and raised; ConflictError means
+        this call's claim lapsed before the callback started (call again).
         """
         return self._call(
             self._core.on_cluster_complete,
