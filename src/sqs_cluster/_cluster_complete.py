@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from ._aws import AWS, error_code
@@ -24,11 +25,12 @@ from ._cluster_model import (
     CallbackState,
     ClusterCallback,
     ClusterRecord,
+    cluster_from_items,
     counter_key,
     counter_shard,
 )
-from ._cluster_read import read_cluster, read_counts
-from ._codec import error_attr, key_item, now_iso
+from ._cluster_read import read_cluster, read_cluster_items, read_counts
+from ._codec import error_attr, from_item, key_item, now_iso
 from ._errors import ConflictError
 from ._event import ReceivedMessage
 from ._records import RecordKey, Status, StatusCode
@@ -208,21 +210,24 @@ async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
     return True
 
 
-async def _holds_callback(aws: AWS, key: RecordKey, token: str, *, live: bool = False) -> bool:
-    """True while the callback's claim is ours (and, with ``live``, its lease has not run out)."""
+async def _holds_callback(aws: AWS, key: RecordKey, token: str) -> bool:
     async with aws.slot():
         got = await aws.ddb.get_item(
             TableName=aws.config.table,
             Key=key_item(key),
             ConsistentRead=True,
-            ProjectionExpression="callbackToken, callbackState, callbackLeaseUntilMs",
+            ProjectionExpression="callbackToken, callbackState",
         )
-    item = got.get("Item", {})
-    lease_until = int(item.get("callbackLeaseUntilMs", {}).get("N", "0"))
+    return _claimed_by(from_item(got.get("Item", {})), token)
+
+
+def _claimed_by(item: Mapping[str, Any], token: str, *, live: bool = False) -> bool:
+    """Whether the cluster item says the callback's claim is ``token``'s (and, with ``live``,
+    that its lease has not run out)."""
     return bool(
-        item.get("callbackToken", {}).get("S") == token
-        and item.get("callbackState", {}).get("S") == CallbackState.RUNNING
-        and (not live or lease_until >= time.time() * 1000)
+        item.get("callbackToken") == token
+        and item.get("callbackState") == CallbackState.RUNNING
+        and (not live or int(item.get("callbackLeaseUntilMs", 0)) >= time.time() * 1000)
     )
 
 
@@ -285,10 +290,11 @@ async def run_callback(
         return False
     heartbeat = asyncio.ensure_future(_renew_callback_lease(aws, cluster.key, token))
     try:
-        fresh = await read_cluster(aws, cluster.key, consistent_read=True)
-        fresh = dataclasses.replace(fresh, client=cluster.client)
+        items = await read_cluster_items(aws, cluster.key, consistent_read=True)
+        fresh = dataclasses.replace(cluster_from_items(items, cluster.key), client=cluster.client)
         # a store slow enough to hold back the renewals may have let the lease lapse
-        still_ours = await _holds_callback(aws, cluster.key, token, live=True)
+        main = next(i for i in items if i.get("type") == "cluster")
+        still_ours = _claimed_by(main, token, live=True)
         if still_ours:
             await call_handler(callback, fresh, fresh.get_globals, limiter=limiter)
     except Exception as exc:

@@ -34,6 +34,13 @@ async def read_cluster(
     aws: AWS, key: RecordKey, *, consistent_read: bool = False
 ) -> ClusterRecord[Any, Any]:
     """The cluster item, its counter shards and its progress, in one Query."""
+    return cluster_from_items(await read_cluster_items(aws, key, consistent_read), key)
+
+
+async def read_cluster_items(
+    aws: AWS, key: RecordKey, consistent_read: bool = False
+) -> list[dict[str, Any]]:
+    """Every item of the cluster's partition, deserialised (RecordNotFoundError if none)."""
     items: list[dict[str, Any]] = []
     request: dict[str, Any] = {
         "TableName": aws.config.table,
@@ -50,7 +57,7 @@ async def read_cluster(
         request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
     if not items:
         raise RecordNotFoundError(key)
-    return cluster_from_items(items, key)
+    return items
 
 
 async def read_counts(aws: AWS, key: RecordKey) -> tuple[int, int, int] | None:
