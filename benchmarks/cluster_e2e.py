@@ -43,8 +43,8 @@ from _common import (
 )
 
 from sqs_cluster import ClusterRecord, Config, MessageClient, ReceivedMessage, Status
-from sqs_cluster._lambda_shape import lambda_event
-from sqs_cluster._provision import ensure_resources
+from sqs_cluster._aws.provision import ensure_resources
+from sqs_cluster._messages.lambda_shape import lambda_event
 from sqs_cluster.local import LocalAWS
 
 GLOBALS: dict[str, Any] = {"run": "cluster-e2e-benchmark", "factor": 3}

@@ -42,7 +42,7 @@ from _common import (
 from cluster_e2e import WriteCounter
 
 from sqs_cluster import ClusterRecord, Config, MessageClient, Worker, WorkerOptions
-from sqs_cluster._provision import ensure_resources
+from sqs_cluster._aws.provision import ensure_resources
 from sqs_cluster.local import LocalAWS
 
 GLOBALS: dict[str, Any] = {"run": "processing-benchmark"}

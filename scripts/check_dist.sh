@@ -37,7 +37,7 @@ for needed in ("sqs_cluster/__init__.py", "sqs_cluster/py.typed", "sqs_cluster/l
 entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
 text = zipfile.ZipFile(wheel).read(entry_points).decode()
 assert "[pytest11]" in text and "sqs_cluster.pytest_plugin" in text, text
-assert "sqs-cluster = sqs_cluster._cli:main" in text, text
+assert "sqs-cluster = sqs_cluster._cli.main:main" in text, text
 
 members = [m.split("/", 1)[1] for m in tarfile.open(sdist).getnames() if "/" in m]
 for needed in ("pyproject.toml", "README.md", "CHANGELOG.md", "src/sqs_cluster/__init__.py",

@@ -15,7 +15,7 @@ The async API is the one source of truth. This script imports ``sqs_cluster`` an
 
 Every twin keeps the name, parameters, defaults and docstring of its original; annotations are
 copied as source text, with their names imported from where the original got them (or from the
-twin). Bodies are one line through ``sqs_cluster._sync_support``. Output is formatted with the
+twin). Bodies are one line through ``sqs_cluster._facade.runtime``. Output is formatted with the
 project's ruff settings and stamped with a "generated — do not edit" header carrying a digest of
 the body, so ``--check`` tells a file edited by hand from one left stale by an API change.
 Configuration that does not match the API (a missing name, a rule never used, a redundant entry)
@@ -51,7 +51,7 @@ TARGET = ROOT / "src" / "sqs_cluster" / "sync"
 
 # -- configuration: every entry must match the API, or generation fails ----------------------
 
-ROOT_CLASSES = ("sqs_cluster._client:MessageClient",)
+ROOT_CLASSES = ("sqs_cluster._client.client:MessageClient",)
 """Classes users construct: the twin owns an event-loop thread and keeps the core open on it."""
 
 EXTRA_FUNCTIONS: tuple[str, ...] = ()
@@ -61,10 +61,10 @@ LIFECYCLE = {"__aenter__": "__enter__", "__aexit__": "__exit__", "aclose": "clos
 """Root methods that ``_sync_support.ClientFacade`` provides under their blocking names."""
 
 INSTANCE_ATTRIBUTES = {
-    "sqs_cluster._worker:Worker.queue_url": "str",
-    "sqs_cluster._worker:Worker.handler": "LambdaHandler",
-    "sqs_cluster._worker:Worker.options": "WorkerOptions",
-    "sqs_cluster._worker:Worker.stats": "WorkerStats",
+    "sqs_cluster._cli.worker:Worker.queue_url": "str",
+    "sqs_cluster._cli.worker:Worker.handler": "LambdaHandler",
+    "sqs_cluster._cli.worker:Worker.options": "WorkerOptions",
+    "sqs_cluster._cli.worker:Worker.stats": "WorkerStats",
 }
 """Types of public attributes that ``__init__`` sets without an annotation."""
 
@@ -478,8 +478,8 @@ class Api:
 
 
 def sync_module(source_module: str) -> str:
-    """``sqs_cluster._event`` -> ``sqs_cluster.sync._event``: the twin mirrors the layout."""
-    return f"{SYNC_PACKAGE}.{source_module.rpartition('.')[2]}"
+    """``sqs_cluster._messages.event`` -> ``sqs_cluster.sync._event``: one flat twin module."""
+    return f"{SYNC_PACKAGE}._{source_module.rpartition('.')[2].lstrip('_')}"
 
 
 # -- rewriting annotations for a generated module -----------------------------------------------
@@ -766,7 +766,7 @@ def emit_class(writer: Writer, info: ClassInfo) -> str:
     for name in params:
         writer.use(defining(module(cls.__module__).resolve(name) or Ref("", name)), name)
     generic = f"[{', '.join(params)}]" if params else ""
-    writer.use(Ref(PACKAGE, "_sync_support"))
+    writer.use(Ref(f"{PACKAGE}._facade", "runtime"), "_sync_support")
     base = "ClientFacade" if info.kind == "root" else "View"
     bases = f"_sync_support.{base}[{core}{generic}]"
     if params:
@@ -828,7 +828,7 @@ def emit_function(writer: Writer, fn: Function) -> str:
     root = roots[0] if roots else "None"
     args = call_arguments(fn, infos[:-1], root, unwrap=False)
     core = writer.use(Ref(fn.module, fn.name), f"_async_{fn.name}")
-    writer.use(Ref(PACKAGE, "_sync_support"))
+    writer.use(Ref(f"{PACKAGE}._facade", "runtime"), "_sync_support")
     call = f"_sync_support.call_function({core}{', ' if args else ''}{args})"
     expr = convert_result(writer, call, infos[-1], root)
     return f"{signature}\n{docstring(writer, fn.doc, '    ')}    {body(expr, infos[-1])}\n"

@@ -14,8 +14,8 @@ import pytest
 from aiobotocore.session import get_session
 
 from sqs_cluster import Config, MessageClient
-from sqs_cluster._lambda_shape import lambda_event
-from sqs_cluster._provision import ensure_resources
+from sqs_cluster._aws.provision import ensure_resources
+from sqs_cluster._messages.lambda_shape import lambda_event
 from sqs_cluster.local import LocalAWS
 
 from .sync_api import awaitable_facade

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqs_cluster import MessageClient
-from sqs_cluster._lambda_shape import lambda_event
+from sqs_cluster._messages.lambda_shape import lambda_event
 
 REGION = "us-east-1"
 

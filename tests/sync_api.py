@@ -22,7 +22,7 @@ from typing import Any
 
 from sqs_cluster import Config, sync
 from sqs_cluster import MessageClient as AsyncMessageClient
-from sqs_cluster._sync_support import View
+from sqs_cluster._facade.runtime import View
 
 _PLAIN = (str, bytes, int, float, bool, type(None), dict, list, tuple, set)
 

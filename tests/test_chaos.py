@@ -34,7 +34,7 @@ ALWAYS_FAILS_EVERY = 50
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A worker process; its output goes to a file in ``CHAOS_LOG_DIR`` if set, else nowhere."""
-    command = [sys.executable, "-m", "sqs_cluster._cli", "worker", *args]
+    command = [sys.executable, "-m", "sqs_cluster._cli.main", "worker", *args]
     folder = os.environ.get("CHAOS_LOG_DIR")
     if not folder:
         return subprocess.Popen(

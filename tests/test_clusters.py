@@ -24,7 +24,7 @@ from sqs_cluster import (
     ValidationError,
     sync,
 )
-from sqs_cluster._codec import key_item
+from sqs_cluster._records.codec import key_item
 
 from .conftest import Queue, make_queue, receive_event, unique
 from .drain import drain_queue

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from sqs_cluster import RecordKey, ValidationError
-from sqs_cluster._codec import dumps, from_item, to_item
+from sqs_cluster._records.codec import dumps, from_item, to_item
 
 VALUES: list[Any] = [
     1.0,

@@ -10,7 +10,7 @@ import sys
 def test_demo_runs_a_cluster_end_to_end() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQS_CLUSTER_")}
     result = subprocess.run(
-        [sys.executable, "-m", "sqs_cluster._cli", "demo", "--tasks", "60", "--workers", "2"],
+        [sys.executable, "-m", "sqs_cluster._cli.main", "demo", "--tasks", "60", "--workers", "2"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -39,8 +39,8 @@ from sqs_cluster import (
     StatusCode,
     ValidationError,
 )
-from sqs_cluster._lambda_shape import lambda_event
-from sqs_cluster._provision import ensure_resources
+from sqs_cluster._aws.provision import ensure_resources
+from sqs_cluster._messages.lambda_shape import lambda_event
 from sqs_cluster.testing import (
     ENV_VAR,
     FAULT_SCOPE,

@@ -16,12 +16,12 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from sqs_cluster._moto_patch import (
+from sqs_cluster.local import LocalAWS, LocalAWSError
+from sqs_cluster.local.sqs_patch import (
     apply_sqs_counter_patch,
     revert_sqs_counter_patch,
     sqs_counter_patch_applied,
 )
-from sqs_cluster.local import LocalAWS, LocalAWSError
 
 REGION = "us-east-1"
 LONG_TIMEOUT = 600  # seconds; long enough that nothing expires during a test
@@ -319,7 +319,7 @@ def test_serialised_conditional_put_has_one_winner() -> None:
 
 
 def test_serialised_app_runs_one_request_at_a_time() -> None:
-    from sqs_cluster._moto_server import SerialisedApp
+    from sqs_cluster.local.server import SerialisedApp
 
     guard = threading.Lock()
     active = peak = 0

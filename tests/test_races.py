@@ -26,8 +26,8 @@ from sqs_cluster import (
     MessageInProgressError,
     Status,
 )
-from sqs_cluster._cluster_model import cluster_key, progress_key
-from sqs_cluster._fanout_lease import FanoutLease
+from sqs_cluster._clusters.fanout_lease import FanoutLease
+from sqs_cluster._clusters.model import cluster_key, progress_key
 from sqs_cluster.testing import clients_of
 
 from .conftest import Queue, make_queue, receive_event, unique

@@ -24,8 +24,8 @@ from sqs_cluster import (
     RecordNotFoundError,
     Status,
 )
-from sqs_cluster._lambda_shape import lambda_event
-from sqs_cluster._preflight import forget_passed_checks
+from sqs_cluster._aws.preflight import forget_passed_checks
+from sqs_cluster._messages.lambda_shape import lambda_event
 from sqs_cluster.testing import Access, OperationRecorder, iam_match
 
 from .conftest import REGION, Queue, make_queue, receive_event, unique

@@ -459,10 +459,14 @@ def test_check_names_each_kind_of_damage(
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("ROOT_CLASSES", ("sqs_cluster._client:Nope",), "'sqs_cluster._client:Nope' does not"),
+        (
+            "ROOT_CLASSES",
+            ("sqs_cluster._client.client:Nope",),
+            "'sqs_cluster._client.client:Nope' does not",
+        ),
         (
             "EXTRA_FUNCTIONS",
-            ("sqs_cluster._provision:ensure_resources",),
+            ("sqs_cluster._aws.provision:ensure_resources",),
             "already in sqs_cluster.__all__",
         ),
         ("ASYNC_ITERATORS", {"AsyncIterator": "Iterator", "Xyz": "X"}, "never used"),
@@ -470,9 +474,9 @@ def test_check_names_each_kind_of_damage(
         (
             "INSTANCE_ATTRIBUTES",
             {
-                "sqs_cluster._worker:Worker.queue_url": "str",
-                "sqs_cluster._worker:Worker.handler": "LambdaHandler",
-                "sqs_cluster._worker:Worker.options": "WorkerOptions",
+                "sqs_cluster._cli.worker:Worker.queue_url": "str",
+                "sqs_cluster._cli.worker:Worker.handler": "LambdaHandler",
+                "sqs_cluster._cli.worker:Worker.options": "WorkerOptions",
             },
             "Worker.stats is set in __init__ without a type",
         ),

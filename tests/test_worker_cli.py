@@ -20,7 +20,7 @@ from sqs_cluster import Config, MessageClient, Status, Worker, WorkerOptions
 from .conftest import Queue, make_queue, receive_event
 from .faults import FaultyClient
 
-CLI = [sys.executable, "-m", "sqs_cluster._cli"]
+CLI = [sys.executable, "-m", "sqs_cluster._cli.main"]
 TESTS = Path(__file__).parent
 
 

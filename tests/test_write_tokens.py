@@ -16,10 +16,10 @@ import pytest
 from aiobotocore.session import AioSession, get_session
 
 from sqs_cluster import Config, MessageClient, RecordKey
-from sqs_cluster._globals import KEPT_WRITES, WRITES_METADATA
-from sqs_cluster._provision import ensure_resources
-from sqs_cluster._store import KEPT_WRITE_TOKENS, WRITE_TOKENS_ATTRIBUTE
-from sqs_cluster._write_tokens import append_token, may_have_run, new_token, parse_tokens
+from sqs_cluster._aws.provision import ensure_resources
+from sqs_cluster._clusters.globals import KEPT_WRITES, WRITES_METADATA
+from sqs_cluster._records.store import KEPT_WRITE_TOKENS, WRITE_TOKENS_ATTRIBUTE
+from sqs_cluster._records.write_tokens import append_token, may_have_run, new_token, parse_tokens
 from sqs_cluster.testing import FaultInjector, FaultKind
 
 from .conftest import REGION, Queue, unique

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqs_cluster import Config
-from sqs_cluster._provision import Resources, ensure_resources
+from sqs_cluster._aws.provision import Resources, ensure_resources
 
 
 async def provision(config: Config, queue_name: str) -> Resources:

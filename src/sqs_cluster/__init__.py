@@ -6,26 +6,27 @@ The async API lives here; ``sqs_cluster.sync`` is its generated blocking twin, a
 
 from __future__ import annotations
 
-from ._batch import BatchItemFailure, Handler, PartialBatchResponse
-from ._client import MessageClient
-from ._cluster_model import CallbackState, ClusterCallback, ClusterRecord
+from ._aws.provision import Resources, ensure_resources
+from ._cli.worker import LambdaContext, Worker, WorkerOptions, WorkerStats, run_worker
+from ._client.client import MessageClient
+from ._clusters.errors import ClusterSendError
+from ._clusters.model import CallbackState, ClusterCallback, ClusterRecord
 from ._config import ENV_VARS, Config
 from ._errors import (
-    ClusterSendError,
     ConfigError,
     ConflictError,
     MalformedEventError,
-    MessageInProgressError,
-    PartialSendError,
     RecordNotFoundError,
     ResourceMissingError,
     SQSClusterError,
     ValidationError,
 )
-from ._event import QueueArn, ReceivedMessage, parse_record
-from ._outgoing import Message, UnsentMessage
-from ._provision import Resources, ensure_resources
-from ._records import (
+from ._messages.batch import BatchItemFailure, Handler, PartialBatchResponse
+from ._messages.errors import MessageInProgressError, PartialSendError
+from ._messages.event import QueueArn, ReceivedMessage, parse_record
+from ._messages.outgoing import Message, UnsentMessage
+from ._messages.tracking import Claim, ClaimOutcome
+from ._records.model import (
     ErrorEntry,
     MessageRecord,
     RecordKey,
@@ -33,8 +34,6 @@ from ._records import (
     Status,
     StatusCode,
 )
-from ._tracking import Claim, ClaimOutcome
-from ._worker import LambdaContext, Worker, WorkerOptions, WorkerStats, run_worker
 
 __version__ = "0.1.0"
 

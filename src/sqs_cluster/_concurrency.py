@@ -1,13 +1,17 @@
-"""Bounded concurrency helpers: never one task per item, always a fixed pool of workers."""
+"""Bounded concurrency: a fixed pool of workers (never one task per item), and calling user code
+that may be sync (in a worker thread) or async."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import anyio
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 
 async def run_bounded(
@@ -68,3 +72,19 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+async def call_handler(
+    handler: Callable[..., Any], *args: Any, limiter: anyio.CapacityLimiter | None = None
+) -> Any:
+    """Await an async handler; run a sync one in a worker thread under ``limiter``."""
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004
+    ):
+        return await handler(*args)
+    import anyio.to_thread  # lazily: keeps ``import sqs_cluster`` light
+
+    result = await anyio.to_thread.run_sync(handler, *args, limiter=limiter)
+    if inspect.isawaitable(result):
+        return await result
+    return result

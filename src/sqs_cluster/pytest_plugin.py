@@ -214,7 +214,7 @@ def sqs_cluster_config(sqs_cluster_resources: LocalResources) -> Config:
 @_async_fixture
 async def sqs_cluster_client(sqs_cluster_resources: LocalResources) -> AsyncIterator[MessageClient]:
     """An open async MessageClient on the test's resources."""
-    from ._client import MessageClient
+    from ._client.client import MessageClient
 
     async with MessageClient(sqs_cluster_resources.config) as client:
         yield client
@@ -276,7 +276,7 @@ class EventFactory:
         fifo = self.queue_url.endswith(".fifo")
         group = group_id if fifo else None
         if tracked:
-            from ._outgoing import Message
+            from ._messages.outgoing import Message
 
             entries = [
                 Message(body, message_group_id=group, message_deduplication_id=_dedup(fifo))
@@ -296,7 +296,7 @@ class EventFactory:
         """Receive up to ``count`` messages; wait up to ``patience`` seconds for missing ones."""
         import time
 
-        from ._lambda_shape import lambda_event
+        from ._messages.lambda_shape import lambda_event
 
         deadline = time.monotonic() + patience
         messages: dict[str, dict[str, Any]] = {}

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: dc01dcc1f02dcbd8 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 8e0776f9f3f6c541 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -44,8 +44,8 @@ from .. import (
 )
 from ._batch import Handler
 from ._client import MessageClient
-from ._cluster_model import ClusterCallback, ClusterRecord
 from ._event import ReceivedMessage
+from ._model import ClusterCallback, ClusterRecord
 from ._provision import ensure_resources
 from ._worker import Worker, run_worker
 

@@ -1,6 +1,6 @@
-# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._batch.
-# Body digest: 9f8993099692abb8 (gen_sync.py --check tells hand edits from stale files).
-"""Blocking twin of ``sqs_cluster._batch`` (generated)."""
+# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._messages.batch.
+# Body digest: 717bb37ee3f387c0 (gen_sync.py --check tells hand edits from stale files).
+"""Blocking twin of ``sqs_cluster._messages.batch`` (generated)."""
 
 from __future__ import annotations
 

@@ -1,27 +1,27 @@
-# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.
-# Body digest: 0224c9acd3d8d8c7 (gen_sync.py --check tells hand edits from stale files).
-"""Blocking twin of ``sqs_cluster._client`` (generated)."""
+# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
+# Body digest: 6d4c42f38a3b4d4e (gen_sync.py --check tells hand edits from stale files).
+"""Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
-from .. import _sync_support
-from .._aws import RequestHook
-from .._batch import DEFAULT_BATCH_CONCURRENCY, PartialBatchResponse
-from .._client import MessageClient as _AsyncMessageClient
-from .._client import RecordLike
-from .._cluster_api import ClusterKeyLike
+from .._aws.clients import RequestHook
+from .._client.client import MessageClient as _AsyncMessageClient
+from .._client.client import RecordLike
+from .._client.clusters import ClusterKeyLike
 from .._config import Config
-from .._errors import PartialSendError
-from .._records import MessageRecord, RecordKey, Status
-from .._sending import Progress
-from .._store import Changes, ChangesFn
-from .._tracking import Claim
+from .._facade import runtime as _sync_support
+from .._messages.batch import DEFAULT_BATCH_CONCURRENCY, PartialBatchResponse
+from .._messages.errors import PartialSendError
+from .._messages.sending import Progress
+from .._messages.tracking import Claim
+from .._records.model import MessageRecord, RecordKey, Status
+from .._records.store import Changes, ChangesFn
 from ._batch import Handler
-from ._cluster_model import ClusterCallback, ClusterRecord
 from ._event import ReceivedMessage
+from ._model import ClusterCallback, ClusterRecord
 
 
 class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):

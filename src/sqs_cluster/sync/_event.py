@@ -1,15 +1,15 @@
-# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._event.
-# Body digest: 60d1e64fdd8cdc90 (gen_sync.py --check tells hand edits from stale files).
-"""Blocking twin of ``sqs_cluster._event`` (generated)."""
+# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._messages.event.
+# Body digest: a2db2c1f4eba7ec6 (gen_sync.py --check tells hand edits from stale files).
+"""Blocking twin of ``sqs_cluster._messages.event`` (generated)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Generic
 
-from .. import _sync_support
-from .._event import ReceivedMessage as _AsyncReceivedMessage
-from .._records import MessageRecord, RecordKey, RecordType
+from .._facade import runtime as _sync_support
+from .._messages.event import ReceivedMessage as _AsyncReceivedMessage
+from .._records.model import MessageRecord, RecordKey, RecordType
 from .._types import Body
 
 

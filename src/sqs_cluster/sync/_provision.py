@@ -1,15 +1,15 @@
-# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._provision.
-# Body digest: d52c93fdfb6c4366 (gen_sync.py --check tells hand edits from stale files).
-"""Blocking twin of ``sqs_cluster._provision`` (generated)."""
+# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._aws.provision.
+# Body digest: c74449981109b9a9 (gen_sync.py --check tells hand edits from stale files).
+"""Blocking twin of ``sqs_cluster._aws.provision`` (generated)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .. import _sync_support
+from .._aws.provision import DEFAULT_MAX_RECEIVE_COUNT, Resources
+from .._aws.provision import ensure_resources as _async_ensure_resources
 from .._config import Config
-from .._provision import DEFAULT_MAX_RECEIVE_COUNT, Resources
-from .._provision import ensure_resources as _async_ensure_resources
+from .._facade import runtime as _sync_support
 
 
 def ensure_resources(

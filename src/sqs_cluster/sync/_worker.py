@@ -1,15 +1,15 @@
-# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._worker.
-# Body digest: 0971ad6a2413d2db (gen_sync.py --check tells hand edits from stale files).
-"""Blocking twin of ``sqs_cluster._worker`` (generated)."""
+# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._cli.worker.
+# Body digest: c615b16aec542d8d (gen_sync.py --check tells hand edits from stale files).
+"""Blocking twin of ``sqs_cluster._cli.worker`` (generated)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from .. import _sync_support
-from .._worker import LambdaHandler, WorkerOptions, WorkerStats
-from .._worker import Worker as _AsyncWorker
-from .._worker import run_worker as _async_run_worker
+from .._cli.worker import LambdaHandler, WorkerOptions, WorkerStats
+from .._cli.worker import Worker as _AsyncWorker
+from .._cli.worker import run_worker as _async_run_worker
+from .._facade import runtime as _sync_support
 from ._client import MessageClient
 
 

@@ -182,9 +182,9 @@ _INFRASTRUCTURE = (
     "asyncio",
     "contextlib",
     "functools",
-    "sqs_cluster._aws",
-    "sqs_cluster._portal",
-    "sqs_cluster._sync_support",
+    "sqs_cluster._aws.clients",
+    "sqs_cluster._facade.portal",
+    "sqs_cluster._facade.runtime",
     "sqs_cluster.testing",
     "threading",
     "concurrent",
@@ -195,14 +195,14 @@ def _library_caller() -> str | None:
     """Who issued the request being hooked: 'library', 'provisioning' or None (anyone else).
 
     Decided by the innermost calling frame outside botocore, asyncio and the AWS layer: code
-    in ``sqs_cluster._provision`` is provisioning, other ``sqs_cluster`` code is the library,
+    in ``sqs_cluster._aws.provision`` is provisioning, other ``sqs_cluster`` code is the library,
     and everything else (a test reaching for ``client._aws``) is not counted.
     """
     frame = sys._getframe(1)
     while frame is not None:
         module = str(frame.f_globals.get("__name__", ""))
         if not module.startswith(_INFRASTRUCTURE):
-            if module.startswith("sqs_cluster._provision"):
+            if module.startswith("sqs_cluster._aws.provision"):
                 return "provisioning"
             return "library" if module.startswith("sqs_cluster") else None
         frame = frame.f_back  # type: ignore[assignment]
@@ -242,7 +242,7 @@ class OperationRecorder:
     @contextmanager
     def record_all_clients(self) -> Iterator[OperationRecorder]:
         """Record every sqs-cluster AWS layer opened inside the block (patches ``AWS``)."""
-        from .._aws import AWS
+        from .._aws.clients import AWS
 
         original = AWS.__aenter__
         recorder = self

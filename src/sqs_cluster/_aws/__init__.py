@@ -1,0 +1,1 @@
+"""The AWS layer: clients, the one semaphore, retries, conditional writes, checks, provisioning."""

@@ -1,0 +1,110 @@
+"""Raw queue operations: receive, delete, change visibility, queue attributes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from .._concurrency import chunked
+from .._errors import ResourceMissingError
+from .clients import AWS, error_code
+from .retry import sleep_backoff
+
+logger = logging.getLogger("sqs_cluster")
+MISSING_QUEUE_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+async def receive(
+    aws: AWS,
+    queue_url: str,
+    *,
+    max_messages: int,
+    wait_seconds: int,
+    visibility_timeout: int | None = None,
+) -> list[dict[str, Any]]:
+    """ReceiveMessage with every system and message attribute (what Lambda events carry)."""
+    params: dict[str, Any] = {
+        "QueueUrl": queue_url,
+        "MaxNumberOfMessages": max_messages,
+        "WaitTimeSeconds": wait_seconds,
+        "AttributeNames": ["All"],
+        "MessageAttributeNames": ["All"],
+    }
+    if visibility_timeout is not None:
+        params["VisibilityTimeout"] = visibility_timeout
+    try:
+        async with aws.slot():
+            resp: Any = await aws.sqs.receive_message(**params)
+    except Exception as exc:
+        if error_code(exc) in MISSING_QUEUE_CODES:
+            raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
+        raise
+    return list(resp.get("Messages", []))
+
+
+async def change_visibility(
+    aws: AWS, queue_url: str, receipt_handles: Sequence[str], timeout: int
+) -> list[str]:
+    """ChangeMessageVisibilityBatch (10 a call): extend a lease on messages, or release them.
+
+    Entries SQS reports as Failed are retried with back-off, except sender faults (a handle
+    that expired meanwhile, whose message is visible again anyway). Returns the handles whose
+    visibility was not changed: sender faults, and entries still failing after the retries.
+    """
+    unchanged: list[str] = []
+    for chunk in chunked(receipt_handles, 10):
+        pending = dict(enumerate(chunk))
+        for attempt in range(aws.config.partial_retry_attempts):
+            if attempt:
+                await sleep_backoff(attempt)
+            entries: Any = [
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": timeout}
+                for i, h in pending.items()
+            ]
+            async with aws.slot():
+                resp: Any = await aws.sqs.change_message_visibility_batch(
+                    QueueUrl=queue_url, Entries=entries
+                )
+            failed = resp.get("Failed", [])
+            unchanged.extend(pending[int(f["Id"])] for f in failed if f.get("SenderFault"))
+            retry = [f for f in failed if not f.get("SenderFault")]
+            pending = {int(f["Id"]): pending[int(f["Id"])] for f in retry}
+            if not pending:
+                break
+        unchanged.extend(pending.values())
+    return unchanged
+
+
+async def delete_batch(aws: AWS, queue_url: str, receipt_handles: Sequence[str]) -> list[int]:
+    """DeleteMessageBatch of at most 10 handles; returns the positions that were not deleted.
+
+    Best effort: a request that fails leaves every handle undeleted (logged, not raised).
+    """
+    entries: Any = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles)]
+    try:
+        async with aws.slot():
+            resp: Any = await aws.sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    except Exception as exc:
+        logger.warning("could not delete %d messages: %s", len(receipt_handles), exc)
+        return list(range(len(receipt_handles)))
+    return [int(f["Id"]) for f in resp.get("Failed", [])]
+
+
+async def queue_attribute(aws: AWS, queue_url: str, name: str) -> str | None:
+    """One queue attribute (a clear ResourceMissingError if the queue does not exist)."""
+    names: Any = [name]
+    try:
+        async with aws.slot():
+            resp: Any = await aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
+    except Exception as exc:
+        if error_code(exc) in MISSING_QUEUE_CODES:
+            raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
+        raise
+    value = resp.get("Attributes", {}).get(name)
+    return None if value is None else str(value)
+
+
+async def visibility_timeout(aws: AWS, queue_url: str) -> int:
+    """The queue's VisibilityTimeout in seconds."""
+    return int(await queue_attribute(aws, queue_url, "VisibilityTimeout") or 30)

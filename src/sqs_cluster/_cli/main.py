@@ -1,0 +1,264 @@
+"""The ``sqs-cluster`` command line. Errors are one clear line and exit code 1, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import SQSClusterError
+
+EPILOG = (
+    "Configuration comes from SQS_CLUSTER_* environment variables (SQS_CLUSTER_TABLE, "
+    "SQS_CLUSTER_BUCKET, ...) and the usual AWS variables; flags override them."
+)
+
+
+def _add_aws_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--table", help="DynamoDB table (default: $SQS_CLUSTER_TABLE)")
+    parser.add_argument("--bucket", help="S3 bucket for globals (default: $SQS_CLUSTER_BUCKET)")
+    parser.add_argument("--endpoint-url", help="AWS endpoint URL (e.g. a local one)")
+    parser.add_argument("--region", help="AWS region (default: $AWS_REGION)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sqs-cluster",
+        description="Tracked SQS messages and message clusters on SQS, DynamoDB and S3.",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="run a message cluster end to end on an embedded local AWS",
+        description="Create a cluster with globals, run local workers over it (every tenth "
+        "task fails once and is retried), show live progress, and print what "
+        "on_cluster_complete reported. Starts an embedded local AWS unless --endpoint-url or "
+        "SQS_CLUSTER_TABLE is set, in which case it uses those.",
+    )
+    demo.add_argument("--tasks", type=int, default=1000, help="tasks in the cluster (default 1000)")
+    demo.add_argument("--workers", type=int, default=4, help="concurrent pollers (default 4)")
+    demo.add_argument("--endpoint-url", help="run against this AWS endpoint instead")
+
+    worker = sub.add_parser(
+        "worker",
+        help="long-poll a queue and call a Lambda-style handler",
+        description="Receive batches from QUEUE_URL and call HANDLER(event, context) with "
+        "Lambda-shaped SQS events; delete what succeeded (partial batch responses honoured), "
+        "extend visibility while it runs, and stop gracefully on SIGINT/SIGTERM.",
+        epilog=EPILOG,
+    )
+    worker.add_argument("queue_url", metavar="QUEUE_URL")
+    worker.add_argument(
+        "handler",
+        metavar="HANDLER",
+        nargs="?",
+        help="module:function, e.g. app:handler (not with --dead-letters)",
+    )
+    worker.add_argument(
+        "--dead-letters",
+        action="store_true",
+        help="QUEUE_URL is a dead-letter queue: settle its messages with process_dead_letters "
+        "(record failed for good, count tasks as failed, end their clusters) instead of HANDLER",
+    )
+    worker.add_argument(
+        "--on-cluster-complete",
+        metavar="CALLBACK",
+        help="with --dead-letters: module:function run as on_cluster_complete(cluster, "
+        "get_globals) when a settled task ends its cluster",
+    )
+    worker.add_argument("--batch-size", type=int, default=10, help="1-10 (default 10)")
+    worker.add_argument("--concurrency", type=int, default=1, help="concurrent pollers (default 1)")
+    worker.add_argument("--wait-seconds", type=int, default=20, help="long-poll wait, 0-20")
+    worker.add_argument("--visibility-timeout", type=int, help="default: the queue's")
+    worker.add_argument("--max-empty-polls", type=int, help="exit after this many empty polls")
+    _add_aws_flags(worker)
+
+    status = sub.add_parser(
+        "status",
+        help="show a cluster's progress",
+        description="Show a cluster's completed, failed and remaining tasks, rate and ETA.",
+        epilog=EPILOG,
+    )
+    status.add_argument("cluster", metavar="CLUSTER", help="the cluster's pKey or id")
+    status.add_argument("--watch", action="store_true", help="refresh until the cluster ends")
+    _add_aws_flags(status)
+
+    init = sub.add_parser(
+        "init",
+        help="create the table, bucket and (optionally) a queue with a DLQ",
+        description="Idempotently create the table (TTL on expiresAt), the bucket (encrypted, "
+        "private, 30-day lifecycle) and, with --queue, a queue with a dead-letter queue.",
+        epilog=EPILOG,
+    )
+    init.add_argument("--queue", help="also create this queue with a DLQ")
+    init.add_argument("--max-receive-count", type=int, default=3, help="redrive limit (default 3)")
+    init.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=360,
+        help="visibility timeout in seconds; keep it above Config.lease_seconds (default 360)",
+    )
+    _add_aws_flags(init)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from .._config import Config
+
+    flags = {
+        "table": args.table,
+        "bucket": args.bucket,
+        "endpoint_url": args.endpoint_url,
+        "region": args.region,
+    }
+    return Config.from_env(**{k: v for k, v in flags.items() if v})
+
+
+def load_handler(path: str, field_name: str = "handler") -> Any:
+    """Import ``module:function``; a clear error naming ``field_name`` when it is not there."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise SQSClusterError(f"{field_name}: expected module:function, got {path!r}")
+    sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SQSClusterError(
+            f"{field_name}: cannot import module {module_name!r}: {exc}"
+        ) from None
+    handler = getattr(module, attr, None)
+    if not callable(handler):
+        raise SQSClusterError(f"{field_name}: {module_name!r} has no callable {attr!r}")
+    return handler
+
+
+def _worker_handlers(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(HANDLER, None), or with ``--dead-letters`` (None, the cluster callback or None)."""
+    if not args.dead_letters:
+        if args.on_cluster_complete:
+            raise SQSClusterError(
+                "--on-cluster-complete: only with --dead-letters; HANDLER passes its own "
+                "callback to safe_process_batch"
+            )
+        if not args.handler:
+            raise SQSClusterError("HANDLER: required (module:function), unless --dead-letters")
+        return load_handler(args.handler), None
+    if args.handler:
+        raise SQSClusterError(
+            f"HANDLER: not used with --dead-letters, got {args.handler!r}; the worker settles "
+            "dead letters itself (pass a cluster callback as --on-cluster-complete)"
+        )
+    callback = args.on_cluster_complete
+    return None, load_handler(callback, "--on-cluster-complete") if callback else None
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    from .._client.client import MessageClient
+    from .worker import Worker, WorkerOptions
+
+    handler, callback = _worker_handlers(args)
+    options = WorkerOptions(
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        wait_seconds=args.wait_seconds,
+        visibility_timeout=args.visibility_timeout,
+        max_empty_polls=args.max_empty_polls,
+    )
+    async with MessageClient(_config(args)) as client:
+        if handler is None:  # --dead-letters
+
+            async def handler(event: Any, context: Any) -> Any:
+                return await client.process_dead_letters(event, on_cluster_complete=callback)
+
+        worker = Worker(client, args.queue_url, handler, options)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        stats = await worker.run()
+    logging.getLogger("sqs_cluster.worker").info(
+        "stopped: %d batches, %d received, %d succeeded, %d failed, %d released",
+        stats.batches,
+        stats.received,
+        stats.succeeded,
+        stats.failed,
+        stats.released,
+    )
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from .._client.client import MessageClient
+    from .._records.model import KEY_PREFIX
+    from .status import watch_cluster
+
+    key = args.cluster if args.cluster.startswith(KEY_PREFIX) else KEY_PREFIX + args.cluster
+    async with MessageClient(_config(args)) as client:
+        cluster = await watch_cluster(client, key, watch=args.watch)
+    return 0 if cluster.status.value != "ERROR" else 2
+
+
+async def _init(args: argparse.Namespace) -> int:
+    from .._aws.provision import ensure_resources
+
+    res = await ensure_resources(
+        _config(args),
+        queue_name=args.queue,
+        max_receive_count=args.max_receive_count,
+        visibility_timeout=args.visibility_timeout,
+    )
+    print(f"table:  {res.table}\nbucket: {res.bucket or '-'}")
+    if res.queue_url:
+        print(f"queue:  {res.queue_url}\ndlq:    {res.dlq_url}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from .demo import run_demo
+
+        if args.tasks < 1:
+            raise SQSClusterError("--tasks: must be at least 1")
+        result = run_demo(args.tasks, workers=args.workers, endpoint_url=args.endpoint_url)
+        return 0 if result.aggregate == result.expected and result.callback_runs == 1 else 1
+    commands = {"worker": _worker, "status": _status, "init": _init}
+    return asyncio.run(commands[args.command](args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sqs-cluster`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "demo":  # the progress bar and the summary tell the story
+        logging.getLogger("sqs_cluster").setLevel(logging.ERROR)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("aiobotocore").setLevel(logging.WARNING)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except ImportError as exc:  # an optional extra is missing
+        print(
+            f"sqs-cluster: error: {exc}; install the extras: pip install 'sqs-cluster[local]'",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as exc:  # AWS and input errors: one clear line, no traceback
+        print(f"sqs-cluster: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, SQSClusterError):
+        return str(exc)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

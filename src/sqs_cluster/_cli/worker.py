@@ -1,0 +1,264 @@
+"""A local worker: long-poll SQS and call a Lambda-style ``handler(event, context)``.
+
+The same handler runs on Lambda, on ECS/EC2 and in tests. Each poller receives a batch, builds
+the event Lambda would (same field names), extends the messages' visibility while the handler
+runs, deletes what succeeded (honouring the partial batch response), and logs one line. On
+stop it finishes the batches in flight, then exits; messages it did not finish are released
+back to the queue, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._client.client import MessageClient
+from .._concurrency import call_handler
+from .._errors import ValidationError
+from .._messages.lambda_shape import lambda_event
+
+logger = logging.getLogger("sqs_cluster.worker")
+
+LambdaHandler = Callable[[dict[str, Any], Any], Any]
+"""``handler(event, context)``, sync or async; returns None or a partial batch response."""
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object handlers use."""
+
+    function_name: str
+    deadline: float
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 0
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds until the batch's visibility would run out (Lambda: the timeout)."""
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did."""
+
+    batches: int = 0
+    received: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    redelivered: int = 0
+    released: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker polls: batch size, pollers, long-poll wait and when to stop by itself."""
+
+    batch_size: int = 10
+    concurrency: int = 1
+    wait_seconds: int = 20
+    visibility_timeout: int | None = None
+    max_empty_polls: int | None = None
+    function_name: str = "sqs-cluster-worker"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= 10:
+            raise ValidationError("batch_size", f"must be 1-10 (SQS limit), got {self.batch_size}")
+        if not 1 <= self.concurrency <= 1000:
+            raise ValidationError("concurrency", f"must be 1-1000, got {self.concurrency}")
+        if not 0 <= self.wait_seconds <= 20:
+            raise ValidationError(
+                "wait_seconds", f"must be 0-20 (SQS limit), got {self.wait_seconds}"
+            )
+
+
+def failed_ids(response: Any, event: Mapping[str, Any]) -> set[str]:
+    """Message ids to keep on the queue, from a handler's return value (Lambda semantics)."""
+    if response is None:
+        return set()
+    if not isinstance(response, Mapping) or not isinstance(
+        response.get("batchItemFailures", []), list
+    ):
+        raise TypeError("handler must return None or {'batchItemFailures': [...]}")
+    ids = {str(f.get("itemIdentifier")) for f in response.get("batchItemFailures", [])}
+    known = {r["messageId"] for r in event["Records"]}
+    if ids - known:  # Lambda treats an unknown identifier as a failure of the whole batch
+        return known
+    return ids
+
+
+class Worker:
+    """Polls one queue with ``options.concurrency`` pollers until stopped."""
+
+    def __init__(
+        self,
+        client: MessageClient,
+        queue_url: str,
+        handler: LambdaHandler,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.handler = handler
+        self.options = options or WorkerOptions()
+        self.stats = WorkerStats()
+        self._stopping: asyncio.Event | None = None
+
+    def stop(self) -> None:
+        """Finish the batches in flight, then return from :meth:`run`."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def run(self) -> WorkerStats:
+        """Poll until :meth:`stop` (or ``max_empty_polls`` empty receives in a row)."""
+        self._stopping = asyncio.Event()
+        opts = self.options
+        visibility = opts.visibility_timeout or await self.client.queue_visibility_timeout(
+            self.queue_url
+        )
+        pollers = [asyncio.ensure_future(self._poll(visibility)) for _ in range(opts.concurrency)]
+        try:
+            await asyncio.gather(*pollers)
+        finally:
+            for poller in pollers:
+                poller.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
+        return self.stats
+
+    async def _poll(self, visibility: int) -> None:
+        assert self._stopping is not None
+        empty = 0
+        while not self._stopping.is_set():
+            messages = await self._receive(visibility)
+            if not messages:
+                empty += 1
+                if (
+                    self.options.max_empty_polls is not None
+                    and empty >= self.options.max_empty_polls
+                ):
+                    return
+                continue
+            empty = 0
+            await asyncio.shield(self._run_batch(messages, visibility))
+
+    async def _receive(self, visibility: int) -> list[dict[str, Any]]:
+        assert self._stopping is not None
+        receive = asyncio.ensure_future(
+            self.client.receive_messages(
+                self.queue_url,
+                max_messages=self.options.batch_size,
+                wait_seconds=self.options.wait_seconds,
+                visibility_timeout=visibility,
+            )
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not receive.done():  # stopping mid-poll: whatever arrives now goes straight back
+            messages = await receive
+            await self._release(messages)
+            return []
+        return receive.result()
+
+    async def _release(self, messages: list[dict[str, Any]]) -> None:
+        if messages:
+            handles = [m["ReceiptHandle"] for m in messages]
+            kept = await self.client.change_visibility(self.queue_url, handles, 0)
+            if kept:  # they come back when their visibility timeout ends instead
+                logger.warning("%d messages not released at once", len(kept))
+            self.stats.released += len(messages)
+
+    async def _run_batch(self, messages: list[dict[str, Any]], visibility: int) -> None:
+        started = time.monotonic()
+        region = self.client.config.region or "us-east-1"
+        event = lambda_event(messages, queue_url=self.queue_url, region=region)
+        context = LambdaContext(self.options.function_name, deadline=started + visibility)
+        heartbeat = asyncio.ensure_future(self._extend(messages, visibility))
+        try:
+            response = await call_handler(self.handler, event, context)
+            failed = failed_ids(response, event)
+        except Exception as exc:
+            logger.warning(
+                "handler raised %s: %s; the whole batch returns", type(exc).__name__, exc
+            )
+            failed = {m["MessageId"] for m in messages}
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        await self._settle(event, failed)
+        self._count(messages, failed)
+        logger.info(
+            "batch: %d received, %d failed, %d ms",
+            len(messages),
+            len(failed),
+            int((time.monotonic() - started) * 1000),
+            extra={"queue_url": self.queue_url, "received": len(messages), "failed": len(failed)},
+        )
+
+    async def _extend(self, messages: list[dict[str, Any]], visibility: int) -> None:
+        handles = [m["ReceiptHandle"] for m in messages]
+        while True:
+            await asyncio.sleep(max(1.0, visibility / 2))
+            try:
+                kept = await self.client.change_visibility(self.queue_url, handles, visibility)
+            except Exception as exc:
+                logger.warning("could not extend visibility: %s", exc)
+            else:
+                if kept:  # SQS may deliver these again while the handler still runs them
+                    logger.warning("visibility of %d messages not extended", len(kept))
+
+    async def _settle(self, event: Mapping[str, Any], failed: set[str]) -> None:
+        done = [
+            self.client.read_sqs_record(r) for r in event["Records"] if r["messageId"] not in failed
+        ]
+        if done:
+            await self.client.delete_messages(done)
+
+    def _count(self, messages: list[dict[str, Any]], failed: set[str]) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.received += len(messages)
+        stats.failed += len(failed)
+        stats.succeeded += len(messages) - len(failed)
+        stats.redelivered += sum(
+            1
+            for m in messages
+            if int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)) > 1
+        )
+
+
+async def run_worker(
+    queue_url: str,
+    handler: LambdaHandler,
+    *,
+    client: MessageClient | None = None,
+    options: WorkerOptions | None = None,
+    stop: asyncio.Event | None = None,
+) -> WorkerStats:
+    """Run a worker until ``stop`` is set (or ``options.max_empty_polls`` empty polls).
+
+    Without ``client`` one is made from the environment (``Config.from_env()``).
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(MessageClient())
+        worker = Worker(client, queue_url, handler, options)
+        if stop is not None:
+            watcher = asyncio.ensure_future(_stop_when(stop, worker))
+            stack.callback(watcher.cancel)
+        return await worker.run()
+
+
+async def _stop_when(event: asyncio.Event, worker: Worker) -> None:
+    await event.wait()
+    worker.stop()

@@ -1,0 +1,1 @@
+"""``MessageClient``, assembled from its message, queue and cluster halves."""

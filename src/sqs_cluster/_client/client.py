@@ -1,0 +1,363 @@
+"""``MessageClient``: the async entry point tying config, AWS clients and operations together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from .._aws.clients import AWS, RequestHook, error_code
+from .._aws.preflight import Preflight
+from .._clusters.model import ClusterCallback
+from .._config import Config
+from .._errors import ConflictError, ValidationError
+from .._messages.batch import (
+    DEFAULT_BATCH_CONCURRENCY,
+    Handler,
+    PartialBatchResponse,
+    process_batch,
+)
+from .._messages.dead_letters import process_dead_letters
+from .._messages.errors import PartialSendError
+from .._messages.event import ReceivedMessage, parse_record
+from .._messages.outgoing import (
+    Message,
+    Prepared,
+    check_delay_seconds,
+    check_queue_limit,
+    prepare_message,
+    unsent_message,
+    validate_queue_url,
+)
+from .._messages.sending import Progress, plain_units, resend_unsent, write_then_send
+from .._messages.tracking import Claim, claim, complete_message, fail_message, raise_if_in_progress
+from .._records.codec import dumps
+from .._records.limits import check_meta_size
+from .._records.model import MessageRecord, RecordKey
+from .._records.store import Changes, ChangesFn, get_record, get_records, update_record
+from .clusters import ClusterOperations
+from .queues import QueueOperations
+
+logger = logging.getLogger("sqs_cluster")
+
+RecordLike = Any
+"""A Lambda SQS record (dict), Powertools' ``SQSRecord``, or a :class:`ReceivedMessage`."""
+
+
+class MessageClient(QueueOperations, ClusterOperations):
+    """Tracked SQS messages and message clusters; use as ``async with MessageClient(cfg) as c``.
+
+    Holds one session and one long-lived client per service for its whole life (open it once
+    per Lambda container, outside the handler, to keep connections warm). Every AWS request of
+    every method shares one semaphore of ``config.max_concurrency`` slots.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        session: Any = None,
+        clients: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = config if config is not None else Config.from_env()
+        self._aws = AWS(self.config, session=session, clients=clients)
+        self._max_receive: dict[str, int | None] = {}
+        self._preflight = Preflight(self._aws)
+
+    async def __aenter__(self) -> MessageClient:
+        await self._aws.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the AWS clients this object opened."""
+        await self._aws.aclose()
+
+    @property
+    def request_counts(self) -> Mapping[str, int]:
+        """AWS requests issued so far, keyed ``"service.Operation"`` (retries not counted)."""
+        return self._aws.request_counts
+
+    def add_request_hook(self, hook: RequestHook) -> Callable[[], None]:
+        """Call ``hook(service, operation, params)`` before each request; returns a remover."""
+        return self._aws.add_request_hook(hook)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def send_message(
+        self, queue_url: str, body: Any, *, meta: Any = None, **sqs_params: Any
+    ) -> RecordKey:
+        """Write a record, then send ``body``; returns the record's key.
+
+        ``body`` is sent unchanged when it is a string, else as JSON. ``meta`` is stored on the
+        record only. ``sqs_params`` are SendMessage parameters (``DelaySeconds``,
+        ``MessageGroupId``, ``MessageAttributes`` ... up to 9 attributes: one carries the key).
+        """
+        validate_queue_url(queue_url)
+        delay = sqs_params.pop("DelaySeconds", None)
+        if delay is not None:
+            check_delay_seconds(delay, "sqs_params.DelaySeconds")
+        message = Message(
+            body=body,
+            delay_seconds=delay,
+            message_group_id=sqs_params.pop("MessageGroupId", None),
+            message_deduplication_id=sqs_params.pop("MessageDeduplicationId", None),
+            message_attributes=sqs_params.pop("MessageAttributes", None),
+        )
+        if sqs_params:
+            raise ValidationError(
+                f"sqs_params.{sorted(sqs_params)[0]}", "not a SendMessage parameter"
+            )
+        prepared = self._prepare(queue_url, [message], meta, field_name="body")[0]
+        await self._check_resources(queue_url, [prepared], "body")
+        await self._put_new_record(prepared)
+        async with self._aws.slot():
+            await self._aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
+        return prepared.key
+
+    async def _put_new_record(self, prepared: Prepared) -> None:
+        """PutItem under a key new to this call. A condition failure can then only meet this
+        call's own write, landed by an attempt whose answer was lost: checked, then ignored."""
+        try:
+            async with self._aws.slot():
+                await self._aws.ddb.put_item(
+                    TableName=self.config.table,
+                    Item=prepared.item,
+                    ConditionExpression="attribute_not_exists(pKey)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            if getattr(exc, "response", {}).get("Item") != prepared.item:
+                raise ConflictError(
+                    f"send_message: a record with the new key {prepared.key} exists and is not "
+                    "the one this call wrote; nothing was sent"
+                ) from exc
+
+    async def send_message_batch(
+        self,
+        queue_url: str,
+        entries: Sequence[Any],
+        *,
+        meta: Any = None,
+        progress: Progress | None = None,
+    ) -> list[RecordKey]:
+        """Send any number of messages: records first (25 a call), then messages (10 a call).
+
+        Each entry is a body or a :class:`Message`. Partial failures are retried with jittered
+        back-off; what still fails raises :class:`PartialSendError`, which lists the indexes sent
+        and not sent: ``resend_unsent(error)`` sends just the unsent ones under their record
+        keys, completing the batch without duplicates or records left behind.
+        """
+        validate_queue_url(queue_url)
+        if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
+            raise ValidationError("entries", "expected a list of message bodies or Message objects")
+        prepared = self._prepare(queue_url, entries, meta, field_name="entries")
+        await self._check_resources(queue_url, prepared, "entries")
+        outcome = await write_then_send(
+            self._aws, queue_url, plain_units(prepared), progress=progress
+        )
+        if outcome.failed:
+            unsent = {i: unsent_message(prepared[i], err) for i, err in outcome.failed.items()}
+            raise PartialSendError(outcome.sent, outcome.failed, queue_url=queue_url, unsent=unsent)
+        return [outcome.sent[i] for i in range(len(prepared))]
+
+    async def resend_unsent(
+        self, error: PartialSendError, *, progress: Progress | None = None
+    ) -> list[RecordKey]:
+        """Send the entries a :class:`PartialSendError` lists as not sent, under their keys.
+
+        Returns the keys of the whole original batch, in order, once every entry was sent; if
+        some still fail it raises PartialSendError again, with the original batch's indexes, so
+        it can be passed here again. Records are not written twice, and an entry whose message
+        a consumer has already received is not sent again.
+        """
+        return await resend_unsent(self._aws, error, progress=progress)
+
+    def _prepare(
+        self, queue_url: str, messages: Sequence[Any], meta: Any, *, field_name: str
+    ) -> list[Prepared]:
+        meta_text = None if meta is None else dumps(meta, field="meta")
+        meta_bytes = check_meta_size(meta_text)
+        single = field_name == "body"
+        return [
+            prepare_message(
+                i,
+                queue_url,
+                m,
+                meta_text=meta_text,
+                ttl_seconds=self.config.record_ttl_seconds,
+                field_name=field_name if single else f"{field_name}[{i}]",
+                meta_bytes=meta_bytes,
+            )
+            for i, m in enumerate(messages)
+        ]
+
+    async def _check_resources(
+        self, queue_url: str, prepared: Sequence[Prepared], field_name: str
+    ) -> None:
+        """Before the first write: the table and the queue exist (once per process and queue),
+        and each message fits the queue's MaximumMessageSize."""
+        await self._preflight.table()
+        limit = await self._preflight.queue_max_bytes(queue_url)
+        check_queue_limit(prepared, limit, field_name)
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def get_message_record(
+        self, key: RecordKey | Mapping[str, str], consistent_read: bool = False
+    ) -> MessageRecord[Any]:
+        """The record of a message or task; raises RecordNotFoundError."""
+        return await get_record(self._aws, RecordKey.coerce(key), consistent_read=consistent_read)
+
+    async def get_message_records(
+        self, keys: Iterable[RecordKey | Mapping[str, str]]
+    ) -> list[MessageRecord[Any] | None]:
+        """Many records with BatchGetItem (100 keys a call); None where a record is missing."""
+        return await get_records(self._aws, [RecordKey.coerce(k) for k in keys])
+
+    async def update_message_record(
+        self, key: RecordKey | Mapping[str, str], changes_or_fn: Changes | ChangesFn
+    ) -> MessageRecord[Any]:
+        """Change ``meta`` or your own fields; a function gets the record and returns changes.
+
+        The write is conditional on the record's revision and retried on conflict, so
+        concurrent updaters never lose each other's changes.
+        """
+        record_key = RecordKey.coerce(key)
+        await self._preflight.table()
+        return await update_record(self._aws, record_key, changes_or_fn)
+
+    # -- consuming -----------------------------------------------------------------------------
+
+    def read_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
+        """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client."""
+        if isinstance(record, ReceivedMessage):
+            return record if record.client is self else replace(record, client=self)
+        parsed = parse_record(
+            record, endpoint_url=self.config.endpoint_url, bucket=self.config.bucket
+        )
+        return replace(parsed, client=self)
+
+    async def claim(self, record: RecordLike) -> Claim:
+        """Try to take the message's lease; see :class:`ClaimOutcome`."""
+        message = self.read_sqs_record(record)
+        await self._preflight.table()
+        return await claim(self._aws, message)
+
+    async def is_complete(self, record: RecordLike) -> bool:
+        """True if the message was already processed (skip it); False once this call claims it.
+
+        Claiming is the side effect that makes duplicates safe: the first delivery gets False
+        and a lease. Raises :class:`MessageInProgressError` while another delivery holds a live
+        lease: let it propagate so this delivery returns to the queue.
+        """
+        message = self.read_sqs_record(record)
+        await self._preflight.table()
+        return raise_if_in_progress(await claim(self._aws, message), message.key)
+
+    async def mark_complete(self, record: RecordLike, result: Any = None) -> bool:
+        """Mark the message complete; False if it already was (a duplicate completion).
+
+        A JSON ``result`` is stored on the record in the same write (``MessageRecord.result``).
+        For a task of a cluster the task is also counted in its cluster, exactly once, and
+        the cluster ends if it was the last one.
+        """
+        message = self.read_sqs_record(record)
+        if message.is_task:
+            counted, _ = await self._finish_task(message, result=result)
+            return counted
+        return await complete_message(self._aws, message.key, result)
+
+    async def mark_failed(self, record: RecordLike, error: BaseException) -> bool:
+        """Append ``error`` to the record, set ``ERROR`` and release the lease for a retry.
+
+        On the message's last allowed receive (``Config.max_receive_count`` or the queue's
+        redrive policy) the record is marked stopped, and a task is counted as failed in its
+        cluster so the cluster still ends.
+        """
+        message = self.read_sqs_record(record)
+        if await self.is_last_receive(message):
+            if message.is_task:
+                counted, _ = await self._finish_task(message, error)
+                return counted
+            return await fail_message(self._aws, message, error, final=True)
+        return await fail_message(self._aws, message, error)
+
+    async def is_last_receive(self, record: RecordLike) -> bool:
+        """True when this delivery is the last one SQS will make before the DLQ."""
+        message = self.read_sqs_record(record)
+        limit = await self.max_receive_count(message.queue_url)
+        return limit is not None and message.receive_count >= limit
+
+    async def safe_process_batch(
+        self,
+        event: Any,
+        handler: Handler,
+        *,
+        track: bool = True,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+        delete_succeeded: bool = False,
+        on_cluster_complete: ClusterCallback | None = None,
+    ) -> PartialBatchResponse:
+        """Run ``handler`` on each record and return Lambda's partial batch response.
+
+        With ``track`` each record is claimed first (duplicates and completed messages are
+        skipped), completed on success and failed on error; ``track=False`` skips DynamoDB.
+        At most ``concurrency`` records run at once. FIFO queues stop a message group at its
+        first failure. ``delete_succeeded`` deletes successes itself (for event sources without
+        ReportBatchItemFailures). A malformed event raises before any side effect.
+        ``on_cluster_complete`` runs once per cluster, when the batch ends that cluster's last
+        task (or finds an ended cluster whose callback has not run).
+        """
+        return await process_batch(
+            self,
+            event,
+            handler,
+            track=track,
+            concurrency=concurrency,
+            delete_succeeded=delete_succeeded,
+            on_cluster_complete=on_cluster_complete,
+        )
+
+    async def process_dead_letters(
+        self,
+        event: Any,
+        *,
+        on_cluster_complete: ClusterCallback | None = None,
+        concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    ) -> PartialBatchResponse:
+        """Settle a dead-letter queue's batch; returns Lambda's partial batch response.
+
+        For messages whose receives ran out with nothing recorded (the worker died on the last
+        allowed receive, or no receive got as far as the claim): each tracked record that is
+        neither complete nor failed for good is marked failed for good (error type
+        ``ReceivesExhausted``), and a task is counted as failed in its cluster exactly once,
+        ending the cluster and running ``on_cluster_complete`` when it was the last. Records
+        already settled, and untracked messages, succeed with nothing written. A record whose
+        lease is still live is reported as a failure, so it returns after the lease. An event
+        from the queue a tracked message was sent to (not a dead-letter queue) raises
+        ValidationError before any write.
+        """
+        return await process_dead_letters(
+            self, event, on_cluster_complete=on_cluster_complete, concurrency=concurrency
+        )
+
+    def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None:
+        """Log a failed record with structured fields (Powertools' Logger renders them)."""
+        logger.warning(
+            "message %s failed: %s: %s",
+            message.message_id,
+            type(exc).__name__,
+            exc,
+            extra={
+                "message_id": message.message_id,
+                "record_key": message.key.to_dict(),
+                "cluster_key": message.cluster_key.to_dict() if message.cluster_key else None,
+                "receive_count": message.receive_count,
+            },
+        )

@@ -1,0 +1,180 @@
+"""The cluster half of :class:`MessageClient`: create, read, update, globals and fan-in."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._clusters.complete import count_task, finalize_if_done, run_callback
+from .._clusters.create import create_cluster
+from .._clusters.globals import read_globals, update_globals
+from .._clusters.model import ClusterCallback, ClusterRecord, globals_object_key
+from .._clusters.plan import plan_cluster
+from .._clusters.read import coerce_cluster_key, iter_task_records, read_cluster
+from .._errors import ConfigError
+from .._messages.event import ReceivedMessage
+from .._messages.sending import Progress
+from .._records.model import MessageRecord, RecordKey, Status
+from .._records.store import Changes, ChangesFn, update_record
+
+if TYPE_CHECKING:
+    from .._aws.clients import AWS
+    from .._aws.preflight import Preflight
+
+ClusterKeyLike = Any
+"""A RecordKey, a ``{"pKey", "rKey"}`` mapping, or just the cluster's ``pKey`` string."""
+
+
+class ClusterOperations:
+    """Cluster methods; mixed into MessageClient, which provides ``_aws``."""
+
+    _aws: AWS
+    _preflight: Preflight
+
+    async def create_message_cluster(
+        self,
+        queue_url: str,
+        tasks: Sequence[Any],
+        *,
+        globals: Any = None,
+        meta: Any = None,
+        omit_globals: bool = False,
+        cluster_id: str | None = None,
+        progress: Progress | None = None,
+        tolerated_failures: int | str | None = None,
+    ) -> RecordKey:
+        """Fan out one message per task, fan back in with ``on_cluster_complete``.
+
+        Every task is validated before anything is written (errors name ``tasks[i]``). Then the
+        cluster record, the globals object (``<pKey>-globals.json``, SSE-encrypted), the task
+        records and the messages are written, concurrently under the client's semaphore.
+        ``progress(n)`` is called as tasks are confirmed sent. If it fails (ClusterSendError
+        names the id) or the process dies, call it again with the same ``cluster_id`` to resume
+        without resending what was sent. One call fans a cluster out at a time: a second call
+        waits for the first (at most one fan-out lease, ``min(lease_seconds, 30)`` seconds),
+        then resumes what is left, or returns while the first is still sending.
+        ``tolerated_failures`` (a count or ``"10%"``) decides whether the cluster ends
+        ``COMPLETE`` or ``ERROR`` when tasks fail their last allowed receive.
+        """
+        plan = await plan_cluster(
+            self._aws,
+            queue_url,
+            tasks,
+            globals_value=globals,
+            meta=meta,
+            omit_globals=omit_globals,
+            cluster_id=cluster_id,
+            tolerated_failures=tolerated_failures,
+            queue_max_bytes=self._preflight.queue_max_bytes,
+        )
+        if plan.location is None:
+            await self._preflight.table()
+        else:  # independent reads: one round trip, not two
+            await asyncio.gather(self._preflight.table(), self._preflight.bucket())
+        return await create_cluster(self._aws, plan, progress=progress)
+
+    async def get_message_cluster(
+        self, key: ClusterKeyLike, consistent_read: bool = False
+    ) -> ClusterRecord[Any, Any]:
+        """The cluster record with its counts; ``get_globals()`` and ``iter_tasks()`` are lazy."""
+        cluster = await read_cluster(
+            self._aws, coerce_cluster_key(key), consistent_read=consistent_read
+        )
+        return dataclasses.replace(cluster, client=self)
+
+    def iter_tasks(
+        self, cluster: ClusterRecord[Any, Any], status: Status | None = None
+    ) -> AsyncIterator[MessageRecord[Any]]:
+        """Task records of ``cluster`` in index order (100 per request), filtered by status."""
+        return iter_task_records(self._aws, cluster, status)
+
+    def _globals_location(self, key: ClusterKeyLike) -> dict[str, str]:
+        bucket = self._aws.config.bucket
+        if not bucket:
+            raise ConfigError("bucket: cluster globals need Config.bucket")
+        return {"Bucket": bucket, "Key": globals_object_key(coerce_cluster_key(key))}
+
+    async def _globals_at(self, location: Mapping[str, str]) -> Any:
+        """The globals at a stored ``{"Bucket", "Key"}`` location."""
+        value, _ = await read_globals(self._aws, location)
+        return value
+
+    async def get_message_cluster_globals(self, key: ClusterKeyLike) -> Any:
+        """The cluster's globals, read from S3 (accepts the key or just the ``pKey``)."""
+        value, _ = await read_globals(self._aws, self._globals_location(key))
+        return value
+
+    async def update_message_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
+        """Replace the globals, or pass ``fn(old) -> new`` for a safe read-modify-write.
+
+        The function form writes with If-Match on the ETag it read and retries on conflict,
+        so concurrent updaters never lose each other's changes. Returns the new globals.
+        """
+        return await update_globals(self._aws, self._globals_location(key), value_or_fn)
+
+    async def update_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
+        """Alias of :meth:`update_message_cluster_globals` (the design documents' name)."""
+        return await self.update_message_cluster_globals(key, value_or_fn)
+
+    async def update_message_cluster(
+        self, key: ClusterKeyLike, changes_or_fn: Changes | ChangesFn
+    ) -> ClusterRecord[Any, Any]:
+        """Change the cluster's ``meta`` or your own fields, conditionally (like records)."""
+        key = coerce_cluster_key(key)
+        await self._preflight.table()
+        cluster = await self.get_message_cluster(key)
+        await update_record(self._aws, cluster.key, changes_or_fn, expected_type="cluster")
+        return await self.get_message_cluster(cluster.key, consistent_read=True)
+
+    async def on_cluster_complete(self, key: ClusterKeyLike, callback: ClusterCallback) -> bool:
+        """Run ``callback(cluster, get_globals)`` if the cluster ended and it has not run yet.
+
+        Returns True if this call ran it. Exactly one caller runs it even when many workers
+        finish together; if its runner died, a later call (or redelivery) runs it again. A
+        failing callback's error is recorded on the cluster and raised; ConflictError means
+        this call's claim lapsed before the callback started (call again).
+        """
+        cluster = await finalize_if_done(self._aws, coerce_cluster_key(key))
+        return await run_callback(self._aws, self._bind(cluster), callback)
+
+    async def _finish_task(
+        self,
+        message: ReceivedMessage[Any],
+        error: BaseException | None = None,
+        result: Any = None,
+    ) -> tuple[bool, ClusterRecord[Any, Any] | None]:
+        """Count a task (complete, or failed for good) and end its cluster if it was the last.
+
+        Returns whether this call counted it, and the cluster once every task was counted.
+        """
+        counted = await count_task(self._aws, message, error=error, result=result)
+        assert message.cluster_key is not None
+        cluster = await finalize_if_done(self._aws, message.cluster_key)
+        return counted, self._bind(cluster)
+
+    def _bind(self, cluster: ClusterRecord[Any, Any] | None) -> ClusterRecord[Any, Any] | None:
+        return None if cluster is None else dataclasses.replace(cluster, client=self)
+
+    async def _after_task(
+        self, message: ReceivedMessage[Any], callback: ClusterCallback | None, limiter: Any = None
+    ) -> None:
+        """For a task seen complete again: end its cluster and run a due callback (recovery)."""
+        assert message.cluster_key is not None
+        cluster = await finalize_if_done(self._aws, message.cluster_key)
+        if callback is not None:
+            await run_callback(self._aws, self._bind(cluster), callback, limiter)
+
+    async def _run_callback(
+        self,
+        cluster: ClusterRecord[Any, Any] | None,
+        callback: ClusterCallback | None,
+        limiter: Any = None,
+    ) -> None:
+        """Run a due callback; a sync one in a worker thread under the batch's ``limiter``."""
+        if callback is not None:
+            await run_callback(self._aws, cluster, callback, limiter)
+
+
+__all__ = ["ClusterKeyLike", "ClusterOperations"]

@@ -1,0 +1,1 @@
+"""Message clusters: model, plan, fan-out, fan-in, reads, progress, globals, task wire."""

@@ -1,0 +1,350 @@
+"""Fan-in: count each task exactly once, end the cluster once, run its callback once.
+
+Counting a task is one TransactWriteItems: the task record moves to ``COMPLETE`` (or, on its
+last allowed receive, ``ERROR``/stopped) only if it has not already, and the cluster's counter
+shard is incremented in the same transaction, so a crash can never leave a task counted twice
+or not at all. Whoever then sees ``completed + failed == total`` ends the cluster with a
+conditional update (one winner), which leaves the callback ``PENDING``. The callback is claimed
+with a lease, like a message, so it runs once, and again only if its runner died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from .._aws.clients import AWS, error_code
+from .._aws.retry import sleep_backoff
+from .._concurrency import call_handler
+from .._errors import ConflictError
+from .._messages.event import ReceivedMessage
+from .._messages.tracking import complete_update, error_entry, fail_update, landed, lease_owner
+from .._records.codec import error_attr, from_item, key_item, now_iso
+from .._records.model import RecordKey, Status, StatusCode
+from .model import (
+    CallbackState,
+    ClusterCallback,
+    ClusterRecord,
+    cluster_from_items,
+    counter_key,
+    counter_shard,
+)
+from .read import read_cluster, read_cluster_items, read_counts
+
+NOT_STOPPED = " AND statusCode <> :stopped"
+
+logger = logging.getLogger("sqs_cluster")
+
+
+def _counter_update(aws: AWS, cluster: RecordKey, index: int, field: str) -> dict[str, Any]:
+    return {
+        "TableName": aws.config.table,
+        "Key": key_item(counter_key(cluster, counter_shard(index))),
+        "UpdateExpression": "ADD #f :one SET updatedAt = :now",
+        "ExpressionAttributeNames": {"#f": field},
+        "ExpressionAttributeValues": {":one": {"N": "1"}, ":now": {"S": now_iso()}},
+    }
+
+
+def not_stopped(update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` with the extra condition that its record is not stopped (failed for good)."""
+    update = dict(update)
+    update["ConditionExpression"] += NOT_STOPPED
+    update["ExpressionAttributeValues"] = {
+        **update["ExpressionAttributeValues"],
+        ":stopped": {"N": str(int(StatusCode.STOPPED))},
+    }
+    return update
+
+
+async def count_task(
+    aws: AWS,
+    message: ReceivedMessage[Any],
+    *,
+    error: BaseException | None = None,
+    result: Any = None,
+) -> bool:
+    """Complete (or, with ``error``, finally fail) a task and count it; False if counted before."""
+    assert message.cluster_key is not None and message.task_index is not None
+    if error is None:
+        task = complete_update(aws, message.key, result)
+        field = "completed"
+    else:
+        entry = error_entry(error, message.receive_count)
+        task = fail_update(aws, message.key, entry, final=True, owner=lease_owner(message))
+        field = "failed"
+    counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
+    return counted or landed(task, item)  # a lost answer: the retry met this very write
+
+
+async def count_once(
+    aws: AWS, task: dict[str, Any], cluster: RecordKey, index: int, field: str
+) -> tuple[bool, dict[str, Any] | None]:
+    """The exactly-once count: ``task`` (an UpdateItem of the task record, made conditional on
+    the task not being counted yet) and its counter shard's ``field`` + 1, in one transaction.
+
+    Returns (True, None) when it counted, else (False, the task item as it stood when ``task``
+    asks for it with ``ReturnValuesOnConditionCheckFailure``, None when it is absent).
+    """
+    items = [
+        {"Update": not_stopped(task)},
+        {"Update": _counter_update(aws, cluster, index, field)},
+    ]
+    for attempt in range(aws.config.partial_retry_attempts):
+        if attempt:
+            await sleep_backoff(attempt)
+        try:
+            async with aws.slot():
+                await aws.ddb.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+            return True, None
+        except Exception as exc:
+            reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
+            codes = [r.get("Code") for r in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return False, reasons[0].get("Item")
+            if (
+                error_code(exc) != "TransactionCanceledException"
+                or "TransactionConflict" not in codes
+            ):
+                raise
+    key = task["Key"]["pKey"]["S"]
+    raise ConflictError(
+        f"counting task {key}: {aws.config.partial_retry_attempts} transactions in a row were "
+        "cancelled by conflicts; the task was not counted and its record not changed, so a "
+        "redelivery (or calling again) counts it"
+    )
+
+
+async def finalize_if_done(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any] | None:
+    """If every task was counted, end the cluster (one conditional winner) and return it.
+
+    Reads only the counter shards first (a few hundred bytes), so the common case, a task
+    that is not the last, costs one small Query. None while tasks are outstanding.
+    """
+    counts = await read_counts(aws, key)
+    if counts is not None and counts[1] + counts[2] < counts[0]:
+        return None
+    cluster = await read_cluster(aws, key, consistent_read=True)
+    if cluster.is_finished or cluster.completed + cluster.failed < cluster.total:
+        return cluster
+    status = Status.COMPLETE if cluster.failed <= cluster.tolerated_failures else Status.ERROR
+    code = StatusCode.COMPLETE if status is Status.COMPLETE else StatusCode.ERROR
+    stamp = now_iso()
+    try:
+        async with aws.slot():
+            await aws.ddb.update_item(
+                TableName=aws.config.table,
+                Key=key_item(cluster.key),
+                UpdateExpression=(
+                    "SET #s = :s, statusCode = :c, completedAt = :now, updatedAt = :now, "
+                    "callbackState = :pending"
+                ),
+                ConditionExpression="#s IN (:pre, :prog)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":s": {"S": status.value},
+                    ":c": {"N": str(int(code))},
+                    ":now": {"S": stamp},
+                    ":pending": {"S": CallbackState.PENDING},
+                    ":pre": {"S": Status.PRE_FLIGHT.value},
+                    ":prog": {"S": Status.IN_PROGRESS.value},
+                },
+            )
+    except Exception as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        return await read_cluster(aws, key, consistent_read=True)
+    return dataclasses.replace(
+        cluster,
+        status=status,
+        status_code=code,
+        completed_at=stamp,
+        callback_state=CallbackState.PENDING,
+    )
+
+
+def callback_due(cluster: ClusterRecord[Any, Any]) -> bool:
+    """True when the cluster ended and its callback has not run to completion."""
+    return cluster.is_finished and cluster.callback_state != CallbackState.DONE
+
+
+async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
+    now = int(time.time() * 1000)
+    try:
+        async with aws.slot():
+            await aws.ddb.update_item(
+                TableName=aws.config.table,
+                Key=key_item(key),
+                UpdateExpression=(
+                    "SET callbackState = :running, callbackLeaseUntilMs = :lease, "
+                    "callbackToken = :token ADD callbackAttempts :one"
+                ),
+                ConditionExpression=(
+                    "#s IN (:done, :err) AND (attribute_not_exists(callbackState) OR "
+                    "callbackState IN (:pending, :failed) OR "
+                    "(callbackState = :running AND callbackLeaseUntilMs < :now))"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":running": {"S": CallbackState.RUNNING},
+                    ":pending": {"S": CallbackState.PENDING},
+                    ":failed": {"S": CallbackState.FAILED},
+                    ":lease": {"N": str(now + aws.config.callback_lease * 1000)},
+                    ":now": {"N": str(now)},
+                    ":token": {"S": token},
+                    ":one": {"N": "1"},
+                    ":done": {"S": Status.COMPLETE.value},
+                    ":err": {"S": Status.ERROR.value},
+                },
+            )
+    except Exception as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        return await _holds_callback(aws, key, token)  # our answer may have been lost
+    return True
+
+
+async def _holds_callback(aws: AWS, key: RecordKey, token: str) -> bool:
+    async with aws.slot():
+        got = await aws.ddb.get_item(
+            TableName=aws.config.table,
+            Key=key_item(key),
+            ConsistentRead=True,
+            ProjectionExpression="callbackToken, callbackState",
+        )
+    return _claimed_by(from_item(got.get("Item", {})), token)
+
+
+def _claimed_by(item: Mapping[str, Any], token: str, *, live: bool = False) -> bool:
+    """Whether the cluster item says the callback's claim is ``token``'s (and, with ``live``,
+    that its lease has not run out)."""
+    return bool(
+        item.get("callbackToken") == token
+        and item.get("callbackState") == CallbackState.RUNNING
+        and (not live or int(item.get("callbackLeaseUntilMs", 0)) >= time.time() * 1000)
+    )
+
+
+async def _settle_callback(
+    aws: AWS, key: RecordKey, token: str, error: BaseException | None
+) -> None:
+    values: dict[str, Any] = {
+        ":token": {"S": token},
+        ":running": {"S": CallbackState.RUNNING},
+        ":now": {"S": now_iso()},
+    }
+    if error is None:
+        expression = (
+            "SET callbackState = :done, callbackCompletedAt = :now REMOVE callbackLeaseUntilMs"
+        )
+        values[":done"] = {"S": CallbackState.DONE}
+    else:
+        expression = (
+            "SET callbackState = :failed, updatedAt = :now, "
+            "#e = list_append(if_not_exists(#e, :empty), :entry) REMOVE callbackLeaseUntilMs"
+        )
+        values[":failed"] = {"S": CallbackState.FAILED}
+        values[":empty"] = {"L": []}
+        values[":entry"] = {"L": [error_attr(error_entry(error, None))]}
+    params: dict[str, Any] = {
+        "TableName": aws.config.table,
+        "Key": key_item(key),
+        "UpdateExpression": expression,
+        # still running under our claim: a retry of a settle that landed changes nothing
+        "ConditionExpression": "callbackToken = :token AND callbackState = :running",
+        "ExpressionAttributeValues": values,
+    }
+    if error is not None:
+        params["ExpressionAttributeNames"] = {"#e": "error"}
+    try:
+        async with aws.slot():
+            await aws.ddb.update_item(**params)
+    except Exception as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":  # taken over, or settled
+            raise
+
+
+async def run_callback(
+    aws: AWS,
+    cluster: ClusterRecord[Any, Any] | None,
+    callback: ClusterCallback,
+    limiter: Any = None,
+) -> bool:
+    """Run ``callback`` if the cluster ended and nobody ran (or is running) it; True if we did.
+
+    A failing callback records its error on the cluster, leaves it ``FAILED`` for a retry, and
+    raises, so the message that triggered it returns to the queue and tries again. A runner
+    whose claim lapsed before the callback started (another may have taken it over) does not
+    start it, and raises ConflictError for the same retry.
+    """
+    if cluster is None or not callback_due(cluster):
+        return False
+    token = uuid.uuid4().hex
+    if not await _claim_callback(aws, cluster.key, token):
+        return False
+    heartbeat = asyncio.ensure_future(_renew_callback_lease(aws, cluster.key, token))
+    try:
+        items = await read_cluster_items(aws, cluster.key, consistent_read=True)
+        fresh = dataclasses.replace(cluster_from_items(items, cluster.key), client=cluster.client)
+        # a store slow enough to hold back the renewals may have let the lease lapse
+        main = next(i for i in items if i.get("type") == "cluster")
+        still_ours = _claimed_by(main, token, live=True)
+        if still_ours:
+            await call_handler(callback, fresh, fresh.get_globals, limiter=limiter)
+    except Exception as exc:
+        await _stop(heartbeat)
+        await _settle_callback(aws, cluster.key, token, exc)
+        raise
+    except BaseException:  # cancelled: the lease lapses and another delivery runs it again
+        await _stop(heartbeat)
+        raise
+    await _stop(heartbeat)
+    if not still_ours:
+        raise ConflictError(
+            f"callback of {cluster.key.p_key}: its lease ran out before it started (renewals "
+            "came too late), so it did not run here; a redelivery or a later call runs it"
+        )
+    await _settle_callback(aws, cluster.key, token, None)
+    return True
+
+
+async def _renew_callback_lease(aws: AWS, key: RecordKey, token: str) -> None:
+    """While our callback runs, keep its lease ahead: only a runner that died loses it.
+
+    Renewed every third of ``Config.callback_lease``, on condition that the claim is still
+    ours; a renewal that fails is tried again at the next beat (the lease still has two thirds
+    left).
+    """
+    period = aws.config.callback_lease / 3
+    while True:
+        await asyncio.sleep(period)
+        until = int(time.time() * 1000) + aws.config.callback_lease * 1000
+        try:
+            async with aws.slot():
+                await aws.ddb.update_item(
+                    TableName=aws.config.table,
+                    Key=key_item(key),
+                    UpdateExpression="SET callbackLeaseUntilMs = :until",
+                    ConditionExpression="callbackToken = :token AND callbackState = :running",
+                    ExpressionAttributeValues={
+                        ":until": {"N": str(until)},
+                        ":token": {"S": token},
+                        ":running": {"S": CallbackState.RUNNING},
+                    },
+                )
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return  # settled or taken over: nothing left to keep
+            logger.warning("callback lease of %s not renewed: %s", key.p_key, exc)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

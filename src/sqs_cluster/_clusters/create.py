@@ -1,0 +1,334 @@
+"""``create_message_cluster``: validate everything, then cluster record, globals, tasks, messages.
+
+Fan-out runs in units of 50 tasks (two BatchWriteItem calls, then five SendMessageBatch calls);
+after each unit the units confirmed sent are added to the cluster's progress item (or, if that
+write fails for good, to per-unit markers), so a second call with the same ``cluster_id``
+resumes where the first stopped. One call sends at a time: it holds the fan-out lease
+(``_fanout_lease``). Any failure after the id is claimed raises ClusterSendError naming the id.
+The cluster can only end when every one of its ``total`` tasks has been counted, so it can
+never end before all were sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .._aws.clients import AWS, error_code
+from .._concurrency import chunked
+from .._errors import ConfigError, ValidationError
+from .._messages.outgoing import Prepared
+from .._messages.sending import UNIT, Progress, Unit, write_then_send
+from .._records.codec import from_item, key_item, now_iso, record_from_item, to_attr
+from .._records.model import MessageRecord, RecordKey, RecordType, Status, StatusCode
+from .._records.store import batch_get_raw
+from .errors import ClusterSendError
+from .fanout_lease import FanoutLease
+from .globals import write_globals
+from .model import counter_key, progress_key, progress_marker_key
+from .plan import ClusterPlan, prepare_task
+from .progress import ProgressWriter
+
+logger = logging.getLogger("sqs_cluster")
+NOT_ATTEMPTED = "not attempted: the fan-out stopped first"
+
+
+async def create_cluster_record(aws: AWS, plan: ClusterPlan) -> bool:
+    """Claim the cluster id, then write the cluster record; False for a resumed create.
+
+    The id is claimed with the counter item, which carries the total and the queue URL: the
+    cluster's items share its ``pKey`` whatever the queue, so reusing an id for another
+    cluster (or another queue) must fail here, before anything else is written.
+    """
+    expires = str(int(time.time()) + aws.config.record_ttl_seconds)
+    counter = {
+        "pKey": {"S": plan.key.p_key},
+        "rKey": {"S": counter_key(plan.key).r_key},
+        "total": {"N": str(len(plan.tasks))},
+        "url": {"S": plan.queue_url},
+        "expiresAt": {"N": expires},
+    }
+    fresh = await _put_if_absent(aws, counter)
+    if not fresh:
+        await _check_same_cluster(aws, plan)
+    await _put_if_absent(aws, _cluster_item(aws, plan, expires))  # a crash may come in between
+    return fresh
+
+
+def _cluster_item(aws: AWS, plan: ClusterPlan, expires: str) -> dict[str, Any]:
+    stamp = now_iso()
+    item: dict[str, Any] = {
+        "pKey": {"S": plan.key.p_key},
+        "rKey": {"S": plan.key.r_key},
+        "id": {"S": plan.key.id},
+        "type": {"S": RecordType.CLUSTER.value},
+        "url": {"S": plan.queue_url},
+        "status": {"S": Status.PRE_FLIGHT.value},
+        "statusCode": {"N": str(int(StatusCode.PRE_FLIGHT))},
+        "startedAt": {"S": stamp},
+        "updatedAt": {"S": stamp},
+        "expiresAt": {"N": expires},
+        "total": {"N": str(len(plan.tasks))},
+        "toleratedFailures": {"N": str(plan.tolerated)},
+    }
+    if plan.meta_text is not None:
+        item["meta"] = {"S": plan.meta_text}
+    if plan.location is not None:
+        item["globals"] = to_attr(dict(plan.location))
+    return item
+
+
+async def _put_if_absent(aws: AWS, item: dict[str, Any]) -> bool:
+    try:
+        async with aws.slot():
+            await aws.ddb.put_item(
+                TableName=aws.config.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pKey)",
+            )
+    except Exception as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+async def _check_same_cluster(aws: AWS, plan: ClusterPlan) -> None:
+    async with aws.slot():
+        got = await aws.ddb.get_item(
+            TableName=aws.config.table, Key=key_item(counter_key(plan.key)), ConsistentRead=True
+        )
+    existing = from_item(got.get("Item", {}))
+    if existing.get("url") != plan.queue_url or existing.get("total") != len(plan.tasks):
+        raise ValidationError(
+            "cluster_id",
+            f"{plan.key.id!r} is already used by a cluster of {existing.get('total')} tasks on "
+            f"{existing.get('url')}; pick another id (or resume with the same queue and tasks)",
+        )
+
+
+def earlier_progress(item: Mapping[str, Any]) -> tuple[set[int], set[int], bool]:
+    """From the progress item: (units confirmed sent, single tasks confirmed sent, fanned out)."""
+    units = set(map(int, item.get("sentUnits", set())))
+    return units, set(map(int, item.get("sentTasks", set()))), bool(item.get("fannedOut"))
+
+
+def plan_units(
+    aws: AWS, plan: ClusterPlan, sent_units: set[int], sent_tasks: set[int]
+) -> Iterator[Unit]:
+    """Lazily prepared units, skipping what a previous call confirmed sent."""
+    for number, indexes in enumerate(chunked(range(len(plan.tasks)), UNIT)):
+        if number in sent_units:
+            continue
+        items = [prepare_task(aws, plan, i) for i in indexes if i not in sent_tasks]
+        if items:
+            yield Unit(number, items, items)
+
+
+async def resolve_resumed(
+    aws: AWS, cluster: RecordKey, unit: Unit, confirmed: dict[int, set[int]]
+) -> Unit:
+    """On resume, never overwrite a task record that exists, nor resend a task that consumers
+    saw or that the unit's progress marker says was sent; ``confirmed`` gains those tasks.
+
+    The marker is read in the same BatchGetItem as the unit's task records.
+    """
+    marker = progress_marker_key(cluster, unit.number)
+    items = await batch_get_raw(aws, [*(p.key for p in unit.write), marker], consistent_read=True)
+    found = {(i["pKey"]["S"], i["rKey"]["S"]): i for i in items}
+    mark = from_item(found.pop((marker.p_key, marker.r_key), {}))
+    marked = set(map(int, mark.get("sentTasks", set())))
+    records = {k: record_from_item(i) for k, i in found.items()}
+
+    def record(p: Prepared) -> MessageRecord[Any] | None:
+        return records.get((p.key.p_key, p.key.r_key))
+
+    seen = {
+        p.index for p in unit.send if mark.get("whole") or p.index in marked or _claimed(record(p))
+    }
+    confirmed[unit.number] = seen
+    write = [p for p in unit.write if record(p) is None and p.index not in seen]
+    send = [p for p in unit.send if p.index not in seen]
+    return Unit(unit.number, write, send)
+
+
+def _claimed(record: MessageRecord[Any] | None) -> bool:
+    return record is not None and record.status is not Status.PRE_FLIGHT
+
+
+async def mark_fanned_out(aws: AWS, plan: ClusterPlan) -> None:
+    """Every task was sent: progress says all, and PRE FLIGHT -> IN PROGRESS (unless the
+    tasks already ended the cluster). The two writes are independent, so they run together."""
+    key = plan.key
+
+    async def progress_says_all() -> None:
+        async with aws.slot():
+            await aws.ddb.update_item(
+                TableName=aws.config.table,
+                Key=key_item(progress_key(key)),
+                UpdateExpression="SET sentCount = :n, fannedOut = :t",
+                ExpressionAttributeValues={
+                    ":n": {"N": str(len(plan.tasks))},
+                    ":t": {"BOOL": True},
+                },
+            )
+
+    async def in_progress() -> None:
+        try:
+            async with aws.slot():
+                await aws.ddb.update_item(
+                    TableName=aws.config.table,
+                    Key=key_item(key),
+                    UpdateExpression="SET #s = :prog, statusCode = :progc, updatedAt = :now",
+                    ConditionExpression="#s = :pre",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={
+                        ":prog": {"S": Status.IN_PROGRESS.value},
+                        ":progc": {"N": str(int(StatusCode.IN_PROGRESS))},
+                        ":pre": {"S": Status.PRE_FLIGHT.value},
+                        ":now": {"S": now_iso()},
+                    },
+                )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    await asyncio.gather(progress_says_all(), in_progress())
+
+
+async def create_cluster(
+    aws: AWS, plan: ClusterPlan, *, progress: Progress | None = None
+) -> RecordKey:
+    """Write the cluster record and globals, then fan out (or resume) the tasks.
+
+    Any failure once the id may be claimed raises ClusterSendError naming the cluster id and
+    what was and was not sent, so the caller can resume with that id.
+    """
+    fanout = Fanout(aws, plan, progress)
+    try:
+        return await fanout.run()
+    except (ClusterSendError, ValidationError, ConfigError):
+        raise
+    except Exception as exc:
+        raise fanout.stopped(f"{type(exc).__name__}: {exc}") from exc
+
+
+class Fanout:
+    """One create call: the lease, the units it runs, and what it knows when it stops."""
+
+    def __init__(self, aws: AWS, plan: ClusterPlan, progress: Progress | None) -> None:
+        self.aws, self.plan, self.progress = aws, plan, progress
+        self.lease = FanoutLease(aws, progress_key(plan.key))
+        self.sent_units: set[int] = set()  # units confirmed sent whole, by any call
+        self.sent_tasks: set[int] = set()  # tasks confirmed sent one by one, by any call
+        self.confirmed: dict[int, set[int]] = {}  # per unit: tasks a resume found sent
+        self.failed: dict[int, str] = {}  # tasks this call failed to send, with the error
+        self.sending: dict[int, list[int]] = {}  # units whose messages are being sent
+        self.writer = ProgressWriter(aws, plan.key, known=self.confirmed)
+        self.resumed: bool | None = None  # None until the counter item said
+        self.progress_known = False
+
+    async def run(self) -> RecordKey:
+        """Claim the id, take the fan-out lease, then send what is left; release the lease."""
+        plan = self.plan
+        fresh = await create_cluster_record(self.aws, plan)
+        self.resumed = not fresh
+        before = await self.lease.acquire()
+        if before is None:
+            logger.info("cluster %s: another create holds its fan-out lease", plan.key.id)
+            return plan.key
+        try:
+            return await self._send(fresh, before)
+        finally:
+            await self.lease.release()
+
+    async def _send(self, fresh: bool, before: Mapping[str, Any]) -> RecordKey:
+        plan, aws = self.plan, self.aws
+        units, tasks, fanned_out = earlier_progress(before)
+        self.sent_units, self.sent_tasks = set(units), set(tasks)
+        self.progress_known = True
+        # fresh: nothing was ever sent, so no task record needs reading first
+        fresh = fresh and before.get("leaseOwner", self.lease.token) == self.lease.token
+        fresh = fresh and not (units or tasks or fanned_out or "sentCount" in before)
+        total = len(plan.tasks)
+        if fanned_out:
+            self.sent_units = set(range(-(-total // UNIT)))
+            if self.progress is not None:
+                self.progress(total)
+            await mark_fanned_out(aws, plan)
+            return plan.key
+        if plan.location is not None:  # never overwrite globals tasks may already have changed
+            await write_globals(aws, plan.location, plan.globals_value, if_none_match=True)
+        already = len(tasks) + sum(min(UNIT, total - u * UNIT) for u in units)
+        if self.progress is not None and already:
+            self.progress(already)
+        try:
+            await write_then_send(
+                aws,
+                plan.queue_url,
+                plan_units(aws, plan, units, tasks),
+                progress=self.progress,
+                resolve=None if fresh else self._resolve,
+                before_write=self._before_write,
+                before_send=self._before_send,
+                after_unit=self._after_unit,
+                collect_keys=False,
+            )
+        finally:
+            await self.writer.close()
+        if self.failed:
+            raise self.stopped(None)
+        # every unit's progress is recorded (writer closed), so the lease can go at once
+        await asyncio.gather(mark_fanned_out(aws, plan), self.lease.release())
+        return plan.key
+
+    async def _resolve(self, unit: Unit) -> Unit:
+        return await resolve_resumed(self.aws, self.plan.key, unit, self.confirmed)
+
+    async def _before_write(self, unit: Unit, write: list[Prepared]) -> str | None:
+        return await self.lease.hold_reason()  # a lost lease must not overwrite records either
+
+    async def _before_send(self, unit: Unit, ready: list[Prepared]) -> str | None:
+        held = await self.lease.hold_reason()
+        if held is None:
+            self.sending[unit.number] = [p.index for p in ready]
+        return held
+
+    async def _after_unit(self, unit: Unit, failed: dict[int, str]) -> None:
+        self.sending.pop(unit.number, None)
+        self.writer.add(unit, failed)
+        self.failed.update(failed)
+        if not failed:
+            self.sent_units.add(unit.number)
+        else:
+            self.sent_tasks.update(p.index for p in unit.send if p.index not in failed)
+
+    def stopped(self, reason: str | None) -> ClusterSendError:
+        """The error saying exactly which tasks were sent, which were not, which may have been."""
+        total = len(self.plan.tasks)
+        uncertain = {i for indexes in self.sending.values() for i in indexes}
+        if reason is not None and self.resumed is not False and not self.progress_known:
+            reason += " (before the progress of earlier calls was read)"
+        not_sent: dict[int, str] = {}
+        for index in range(total):
+            unit = index // UNIT
+            if (
+                unit in self.sent_units
+                or index in self.sent_tasks
+                or index in self.confirmed.get(unit, ())
+                or index in uncertain
+            ):
+                continue
+            not_sent[index] = self.failed.get(index) or NOT_ATTEMPTED
+        return ClusterSendError(
+            self.plan.key.id,
+            total - len(not_sent) - len(uncertain),
+            total,
+            not_sent,
+            uncertain=sorted(uncertain),
+            unrecorded=sorted(set(self.writer.unrecorded) - uncertain),
+            reason=reason,
+        )

@@ -1,0 +1,230 @@
+"""Cluster records: keys, the typed view, counters and the failure policy. Pure, no AWS calls.
+
+A cluster's items share its ``pKey``: the cluster item itself (``rKey`` = ``SQSMessage$<url>``),
+counter shards (``rKey`` = ``SQSMessage$counter#<n>``) and a fan-out progress item
+(``rKey`` = ``SQSMessage$progress``, which also holds the fan-out lease). Tasks are ordinary
+records keyed ``SQSMessage$<cluster id>.<index>``, so no item grows with the number of tasks.
+When the progress item cannot be written, a unit's progress goes to a marker item keyed
+``SQSMessage$<cluster id>.unit<n>`` / ``SQSMessage$progress``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic
+
+from .._errors import ValidationError
+from .._records.codec import error_entry_from
+from .._records.model import KEY_PREFIX, ErrorEntry, RecordKey, Status, StatusCode
+from .._types import Globals, Meta
+
+COUNTER_PREFIX = f"{KEY_PREFIX}counter#"
+PROGRESS_R_KEY = f"{KEY_PREFIX}progress"
+COUNTER_SHARDS = 1  # one counter item today; more shards need no API change (see docs)
+CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class CallbackState:
+    """Where ``on_cluster_complete``'s callback stands (stored as ``callbackState``)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+def validate_cluster_id(cluster_id: Any) -> str:
+    """Cluster ids are 1-64 letters, digits, ``-`` or ``_`` (they become keys and S3 names)."""
+    if not isinstance(cluster_id, str) or not CLUSTER_ID.match(cluster_id):
+        raise ValidationError(
+            "cluster_id", f"expected 1-64 characters of [A-Za-z0-9_-], got {cluster_id!r}"
+        )
+    return cluster_id
+
+
+def cluster_key(cluster_id: str, queue_url: str) -> RecordKey:
+    """The cluster record's key."""
+    return RecordKey.for_message(cluster_id, queue_url)
+
+
+def task_key(cluster: RecordKey, index: int) -> RecordKey:
+    """The record key of task ``index``: derivable, so tasks can be listed without an index."""
+    return RecordKey(f"{cluster.p_key}.{index}", cluster.r_key)
+
+
+def counter_key(cluster: RecordKey, shard: int = 0) -> RecordKey:
+    """A counter shard of the cluster."""
+    return RecordKey(cluster.p_key, f"{COUNTER_PREFIX}{shard}")
+
+
+def progress_key(cluster: RecordKey) -> RecordKey:
+    """The fan-out progress item (which units were confirmed sent)."""
+    return RecordKey(cluster.p_key, PROGRESS_R_KEY)
+
+
+def progress_marker_key(cluster: RecordKey, unit: int) -> RecordKey:
+    """Unit ``unit``'s progress marker, written only when the progress item cannot be.
+
+    It has a partition of its own (``<cluster pKey>.unit<n>``), away from the progress item
+    whose writes failed, and is read with the unit's task records when a create resumes.
+    """
+    return RecordKey(f"{cluster.p_key}.unit{unit}", PROGRESS_R_KEY)
+
+
+def counter_shard(index: int) -> int:
+    """The counter shard a task counts into."""
+    return index % COUNTER_SHARDS
+
+
+def globals_object_key(cluster: RecordKey) -> str:
+    """S3 key of the cluster's globals: ``<pKey>-globals.json``."""
+    return f"{cluster.p_key}-globals.json"
+
+
+def tolerated_count(tolerated: int | str | None, total: int) -> int:
+    """Turn ``tolerated_failures`` (a count, or a percentage such as ``"10%"``) into a count."""
+    if tolerated is None:
+        return 0
+    if isinstance(tolerated, bool):
+        raise ValidationError("tolerated_failures", "expected a count or a percentage like '5%'")
+    if isinstance(tolerated, int):
+        if tolerated < 0:
+            raise ValidationError("tolerated_failures", f"must be >= 0, got {tolerated}")
+        return tolerated
+    if isinstance(tolerated, str) and tolerated.endswith("%"):
+        try:
+            percent = float(tolerated[:-1])
+        except ValueError:
+            percent = -1.0
+        if 0 <= percent <= 100:
+            return math.floor(total * percent / 100)
+    raise ValidationError(
+        "tolerated_failures",
+        f"expected a count >= 0 or a percentage '0%'-'100%', got {tolerated!r}",
+    )
+
+
+@dataclass(frozen=True)
+class ClusterRecord(Generic[Meta, Globals]):
+    """A cluster as stored: status, meta, counts and where its globals live.
+
+    ``get_globals()`` reads the globals from S3 only when called; ``iter_tasks()`` pages through
+    the task records (100,000 tasks never live in one item).
+    """
+
+    key: RecordKey
+    url: str
+    status: Status
+    status_code: StatusCode
+    total: int
+    sent: int
+    completed: int
+    failed: int
+    tolerated_failures: int
+    meta: Meta | None = None
+    globals_location: Mapping[str, str] | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    completed_at: str | None = None
+    expires_at: int | None = None
+    callback_state: str | None = None
+    callback_attempts: int = 0
+    errors: list[ErrorEntry] = field(default_factory=list)
+    user: dict[str, Any] = field(default_factory=dict)
+    revision: int = 0
+    client: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        """The cluster id (``pKey`` without ``SQSMessage$``)."""
+        return self.key.id
+
+    @property
+    def in_progress(self) -> int:
+        """Tasks not yet counted as completed or failed."""
+        return max(0, self.total - self.completed - self.failed)
+
+    @property
+    def is_finished(self) -> bool:
+        """True once every task was counted (the cluster is ``COMPLETE`` or ``ERROR``)."""
+        return self.status in (Status.COMPLETE, Status.ERROR)
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the cluster ended ``COMPLETE`` (failures within ``tolerated_failures``)."""
+        return self.status is Status.COMPLETE
+
+    async def get_globals(self) -> Globals:
+        """The globals object, read from S3 now (ValueError if created with omit_globals)."""
+        if self.globals_location is None:
+            raise ValueError(f"cluster {self.id} has no globals (omit_globals)")
+        value: Globals = await self._bound()._globals_at(self.globals_location)
+        return value
+
+    def iter_tasks(self, status: Status | None = None) -> AsyncIterator[Any]:
+        """Task records of this cluster in index order, optionally only those in ``status``."""
+        iterator: AsyncIterator[Any] = self._bound().iter_tasks(self, status=status)
+        return iterator
+
+    def _bound(self) -> Any:
+        if self.client is None:
+            raise RuntimeError("this cluster record is not bound to a client")
+        return self.client
+
+
+ClusterCallback = Callable[
+    [ClusterRecord[Any, Any], Callable[[], Awaitable[Any]]], Awaitable[Any] | Any
+]
+"""``callback(cluster, get_globals)``: sync or async; runs once when the cluster ends."""
+
+
+def cluster_from_items(
+    items: Sequence[Mapping[str, Any]], key: RecordKey
+) -> ClusterRecord[Any, Any]:
+    """Build a ClusterRecord from the deserialised items of the cluster's partition.
+
+    ``key`` may carry only the ``pKey``: the cluster item is recognised by its type.
+    """
+    main: Mapping[str, Any] | None = None
+    completed = failed = sent = 0
+    for item in items:
+        r_key = item["rKey"]
+        if item.get("type") == "cluster":
+            main = item
+            key = RecordKey(item["pKey"], r_key)
+        elif r_key.startswith(COUNTER_PREFIX):
+            completed += int(item.get("completed", 0))
+            failed += int(item.get("failed", 0))
+        elif r_key == PROGRESS_R_KEY:
+            sent = int(item.get("sentCount", 0))
+    if main is None:
+        from .._errors import RecordNotFoundError
+
+        raise RecordNotFoundError(key)
+    location = main.get("globals")
+    return ClusterRecord(
+        key=key,
+        url=main.get("url", ""),
+        status=Status(main.get("status", Status.PRE_FLIGHT.value)),
+        status_code=StatusCode(int(main.get("statusCode", 0))),
+        total=int(main.get("total", 0)),
+        sent=max(sent, int(main.get("sentCount", 0))),
+        completed=completed,
+        failed=failed,
+        tolerated_failures=int(main.get("toleratedFailures", 0)),
+        meta=json.loads(main["meta"]) if "meta" in main else None,
+        globals_location=dict(location) if isinstance(location, Mapping) else None,
+        started_at=main.get("startedAt"),
+        updated_at=main.get("updatedAt"),
+        completed_at=main.get("completedAt"),
+        expires_at=main.get("expiresAt"),
+        callback_state=main.get("callbackState"),
+        callback_attempts=int(main.get("callbackAttempts", 0)),
+        errors=[error_entry_from(e) for e in main.get("error", [])],
+        user=json.loads(main["user"]) if "user" in main else {},
+        revision=int(main.get("rev", 0)),
+    )

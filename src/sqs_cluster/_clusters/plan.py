@@ -1,0 +1,130 @@
+"""The plan of a cluster: every input validated before its first write, and each task's entry.
+
+``plan_cluster`` checks the queue URL, the task list (every task, by index), the globals, the
+meta and the cluster id, so a bad input fails before anything is written; ``prepare_task``
+then builds a task's record item and batch entry from the cluster's templates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from .._aws.clients import AWS
+from .._errors import ConfigError, ValidationError
+from .._messages.outgoing import (
+    KEY_ATTRIBUTE_OVERHEAD,
+    MAX_MESSAGE_BYTES,
+    Prepared,
+    fast_dumps,
+    prepare_message,
+    validate_queue_url,
+)
+from .._records.codec import dumps
+from .._records.limits import check_meta_size
+from .._records.model import RecordKey, RecordType
+from .globals import globals_body
+from .model import cluster_key, globals_object_key, tolerated_count, validate_cluster_id
+from .task_wire import TaskWire
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """Everything validated before the first write."""
+
+    key: RecordKey
+    queue_url: str
+    tasks: Sequence[Any]
+    location: Mapping[str, str] | None
+    meta_text: str | None
+    globals_value: Any
+    tolerated: int
+    max_bytes: int
+
+    @cached_property
+    def wire(self) -> TaskWire:
+        """The templates of this cluster's task bodies and keys."""
+        return TaskWire.for_cluster(self.key, self.location)
+
+
+async def plan_cluster(
+    aws: AWS,
+    queue_url: str,
+    tasks: Any,
+    *,
+    globals_value: Any,
+    meta: Any,
+    omit_globals: bool,
+    cluster_id: str | None,
+    tolerated_failures: int | str | None,
+    queue_max_bytes: Callable[[str], Awaitable[int | None]],
+) -> ClusterPlan:
+    """Validate every input (every task included) before anything is written.
+
+    ``queue_max_bytes`` reads the queue's MaximumMessageSize (None if it may not be read); it
+    runs after the cheap checks, and raises ResourceMissingError when there is no queue.
+    A task is capped at 262,144 bytes whatever the queue allows, like any message: its record
+    keeps the body in DynamoDB.
+    """
+    validate_queue_url(queue_url)
+    if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Sequence):
+        raise ValidationError("tasks", f"expected a list of tasks, got {type(tasks).__name__}")
+    if not tasks:
+        raise ValidationError("tasks", "a cluster needs at least one task")
+    cid = validate_cluster_id(cluster_id) if cluster_id is not None else uuid.uuid4().hex
+    key = cluster_key(cid, queue_url)
+    location = None
+    if not omit_globals:
+        if not aws.config.bucket:
+            raise ConfigError("bucket: clusters with globals need Config.bucket (or omit_globals)")
+        location = {"Bucket": aws.config.bucket, "Key": globals_object_key(key)}
+        globals_body({} if globals_value is None else globals_value)
+    meta_text = None if meta is None else dumps(meta, field="meta")
+    check_meta_size(meta_text)
+    limit = await queue_max_bytes(queue_url)
+    plan = ClusterPlan(
+        key=key,
+        queue_url=queue_url,
+        tasks=tasks,
+        location=location,
+        meta_text=meta_text,
+        globals_value={} if globals_value is None else globals_value,
+        tolerated=tolerated_count(tolerated_failures, len(tasks)),
+        max_bytes=min(limit or MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
+    )
+    for index, task in enumerate(tasks):
+        _validate_task(plan, index, task)
+    return plan
+
+
+def _validate_task(plan: ClusterPlan, index: int, task: Any) -> None:
+    wire = plan.wire
+    text = wire.body(index, dumps(task, field=f"tasks[{index}]"))
+    size = len(text.encode()) + KEY_ATTRIBUTE_OVERHEAD + len(wire.key_attribute(index).encode())
+    if size > plan.max_bytes:
+        raise ValidationError(
+            f"tasks[{index}]",
+            f"message is {size} bytes; the queue's limit is {plan.max_bytes} bytes",
+        )
+
+
+def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
+    """The record item and batch entry of task ``index``."""
+    wire = plan.wire
+    return prepare_message(
+        index,
+        plan.queue_url,
+        wire.body(index, fast_dumps(plan.tasks[index])),  # validated by plan_cluster
+        meta_text=None,
+        ttl_seconds=aws.config.record_ttl_seconds,
+        field_name=f"tasks[{index}]",
+        key=wire.key(index),
+        record_type=RecordType.TASK,
+        extra=wire.item_extra(index),
+        validated=True,
+        max_bytes=plan.max_bytes,
+        key_json=wire.key_attribute(index),
+    )

@@ -1,0 +1,68 @@
+"""The wire text of a cluster's task messages, built from per-cluster templates.
+
+A task's body and key attribute differ between tasks only in the task itself and its index,
+so the constant parts are serialised once per cluster and each task costs one ``json.dumps``
+of the caller's value plus string joins. This is the hot path of a large fan-out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._records.model import RecordKey, RecordType
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class TaskWire:
+    """Templates for one cluster's task bodies, task keys and key attributes.
+
+    The body is the design's ``{"pKey", "rKey", "task", "type": "task"}`` plus ``index`` and,
+    when the cluster has globals, ``globals`` (where they live), exactly as ``json.dumps`` of
+    that dict would write it.
+    """
+
+    cluster: RecordKey
+    body_head: str
+    body_middle: str
+    body_tail: str
+    key_head: str
+    key_tail: str
+    cluster_key_attr: Mapping[str, Any]
+
+    @classmethod
+    def for_cluster(cls, cluster: RecordKey, location: Mapping[str, str] | None) -> TaskWire:
+        """Serialise the parts every task of ``cluster`` shares."""
+        p_key, r_key = _json(cluster.p_key), _json(cluster.r_key)
+        tail = "}" if location is None else f',"globals":{_json(dict(location))}}}'
+        return cls(
+            cluster=cluster,
+            body_head=f'{{"pKey":{p_key},"rKey":{r_key},"task":',
+            body_middle=f',"type":{_json(RecordType.TASK.value)},"index":',
+            body_tail=tail,
+            key_head=f'{{"pKey":{p_key[:-1]}.',
+            key_tail=f'","rKey":{r_key}}}',
+            cluster_key_attr={"M": {"pKey": {"S": cluster.p_key}, "rKey": {"S": cluster.r_key}}},
+        )
+
+    def body(self, index: int, task_text: str) -> str:
+        """The message body of task ``index`` whose value serialises to ``task_text``."""
+        return f"{self.body_head}{task_text}{self.body_middle}{index}{self.body_tail}"
+
+    def key(self, index: int) -> RecordKey:
+        """The record key of task ``index`` (see ``_cluster_model.task_key``)."""
+        return RecordKey(f"{self.cluster.p_key}.{index}", self.cluster.r_key)
+
+    def key_attribute(self, index: int) -> str:
+        """The JSON of task ``index``'s record key, as its message attribute carries it."""
+        return f"{self.key_head}{index}{self.key_tail}"
+
+    def item_extra(self, index: int) -> dict[str, Any]:
+        """The attributes a task record has beyond a message record's."""
+        return {"clusterKey": self.cluster_key_attr, "taskIndex": {"N": str(index)}}

@@ -1,0 +1,1 @@
+"""Tracked messages: validation, the send pipeline, events, claims, batches, dead letters."""

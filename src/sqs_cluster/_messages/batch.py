@@ -1,0 +1,270 @@
+"""``safe_process_batch``: run a handler over a Lambda SQS batch and report only the failures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+
+from .._concurrency import call_handler, run_bounded
+from .._errors import MalformedEventError, ValidationError
+from .._records.model import shown
+from .event import QueueArn, ReceivedMessage, event_records
+from .tracking import Claim, ClaimOutcome
+
+if TYPE_CHECKING:
+    import anyio
+
+    from .._aws.preflight import Preflight
+    from .._clusters.model import ClusterCallback, ClusterRecord
+
+Handler = Callable[[ReceivedMessage[Any]], Awaitable[Any] | Any]
+"""A record handler: sync or async, takes the parsed message; raising marks it failed.
+
+A non-None return value (any JSON value) is stored on the record as its ``result``."""
+
+logger = logging.getLogger("sqs_cluster")
+
+DEFAULT_BATCH_CONCURRENCY = 10
+
+
+class BatchItemFailure(TypedDict):
+    """One entry of Lambda's partial batch response."""
+
+    itemIdentifier: str
+
+
+class PartialBatchResponse(TypedDict):
+    """Lambda's ReportBatchItemFailures response shape."""
+
+    batchItemFailures: list[BatchItemFailure]
+
+
+class BatchClient(Protocol):
+    """What batch processing uses of a client: ``MessageClient`` is one. Taking this Protocol,
+    not the class, keeps this module (and the dead-letter one) from importing the client.
+
+    The underscored members are the fan-in steps the client's cluster half provides: count a
+    task in its cluster and end the cluster, and run a due completion callback.
+    """
+
+    _preflight: Preflight
+
+    def read_sqs_record(self, record: Any) -> ReceivedMessage[Any]: ...
+
+    async def claim(self, record: Any) -> Claim: ...
+
+    async def mark_complete(self, record: Any, result: Any = None) -> bool: ...
+
+    async def mark_failed(self, record: Any, error: BaseException) -> bool: ...
+
+    async def is_last_receive(self, record: Any) -> bool: ...
+
+    async def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]: ...
+
+    def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None: ...
+
+    async def _finish_task(
+        self,
+        message: ReceivedMessage[Any],
+        error: BaseException | None = None,
+        result: Any = None,
+    ) -> tuple[bool, ClusterRecord[Any, Any] | None]: ...
+
+    async def _after_task(
+        self, message: ReceivedMessage[Any], callback: ClusterCallback | None, limiter: Any = None
+    ) -> None: ...
+
+    async def _run_callback(
+        self,
+        cluster: ClusterRecord[Any, Any] | None,
+        callback: ClusterCallback | None,
+        limiter: Any = None,
+    ) -> None: ...
+
+
+@dataclass
+class _BatchState:
+    failed: set[int] = field(default_factory=set)  # positions in the event
+    succeeded: list[ReceivedMessage[Any]] = field(default_factory=list)
+
+
+Positioned = tuple[int, ReceivedMessage[Any]]
+
+
+def _parse_each(
+    client: BatchClient, records: Sequence[Mapping[str, Any]], state: _BatchState
+) -> list[ReceivedMessage[Any] | None]:
+    """Parse every record; one whose body contradicts its key fails alone (not the batch)."""
+    parsed: list[ReceivedMessage[Any] | None] = []
+    for position, record in enumerate(records):
+        try:
+            parsed.append(client.read_sqs_record(record))
+        except MalformedEventError as exc:
+            logger.warning("rejected message %s: %s", record.get("messageId"), exc)
+            state.failed.add(position)
+            parsed.append(None)
+    return parsed
+
+
+def _groups(
+    messages: Sequence[ReceivedMessage[Any] | None],
+    records: Sequence[Mapping[str, Any]],
+    fifo: bool,
+) -> list[list[Positioned]]:
+    if not fifo:
+        return [[(i, m)] for i, m in enumerate(messages) if m is not None]
+    groups: dict[str, list[Positioned]] = {}
+    for i, message in enumerate(messages):
+        group = (records[i].get("attributes") or {}).get("MessageGroupId") or ""
+        groups.setdefault(group, []).append((i, message))  # type: ignore[arg-type]
+    return list(groups.values())
+
+
+def _stop_at_rejected(group: list[Positioned], failed: set[int]) -> list[Positioned]:
+    for n, (position, _) in enumerate(group):
+        if position in failed:
+            failed.update(p for p, _ in group[n:])
+            return group[:n]
+    return group
+
+
+def _check_callable(value: Any, field_name: str) -> None:
+    if not callable(value):
+        raise ValidationError(
+            field_name,
+            f"expected a callable (a function or async function), got {shown(value)}",
+        )
+
+
+async def process_batch(
+    client: BatchClient,
+    event: Any,
+    handler: Handler,
+    *,
+    track: bool = True,
+    concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    delete_succeeded: bool = False,
+    on_cluster_complete: ClusterCallback | None = None,
+) -> PartialBatchResponse:
+    """Process every record; FIFO groups stop at their first failure. See the client method."""
+    _check_callable(handler, "handler")
+
+    async def one(message: ReceivedMessage[Any], limiter: anyio.CapacityLimiter) -> bool:
+        return await _process_one(
+            client, message, handler, track=track, limiter=limiter, callback=on_cluster_complete
+        )
+
+    return await run_records(
+        client,
+        event,
+        one,
+        check_table=track,
+        concurrency=concurrency,
+        delete_succeeded=delete_succeeded,
+        on_cluster_complete=on_cluster_complete,
+    )
+
+
+async def run_records(
+    client: BatchClient,
+    event: Any,
+    one: Callable[[ReceivedMessage[Any], anyio.CapacityLimiter], Awaitable[bool]],
+    *,
+    check_table: bool = True,
+    concurrency: int = DEFAULT_BATCH_CONCURRENCY,
+    delete_succeeded: bool = False,
+    on_cluster_complete: ClusterCallback | None = None,
+) -> PartialBatchResponse:
+    """Parse an event and run ``one(message, limiter)`` on every record, ``concurrency`` at once.
+
+    ``one`` returns True when the record succeeded and must not raise. A record that does not
+    parse fails alone; FIFO groups stop at their first failure, so what comes back keeps its
+    order. Returns Lambda's partial batch response.
+    """
+    if on_cluster_complete is not None:
+        _check_callable(on_cluster_complete, "on_cluster_complete")
+    records = event_records(event)  # validates the whole event before any side effect
+    if not records:
+        return {"batchItemFailures": []}
+    if check_table:  # a missing table fails the invocation once, not every record on its own
+        await client._preflight.table()
+    fifo = QueueArn.parse(records[0]["eventSourceARN"]).is_fifo
+    state = _BatchState()
+    messages = _parse_each(client, records, state)
+    import anyio
+
+    limiter = anyio.CapacityLimiter(max(1, concurrency))
+
+    async def run_group(group: list[Positioned]) -> None:
+        for n, (position, message) in enumerate(group):
+            if await one(message, limiter):
+                state.succeeded.append(message)
+                continue
+            state.failed.add(position)
+            if fifo:  # keep order: the rest of this group must come back too
+                state.failed.update(p for p, _ in group[n + 1 :])
+                return
+
+    groups = _groups(messages, records, fifo)
+    if fifo:  # a group with a rejected record stops there, like a failure, to keep its order
+        groups = [_stop_at_rejected(g, state.failed) for g in groups]
+    await run_bounded(groups, run_group, concurrency=concurrency)
+    if delete_succeeded and state.succeeded:
+        await client.delete_messages(state.succeeded)
+    failures = [records[p]["messageId"] for p in sorted(state.failed)]
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in failures]}
+
+
+async def _process_one(
+    client: BatchClient,
+    message: ReceivedMessage[Any],
+    handler: Handler,
+    *,
+    track: bool,
+    limiter: anyio.CapacityLimiter,
+    callback: ClusterCallback | None = None,
+) -> bool:
+    """True when the message succeeded (or was already complete). Never raises: a fault in
+    the handler or in AWS fails this record only, and SQS brings it back."""
+    try:
+        if not track:
+            await call_handler(handler, message, limiter=limiter)
+            return True
+        return await _process_tracked(client, message, handler, limiter, callback)
+    except Exception as exc:
+        client.log_failure(message, exc)
+        return False
+
+
+async def _process_tracked(
+    client: BatchClient,
+    message: ReceivedMessage[Any],
+    handler: Handler,
+    limiter: anyio.CapacityLimiter,
+    callback: ClusterCallback | None,
+) -> bool:
+    claim = await client.claim(message)
+    if claim.outcome is ClaimOutcome.IN_PROGRESS:
+        return False
+    if claim.outcome is ClaimOutcome.COMPLETE:
+        if message.is_task:  # a redelivery may be what finishes a crashed fan-in
+            await client._after_task(message, callback, limiter)
+        return True
+    try:
+        result = await call_handler(handler, message, limiter=limiter)
+    except Exception as exc:
+        client.log_failure(message, exc)
+        if message.is_task and await client.is_last_receive(message):
+            _, cluster = await client._finish_task(message, exc)
+            await client._run_callback(cluster, callback, limiter)
+        else:
+            await client.mark_failed(message, exc)
+        return False
+    if message.is_task:
+        _, cluster = await client._finish_task(message, result=result)
+        await client._run_callback(cluster, callback, limiter)
+    else:
+        await client.mark_complete(message, result)
+    return True

@@ -1,0 +1,55 @@
+"""Errors of sending and consuming tracked messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._errors import SQSClusterError
+from .outgoing import UnsentMessage
+
+
+class PartialSendError(SQSClusterError):
+    """Some entries of a batch were sent and others were not, after retries.
+
+    ``sent`` maps entry index to its record key; ``failed`` maps entry index to the last error.
+    ``unsent`` holds, per failed index, the entry as it was prepared (its record key, body and
+    SQS parameters): ``MessageClient.resend_unsent(error)`` sends exactly those entries under
+    the same keys, so no record is left behind and nothing is sent twice.
+    """
+
+    def __init__(
+        self,
+        sent: dict[int, Any],
+        failed: dict[int, str],
+        *,
+        queue_url: str | None = None,
+        unsent: Mapping[int, UnsentMessage] | None = None,
+    ) -> None:
+        shown = ", ".join(f"#{i}: {err}" for i, err in sorted(failed.items())[:5])
+        more = "" if len(failed) <= 5 else f" (+{len(failed) - 5} more)"
+        hint = " Resend them with resend_unsent(error)." if unsent else ""
+        super().__init__(
+            f"{len(sent)} of {len(sent) + len(failed)} entries sent; not sent: {shown}{more}.{hint}"
+        )
+        self.sent = sent
+        self.failed = failed
+        self.queue_url = queue_url
+        self.unsent: dict[int, UnsentMessage] = dict(unsent or {})
+
+    @property
+    def failed_indexes(self) -> Sequence[int]:
+        """Indexes of the entries that were not sent."""
+        return sorted(self.failed)
+
+
+class MessageInProgressError(SQSClusterError):
+    """Another delivery of this message holds a live lease; let this one return to the queue."""
+
+    def __init__(self, key: Any, lease_until_ms: int | None) -> None:
+        super().__init__(
+            f"{key!r} is being processed by another delivery (lease until {lease_until_ms} ms); "
+            "raise or report it as a batch item failure so SQS redelivers it after the lease"
+        )
+        self.key = key
+        self.lease_until_ms = lease_until_ms

@@ -1,0 +1,298 @@
+"""Parsing Lambda SQS events into typed, lazily-linked messages. Pure: no AWS calls here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic
+
+from .._errors import MalformedEventError, ValidationError
+from .._records.model import KEY_PREFIX, MessageRecord, RecordKey, RecordType, shown
+from .._types import Body
+from .outgoing import KEY_ATTRIBUTE
+
+REQUIRED_FIELDS = ("messageId", "body", "eventSourceARN")
+
+
+@dataclass(frozen=True)
+class QueueArn:
+    """The parts of ``arn:aws:sqs:<region>:<account>:<name>``."""
+
+    partition: str
+    region: str
+    account: str
+    name: str
+
+    @classmethod
+    def parse(cls, arn: Any, field_name: str = "eventSourceARN") -> QueueArn:
+        """Parse an SQS queue ARN, or raise MalformedEventError naming ``field_name``."""
+        parts = arn.split(":") if isinstance(arn, str) else []
+        if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not all(parts[3:]):
+            raise MalformedEventError(
+                field_name, f"expected arn:aws:sqs:<region>:<account>:<queue>, got {arn!r}"
+            )
+        return cls(parts[1], parts[3], parts[4], parts[5])
+
+    @property
+    def is_fifo(self) -> bool:
+        """FIFO queue names end in ``.fifo``."""
+        return self.name.endswith(".fifo")
+
+    def queue_url(self, endpoint_url: str | None = None) -> str:
+        """The queue URL: on the given endpoint, else the regional AWS endpoint."""
+        if endpoint_url:
+            return f"{endpoint_url.rstrip('/')}/{self.account}/{self.name}"
+        domain = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+        return f"https://sqs.{self.region}.{domain}/{self.account}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ReceivedMessage(Generic[Body]):
+    """One SQS record of a Lambda event, parsed.
+
+    ``key`` is the message's own record; for a task of a cluster ``cluster_key`` is the cluster's
+    record and ``task`` the task's payload. ``body`` is JSON-decoded when it is JSON.
+    """
+
+    message_id: str
+    body: Body
+    raw_body: str
+    type: RecordType
+    key: RecordKey
+    queue_url: str
+    queue_arn: str
+    receive_count: int
+    receipt_handle: str | None
+    message_group_id: str | None
+    tracked: bool
+    task: Any = None
+    task_index: int | None = None
+    cluster_key: RecordKey | None = None
+    globals_location: Mapping[str, str] | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    message_attributes: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    client: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_task(self) -> bool:
+        """True for a task of a message cluster."""
+        return self.type is RecordType.TASK
+
+    def _bound(self) -> Any:
+        if self.client is None:
+            raise RuntimeError(
+                "this message is not bound to a client: use client.read_sqs_record(record)"
+            )
+        return self.client
+
+    async def get_message_record(self, consistent_read: bool = False) -> MessageRecord[Any]:
+        """Fetch this message's record (lazily: only when asked)."""
+        record: MessageRecord[Any] = await self._bound().get_message_record(
+            self.key, consistent_read=consistent_read
+        )
+        return record
+
+    async def get_message_cluster(self, consistent_read: bool = False) -> Any:
+        """Fetch the cluster of a task (raises for a plain message)."""
+        if self.cluster_key is None:
+            raise ValueError(f"message {self.message_id} is not a task of a cluster")
+        return await self._bound().get_message_cluster(
+            self.cluster_key, consistent_read=consistent_read
+        )
+
+    async def get_globals(self) -> Any:
+        """Read the cluster's globals from S3, where the task's body says they are.
+
+        No cluster record is read. Raises ValueError for a plain message or a cluster
+        created with ``omit_globals``.
+        """
+        if self.cluster_key is None:
+            raise ValueError(f"message {self.message_id} is not a task of a cluster")
+        if self.globals_location is None:
+            raise ValueError(f"cluster {self.cluster_key.id} has no globals (omit_globals)")
+        return await self._bound()._globals_at(self.globals_location)
+
+
+def as_record_dict(record: Any) -> Mapping[str, Any]:
+    """A plain dict for a record: plain dicts as they are, Powertools' SQSRecord via raw_event."""
+    raw = getattr(record, "raw_event", record)
+    if not isinstance(raw, Mapping):
+        raise MalformedEventError(
+            "record", f"expected an SQS record mapping, got {type(record).__name__}"
+        )
+    return raw
+
+
+def event_records(event: Any) -> list[Mapping[str, Any]]:
+    """Validate a Lambda SQS event (or Powertools' SQSEvent) and return its records."""
+    raw = getattr(event, "raw_event", event)
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("Records"), (list, tuple)):
+        raise MalformedEventError("event", "expected a Lambda SQS event with a 'Records' list")
+    records = [as_record_dict(r) for r in raw["Records"]]
+    for index, record in enumerate(records):
+        check_record(record, f"event.Records[{index}]")
+    return records
+
+
+def check_record(record: Mapping[str, Any], where: str = "record") -> None:
+    """Raise MalformedEventError unless ``record`` is an SQS record."""
+    source = record.get("eventSource")
+    if source is None and "EventSource" in record:  # SNS spells it with a capital E
+        raise MalformedEventError(
+            f"{where}.EventSource",
+            f"expected an SQS record (eventSource 'aws:sqs'), got a {record['EventSource']!r} "
+            "record",
+        )
+    if source is not None and source != "aws:sqs":
+        raise MalformedEventError(f"{where}.eventSource", f"expected 'aws:sqs', got {source!r}")
+    for name in REQUIRED_FIELDS:
+        if not isinstance(record.get(name), str):
+            raise MalformedEventError(f"{where}.{name}", "missing or not a string")
+    QueueArn.parse(record["eventSourceARN"], f"{where}.eventSourceARN")
+
+
+def parse_record(
+    record: Any, *, endpoint_url: str | None = None, bucket: str | None = None
+) -> ReceivedMessage[Any]:
+    """Parse one SQS record (plain dict or Powertools' SQSRecord) into a ReceivedMessage."""
+    raw = as_record_dict(record)
+    check_record(raw)
+    arn = QueueArn.parse(raw["eventSourceARN"])
+    attributes = _mapping(raw, "attributes")
+    message_attributes = _mapping(raw, "messageAttributes")
+    text = raw["body"]
+    body = _json_or_text(text)
+    queue_url = arn.queue_url(endpoint_url)
+    base: dict[str, Any] = {
+        "message_id": raw["messageId"],
+        "body": body,
+        "raw_body": text,
+        "queue_url": queue_url,
+        "queue_arn": raw["eventSourceARN"],
+        "receive_count": _int(attributes.get("ApproximateReceiveCount"), 1),
+        "receipt_handle": raw.get("receiptHandle"),
+        "message_group_id": attributes.get("MessageGroupId"),
+        "attributes": attributes,
+        "message_attributes": message_attributes,
+        "raw": raw,
+    }
+    key = _attribute_key(message_attributes)
+    if key is not None and _is_task_body(body):
+        check_task_body(body, key, bucket)
+        return ReceivedMessage(
+            type=RecordType.TASK,
+            key=key,
+            tracked=True,
+            task=body.get("task"),
+            task_index=_int(body.get("index"), None),
+            cluster_key=RecordKey(body["pKey"], body["rKey"]),
+            globals_location=_globals_location(body),
+            **base,
+        )
+    if key is not None:
+        return ReceivedMessage(type=RecordType.MESSAGE, key=key, tracked=True, **base)
+    untracked = RecordKey.for_message(raw["messageId"], queue_url)
+    return ReceivedMessage(type=RecordType.MESSAGE, key=untracked, tracked=False, **base)
+
+
+def check_task_body(body: Mapping[str, Any], key: RecordKey, bucket: str | None) -> None:
+    """A task body must agree with the record key it travels with, and name only its own
+    cluster's globals, so a crafted body cannot count into (or read from) anything else."""
+    index = body.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise MalformedEventError("body.index", f"expected a task index >= 0, got {index!r}")
+    prefix, _, own_index = key.p_key.rpartition(".")
+    if prefix != body["pKey"] or key.r_key != body["rKey"]:
+        raise MalformedEventError(
+            "body.pKey",
+            f"the body names cluster {body['pKey']!r}, but the message belongs to {prefix!r}",
+        )
+    if own_index != str(index):
+        raise MalformedEventError(
+            "body.index", f"the body says task {index}, the message's key says {own_index}"
+        )
+    location = _globals_location(body)
+    if location is None:
+        return
+    expected_key = f"{body['pKey']}-globals.json"
+    if location["Key"] != expected_key or (bucket is not None and location["Bucket"] != bucket):
+        raise MalformedEventError(
+            "body.globals",
+            f"names {location['Bucket']}/{location['Key']}; a task's globals are "
+            f"{bucket or '<bucket>'}/{expected_key}",
+        )
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _int(value: Any, default: Any) -> Any:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _mapping(record: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = record.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise MalformedEventError(name, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _attribute_key(message_attributes: Mapping[str, Any]) -> RecordKey | None:
+    """The record key a tracked message carries; None for a message sent without one.
+
+    A key attribute that is present but malformed, or names a key outside the library's key
+    space, rejects the message rather than processing it as untracked.
+    """
+    if KEY_ATTRIBUTE not in message_attributes:
+        return None
+    where = f"messageAttributes.{KEY_ATTRIBUTE}"
+    attr = message_attributes[KEY_ATTRIBUTE]
+    value = attr.get("stringValue", attr.get("StringValue")) if isinstance(attr, Mapping) else None
+    if not isinstance(value, str):
+        raise MalformedEventError(
+            where, 'expected a String attribute holding JSON {"pKey": ..., "rKey": ...}'
+        )
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise MalformedEventError(
+            where, f'expected JSON {{"pKey": ..., "rKey": ...}}, got {shown(value)}'
+        ) from None
+    try:
+        key = RecordKey.coerce(data, where)
+    except ValidationError as exc:
+        raise MalformedEventError(where, str(exc).removeprefix(f"{where}: ")) from None
+    if not key.r_key.startswith(KEY_PREFIX):
+        raise MalformedEventError(
+            where,
+            f"rKey {shown(key.r_key)} is outside sqs-cluster's key space: "
+            f"it starts with {KEY_PREFIX!r}",
+        )
+    return key
+
+
+def _is_task_body(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and body.get("type") == RecordType.TASK.value
+        and isinstance(body.get("pKey"), str)
+        and isinstance(body.get("rKey"), str)
+        and body["pKey"].startswith(KEY_PREFIX)
+        and body["rKey"].startswith(KEY_PREFIX)
+    )
+
+
+def _globals_location(body: Mapping[str, Any]) -> Mapping[str, str] | None:
+    location = body.get("globals")
+    if isinstance(location, Mapping) and isinstance(location.get("Key"), str):
+        return {"Bucket": str(location.get("Bucket", "")), "Key": location["Key"]}
+    return None

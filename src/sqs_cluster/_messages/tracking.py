@@ -1,0 +1,282 @@
+"""Claim, complete and fail a received message: the conditional writes behind ``is_complete``.
+
+A claim is one UpdateItem that moves the record to ``IN PROGRESS`` with a lease, only if the
+record is absent (a message sent with the plain SDK), not complete, and not leased by a live
+delivery. Completing is one more write: two DynamoDB writes per successful message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .._aws.clients import AWS, error_code
+from .._errors import ValidationError
+from .._records.codec import dumps, error_attr, key_item, now_iso, record_from_item
+from .._records.model import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
+from .._records.write_tokens import new_token
+from .errors import MessageInProgressError
+from .event import ReceivedMessage
+
+logger = logging.getLogger("sqs_cluster")
+
+SETTLE_ATTRIBUTE = "settleToken"
+"""Attribute holding the token of the last complete or fail write: a write whose answer was
+lost and whose retry then failed its condition recognises itself by it."""
+
+
+class ClaimOutcome(str, Enum):
+    """Result of trying to claim a delivery."""
+
+    CLAIMED = "claimed"
+    """This delivery owns the message: process it, then complete or fail it."""
+    COMPLETE = "complete"
+    """Already settled (processed, or a task already counted failed): skip it, delete it."""
+    IN_PROGRESS = "in_progress"
+    """Another delivery holds a live lease: return this one to the queue."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim's outcome and the record as it stands after the attempt (None if unknown)."""
+
+    outcome: ClaimOutcome
+    record: MessageRecord[Any] | None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def lease_owner(message: ReceivedMessage[Any]) -> str:
+    """Who holds a claim: this delivery (its receipt handle is unique per receive)."""
+    return message.receipt_handle or f"{message.message_id}#{message.receive_count}"
+
+
+async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
+    """Take the message's lease (creating the record for untracked messages)."""
+    cfg = aws.config
+    now = _now_ms()
+    token = uuid.uuid4().hex  # one per claim call: botocore's retries resend the same token
+    values = {
+        ":prog": {"S": Status.IN_PROGRESS.value},
+        ":progc": {"N": str(int(StatusCode.IN_PROGRESS))},
+        ":done": {"S": Status.COMPLETE.value},
+        ":now": {"N": str(now)},
+        ":lease": {"N": str(now + cfg.lease_seconds * 1000)},
+        ":stamp": {"S": now_iso()},
+        ":one": {"N": "1"},
+        ":type": {"S": message.type.value},
+        ":url": {"S": message.queue_url},
+        ":id": {"S": message.key.id},
+        ":body": {"S": message.raw_body},
+        ":exp": {"N": str(int(now / 1000) + cfg.record_ttl_seconds)},
+        ":owner": {"S": lease_owner(message)},
+        ":token": {"S": token},
+        ":task": {"S": RecordType.TASK.value},
+        ":stopped": {"N": str(int(StatusCode.STOPPED))},
+    }
+    try:
+        async with aws.slot():
+            resp = await aws.ddb.update_item(
+                TableName=cfg.table,
+                Key=key_item(message.key),
+                UpdateExpression=(
+                    "SET #s = :prog, statusCode = :progc, leaseUntilMs = :lease, "
+                    "leaseOwner = :owner, claimToken = :token, updatedAt = :stamp, "
+                    "startedAt = if_not_exists(startedAt, :stamp), #t = if_not_exists(#t, :type), "
+                    "#url = if_not_exists(#url, :url), id = if_not_exists(id, :id), "
+                    "body = if_not_exists(body, :body), expiresAt = if_not_exists(expiresAt, :exp) "
+                    "ADD consumptionCount :one"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(pKey) OR (#s <> :done AND "
+                    "(#t <> :task OR statusCode <> :stopped) AND "
+                    "(#s <> :prog OR leaseUntilMs < :now))"
+                ),
+                ExpressionAttributeNames={"#s": "status", "#t": "type", "#url": "url"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+    except Exception as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        return await _lost_claim(aws, message.key, exc, token)
+    return Claim(ClaimOutcome.CLAIMED, record_from_item(resp["Attributes"]))
+
+
+async def _lost_claim(aws: AWS, key: RecordKey, exc: BaseException, token: str) -> Claim:
+    item = getattr(exc, "response", {}).get("Item")
+    if item is None:
+        async with aws.slot():
+            got = await aws.ddb.get_item(
+                TableName=aws.config.table, Key=key_item(key), ConsistentRead=True
+            )
+        item = got.get("Item")
+    if item is None:  # deleted in between: treat as a live competitor; SQS will redeliver
+        return Claim(ClaimOutcome.IN_PROGRESS, None)
+    record = record_from_item(item)
+    settled = record.type is RecordType.TASK and record.status_code is StatusCode.STOPPED
+    if record.status is Status.COMPLETE or settled:  # a task counted failed stays counted
+        return Claim(ClaimOutcome.COMPLETE, record)
+    if record.status is Status.IN_PROGRESS and item.get("claimToken", {}).get("S") == token:
+        # this very call's claim went through, but its answer was lost and the retry found it
+        return Claim(ClaimOutcome.CLAIMED, record)
+    return Claim(ClaimOutcome.IN_PROGRESS, record)
+
+
+def raise_if_in_progress(result: Claim, key: RecordKey) -> bool:
+    """``is_complete``'s answer: True when complete, raise when leased elsewhere, else False."""
+    if result.outcome is ClaimOutcome.IN_PROGRESS:
+        lease = result.record.lease_until_ms if result.record else None
+        raise MessageInProgressError(key, lease)
+    return result.outcome is ClaimOutcome.COMPLETE
+
+
+def complete_update(aws: AWS, key: RecordKey, result: Any = None) -> dict[str, Any]:
+    """The UpdateItem parameters that mark a record complete (once: conditional).
+
+    A handler's non-None ``result`` is stored (as JSON text) in the same write. The write
+    carries a fresh settle token (see :func:`landed`).
+    """
+    cfg = aws.config
+    result = storable_result(result, key)
+    extra = ", #r = :result" if result is not None else ""
+    update: dict[str, Any] = {
+        "TableName": cfg.table,
+        "Key": key_item(key),
+        "UpdateExpression": (
+            "SET #s = :done, statusCode = :donec, completedAt = :stamp, updatedAt = :stamp, "
+            f"expiresAt = :exp, #settle = :settle{extra} "
+            "REMOVE leaseUntilMs, leaseOwner, claimToken"
+        ),
+        "ConditionExpression": "attribute_exists(pKey) AND #s <> :done",
+        "ExpressionAttributeNames": {"#s": "status", "#settle": SETTLE_ATTRIBUTE},
+        "ExpressionAttributeValues": {
+            ":done": {"S": Status.COMPLETE.value},
+            ":donec": {"N": str(int(StatusCode.COMPLETE))},
+            ":stamp": {"S": now_iso()},
+            ":exp": {"N": str(int(time.time()) + cfg.completed_retention_seconds)},
+            ":settle": {"S": new_token()},
+        },
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    if result is not None:
+        update["ExpressionAttributeNames"]["#r"] = "result"
+        update["ExpressionAttributeValues"][":result"] = {"S": dumps(result, field="result")}
+    return update
+
+
+def landed(update: dict[str, Any], item: dict[str, Any] | None) -> bool:
+    """Whether ``item`` (as it stood when ``update``'s condition failed) carries the settle
+    token of ``update``: the write landed earlier, its answer was lost, and botocore's retry of
+    the same request then failed the condition against that very write."""
+    token = update["ExpressionAttributeValues"][":settle"]["S"]
+    return item is not None and item.get(SETTLE_ATTRIBUTE, {}).get("S") == token
+
+
+def storable_result(result: Any, key: RecordKey) -> Any:
+    """The handler's result if it is JSON; else None and a warning. The work is done either
+    way, and an unstorable return value must not make the message fail forever."""
+    if result is None:
+        return None
+    try:
+        dumps(result, field="result")
+    except ValidationError as exc:
+        logger.warning("not storing the result of %s: %s", key.p_key, exc)
+        return None
+    return result
+
+
+async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool:
+    """Mark a plain message complete; False if it already was (or its record is gone)."""
+    update = None if aws.config.delete_completed else complete_update(aws, key, result)
+    try:
+        async with aws.slot():
+            if update is None:
+                await aws.ddb.delete_item(
+                    TableName=aws.config.table,
+                    Key=key_item(key),
+                    ConditionExpression="attribute_exists(pKey)",
+                )
+            else:
+                await aws.ddb.update_item(**update)
+    except Exception as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return update is not None and landed(update, _old_item(exc))
+        raise
+    return True
+
+
+def _old_item(exc: BaseException) -> dict[str, Any] | None:
+    """The item a failed condition returned (``ReturnValuesOnConditionCheckFailure``)."""
+    item: dict[str, Any] | None = getattr(exc, "response", {}).get("Item")
+    return item
+
+
+def error_entry(exc: BaseException, receive_count: int | None) -> ErrorEntry:
+    """The error entry recorded for a failed attempt."""
+    return ErrorEntry(
+        type=type(exc).__name__, message=str(exc)[:2000], at=now_iso(), receive_count=receive_count
+    )
+
+
+def fail_update(
+    aws: AWS, key: RecordKey, entry: ErrorEntry, *, final: bool, owner: str
+) -> dict[str, Any]:
+    """UpdateItem parameters recording a failure and releasing the lease.
+
+    Only the delivery holding the lease (or none) may fail the record: a delivery whose lease
+    expired and was taken over must not release the new owner's lease. The write carries a
+    fresh settle token and is conditional on its absence, so a retry of a write that landed
+    does not append the error twice (see :func:`landed`).
+    """
+    code = StatusCode.STOPPED if final else StatusCode.ERROR
+    return {
+        "TableName": aws.config.table,
+        "Key": key_item(key),
+        "UpdateExpression": (
+            "SET #s = :err, statusCode = :errc, updatedAt = :stamp, expiresAt = :exp, "
+            "#e = list_append(if_not_exists(#e, :empty), :entry), #settle = :settle "
+            "REMOVE leaseUntilMs, leaseOwner, claimToken"
+        ),
+        "ConditionExpression": (
+            "attribute_exists(pKey) AND #s <> :done AND "
+            "(attribute_not_exists(leaseOwner) OR leaseOwner = :owner) AND "
+            "(attribute_not_exists(#settle) OR #settle <> :settle)"
+        ),
+        "ExpressionAttributeNames": {"#s": "status", "#e": "error", "#settle": SETTLE_ATTRIBUTE},
+        "ExpressionAttributeValues": {
+            ":err": {"S": Status.ERROR.value},
+            ":errc": {"N": str(int(code))},
+            ":done": {"S": Status.COMPLETE.value},
+            ":stamp": {"S": entry.at},
+            ":exp": {"N": str(int(time.time()) + aws.config.record_ttl_seconds)},
+            ":empty": {"L": []},
+            ":entry": {"L": [error_attr(entry)]},
+            ":owner": {"S": owner},
+            ":settle": {"S": new_token()},
+        },
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+
+
+async def fail_message(
+    aws: AWS, message: ReceivedMessage[Any], exc: BaseException, *, final: bool = False
+) -> bool:
+    """Append the error to the record, set ``ERROR`` and release this delivery's lease."""
+    entry = error_entry(exc, message.receive_count)
+    update = fail_update(aws, message.key, entry, final=final, owner=lease_owner(message))
+    try:
+        async with aws.slot():
+            await aws.ddb.update_item(**update)
+    except Exception as exc2:
+        if error_code(exc2) == "ConditionalCheckFailedException":
+            return landed(update, _old_item(exc2))
+        raise
+    return True

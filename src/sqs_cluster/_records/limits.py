@@ -1,0 +1,36 @@
+"""Size limits of what a record stores, checked before anything is written.
+
+A record keeps its body, ``meta`` and own fields as JSON text in one DynamoDB item, whose
+limit is 400 KB; past it DynamoDB rejects the write with an error that names no field.
+"""
+
+from __future__ import annotations
+
+from .._errors import ValidationError
+
+MAX_META_BYTES = 300_000
+"""A record's ``meta`` as JSON text."""
+MAX_RECORD_DATA_BYTES = 380_000
+"""Body, meta and own fields of one record: DynamoDB's 400 KB item limit (409,600 bytes) less
+29,600 bytes kept for the record's other attributes (keys, status, timestamps, error entries)."""
+
+
+def check_meta_size(meta_text: str | None, field_name: str = "meta") -> int:
+    """The size of a record's ``meta`` text in bytes, or ValidationError above the limit."""
+    size = 0 if meta_text is None else len(meta_text.encode())
+    if size > MAX_META_BYTES:
+        raise ValidationError(
+            field_name, f"is {size} bytes as JSON; the limit is {MAX_META_BYTES} bytes"
+        )
+    return size
+
+
+def check_record_data(total: int, field_name: str) -> None:
+    """ValidationError when a record's body, meta and own fields together exceed the limit."""
+    if total > MAX_RECORD_DATA_BYTES:
+        raise ValidationError(
+            field_name,
+            f"the record would hold {total} bytes of body, meta and own fields; a record holds "
+            f"at most {MAX_RECORD_DATA_BYTES} bytes of them (DynamoDB's 400 KB item limit, "
+            "less room for the record's own attributes)",
+        )

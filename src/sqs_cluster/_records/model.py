@@ -1,0 +1,167 @@
+"""Record model: keys, statuses and the typed views of the DynamoDB items (see docs/records.md)."""
+
+from __future__ import annotations
+
+import reprlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+from typing import Any, Generic
+
+from .._errors import ValidationError
+from .._types import Meta
+
+KEY_PREFIX = "SQSMessage$"
+"""Every item the library reads or writes has a ``pKey`` starting with this (its key space)."""
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 200
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, shortened for error messages."""
+    return _repr.repr(value)
+
+
+class RecordType(str, Enum):
+    """What a record tracks: a plain message, a task of a cluster, or the cluster itself."""
+
+    MESSAGE = "message"
+    TASK = "task"
+    CLUSTER = "cluster"
+
+
+class Status(str, Enum):
+    """Lifecycle of a record."""
+
+    PRE_FLIGHT = "PRE FLIGHT"
+    IN_PROGRESS = "IN PROGRESS"
+    COMPLETE = "COMPLETE"
+    ERROR = "ERROR"
+
+
+class StatusCode(IntEnum):
+    """Numeric twin of :class:`Status`; ``STOPPED`` marks a record that will not be retried."""
+
+    PRE_FLIGHT = 0
+    IN_PROGRESS = 100
+    COMPLETE = 200
+    ERROR = 400
+    STOPPED = 500
+
+
+STATUS_CODES: dict[Status, StatusCode] = {
+    Status.PRE_FLIGHT: StatusCode.PRE_FLIGHT,
+    Status.IN_PROGRESS: StatusCode.IN_PROGRESS,
+    Status.COMPLETE: StatusCode.COMPLETE,
+    Status.ERROR: StatusCode.ERROR,
+}
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    """Primary key of a record: ``pKey`` is ``SQSMessage$<id>``, ``rKey`` ``SQSMessage$<url>``."""
+
+    p_key: str
+    r_key: str
+
+    @classmethod
+    def for_message(cls, message_id: str, queue_url: str) -> RecordKey:
+        """Key of the record that tracks one message (or the cluster ``message_id``)."""
+        return cls(f"{KEY_PREFIX}{message_id}", f"{KEY_PREFIX}{queue_url}")
+
+    @classmethod
+    def coerce(cls, value: Any, field_name: str = "key") -> RecordKey:
+        """Accept a RecordKey, a ``{"pKey", "rKey"}`` mapping or a ``(pKey, rKey)`` pair.
+
+        Raises ValidationError unless the key is in the library's key space (``pKey`` starts
+        with ``SQSMessage$``), so no caller input can make it read or write other items.
+        """
+        key: RecordKey | None = None
+        if isinstance(value, RecordKey):
+            key = value
+        elif isinstance(value, Mapping):
+            p_key, r_key = value.get("pKey"), value.get("rKey")
+            if isinstance(p_key, str) and isinstance(r_key, str):
+                key = cls(p_key, r_key)
+        elif (
+            isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value)
+        ):
+            key = cls(value[0], value[1])
+        if key is None:
+            raise ValidationError(
+                field_name,
+                "expected a RecordKey, a {'pKey': str, 'rKey': str} mapping or a (pKey, rKey) "
+                f"pair, got {shown(value)}",
+            )
+        check_key_space(key.p_key, field_name)
+        return key
+
+    @property
+    def id(self) -> str:
+        """The id part of ``pKey`` (the text after ``SQSMessage$``)."""
+        return self.p_key.removeprefix(KEY_PREFIX)
+
+    def to_dict(self) -> dict[str, str]:
+        """The wire form ``{"pKey": ..., "rKey": ...}``."""
+        return {"pKey": self.p_key, "rKey": self.r_key}
+
+
+def check_key_space(p_key: str, field_name: str = "key") -> None:
+    """Raise ValidationError unless ``p_key`` is in the library's key space."""
+    if not p_key.startswith(KEY_PREFIX):
+        raise ValidationError(
+            field_name,
+            f"pKey {shown(p_key)} is outside sqs-cluster's key space: "
+            f"every record's pKey starts with {KEY_PREFIX!r} followed by its id",
+        )
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    """One failed attempt, appended to a record's ``error`` list."""
+
+    type: str
+    message: str
+    at: str
+    receive_count: int | None = None
+
+
+@dataclass(frozen=True)
+class MessageRecord(Generic[Meta]):
+    """A message's (or task's) record as stored in DynamoDB."""
+
+    key: RecordKey
+    type: RecordType
+    url: str
+    status: Status
+    status_code: StatusCode
+    meta: Meta | None = None
+    body: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    updated_at: str | None = None
+    expires_at: int | None = None
+    consumption_count: int = 0
+    lease_until_ms: int | None = None
+    errors: list[ErrorEntry] = field(default_factory=list)
+    cluster_key: RecordKey | None = None
+    task_index: int | None = None
+    user: dict[str, Any] = field(default_factory=dict)
+    revision: int = 0
+    result: Any = None
+
+    @property
+    def p_key(self) -> str:
+        """Shortcut for ``key.p_key``."""
+        return self.key.p_key
+
+    @property
+    def r_key(self) -> str:
+        """Shortcut for ``key.r_key``."""
+        return self.key.r_key
+
+    @property
+    def is_complete(self) -> bool:
+        """True once the message was processed successfully."""
+        return self.status is Status.COMPLETE

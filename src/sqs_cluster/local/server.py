@@ -1,0 +1,156 @@
+"""Local AWS endpoint process: moto's server on a loopback port (used by :mod:`sqs_cluster.local`).
+
+Usage::
+
+    python -m sqs_cluster.local.server --host 127.0.0.1 --port 0 [--serialised]
+
+Port 0 lets the OS pick a free port. Once the socket is listening, the process prints exactly one
+line, ``READY <port>``, to stdout; anything printed later goes to stderr. It serves until SIGTERM
+or SIGINT (or, with ``--exit-on-stdin-eof``, until its parent closes stdin or dies), then shuts
+down and exits 0.
+
+The SQS speed-up from :mod:`sqs_cluster.local.sqs_patch` is applied here, in this process only.
+``--serialised`` handles one request at a time, so that DynamoDB conditional writes are atomic,
+which moto's threaded server does not guarantee.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from sqs_cluster.local.ddb_patch import apply_ddb_query_patch, apply_ddb_transaction_patch
+from sqs_cluster.local.sqs_patch import apply_sqs_counter_patch
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: Set when absent, so that nothing in the process looks for real credentials or a metadata service.
+_DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+class SerialisedApp:
+    """WSGI wrapper that handles one request at a time.
+
+    The lock is held until the response body has been read to the end and closed. The body is
+    buffered, so that a client that goes away cannot leave the lock held.
+    """
+
+    def __init__(self, app: WSGIApp) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            body = self._app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sqs_cluster.local.server")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    parser.add_argument(
+        "--serialised", action="store_true", help="handle one request at a time (atomic writes)"
+    )
+    parser.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="shut down when stdin closes (the parent exited), so servers are never orphaned",
+    )
+    return parser.parse_args(argv)
+
+
+def _build_app(serialised: bool) -> WSGIApp:
+    """moto's multi-service WSGI app, optionally serialised."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    app: WSGIApp = DomainDispatcherApplication(create_backend_app)
+    return SerialisedApp(app) if serialised else app
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """Turn SIGTERM/SIGINT into a graceful stop request."""
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _stop_on_stdin_eof(stop: threading.Event) -> None:
+    """Request a stop once stdin reaches end-of-file, that is when the parent has gone."""
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        stop.set()
+
+    threading.Thread(target=watch, name="stdin-eof-watch", daemon=True).start()
+
+
+def _announce(port: int) -> None:
+    """Print the single READY line, then point stdout at stderr so nothing else lands there."""
+    sys.stdout.write(f"READY {port}\n")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until asked to stop; returns the exit code."""
+    args = _parse_args(argv)
+    for key, value in _DUMMY_AWS_ENV.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
+    apply_sqs_counter_patch()
+    apply_ddb_transaction_patch()
+    apply_ddb_query_patch()
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    app = _build_app(args.serialised)
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    # moto builds a few self-referencing URLs from MOTO_PORT.
+    os.environ["MOTO_PORT"] = str(server.server_port)
+    serving = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="moto-server", daemon=True
+    )
+    serving.start()
+    if args.exit_on_stdin_eof:
+        _stop_on_stdin_eof(stop)
+    _announce(server.server_port)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join(timeout=10.0)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+# Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
+# Body digest: 783fb8b1b7501030 (gen_sync.py --check tells hand edits from stale files).
+"""Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic
+
+from .._clusters.model import ClusterRecord as _AsyncClusterRecord
+from .._facade import runtime as _sync_support
+from .._records.model import ErrorEntry, RecordKey, Status, StatusCode
+from .._types import Globals, Meta
+
+
+class ClusterRecord(
+    _sync_support.View[_AsyncClusterRecord[Meta, Globals]],
+    Generic[Meta, Globals],
+    core_type=_AsyncClusterRecord,
+):
+    """A cluster as stored: status, meta, counts and where its globals live.
+
+    ``get_globals()`` reads the globals from S3 only when called; ``iter_tasks()`` pages through
+    the task records (100,000 tasks never live in one item).
+
+    Blocking view generated from :class:`sqs_cluster.ClusterRecord`: fields are the async object's;
+    its async methods block and return the result. See docs/sync.md.
+    """
+
+    __slots__ = ()
+
+    @property
+    def key(self) -> RecordKey:
+        return self._core.key
+
+    @property
+    def url(self) -> str:
+        return self._core.url
+
+    @property
+    def status(self) -> Status:
+        return self._core.status
+
+    @property
+    def status_code(self) -> StatusCode:
+        return self._core.status_code
+
+    @property
+    def total(self) -> int:
+        return self._core.total
+
+    @property
+    def sent(self) -> int:
+        return self._core.sent
+
+    @property
+    def completed(self) -> int:
+        return self._core.completed
+
+    @property
+    def failed(self) -> int:
+        return self._core.failed
+
+    @property
+    def tolerated_failures(self) -> int:
+        return self._core.tolerated_failures
+
+    @property
+    def meta(self) -> Meta | None:
+        return self._core.meta
+
+    @property
+    def globals_location(self) -> Mapping[str, str] | None:
+        return self._core.globals_location
+
+    @property
+    def started_at(self) -> str | None:
+        return self._core.started_at
+
+    @property
+    def updated_at(self) -> str | None:
+        return self._core.updated_at
+
+    @property
+    def completed_at(self) -> str | None:
+        return self._core.completed_at
+
+    @property
+    def expires_at(self) -> int | None:
+        return self._core.expires_at
+
+    @property
+    def callback_state(self) -> str | None:
+        return self._core.callback_state
+
+    @property
+    def callback_attempts(self) -> int:
+        return self._core.callback_attempts
+
+    @property
+    def errors(self) -> list[ErrorEntry]:
+        return self._core.errors
+
+    @property
+    def user(self) -> dict[str, Any]:
+        return self._core.user
+
+    @property
+    def revision(self) -> int:
+        return self._core.revision
+
+    @property
+    def id(self) -> str:
+        """The cluster id (``pKey`` without ``SQSMessage$``)."""
+        return self._core.id
+
+    @property
+    def in_progress(self) -> int:
+        """Tasks not yet counted as completed or failed."""
+        return self._core.in_progress
+
+    @property
+    def is_finished(self) -> bool:
+        """True once every task was counted (the cluster is ``COMPLETE`` or ``ERROR``)."""
+        return self._core.is_finished
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the cluster ended ``COMPLETE`` (failures within ``tolerated_failures``)."""
+        return self._core.succeeded
+
+    def get_globals(self) -> Globals:
+        """The globals object, read from S3 now (ValueError if created with omit_globals)."""
+        return self._call(self._core.get_globals)
+
+    def iter_tasks(self, status: Status | None = None) -> Iterator[Any]:
+        """Task records of this cluster in index order, optionally only those in ``status``."""
+        return self._iterate(self._core.iter_tasks, status)
+
+
+ClusterCallback = Callable[[ClusterRecord[Any, Any], Callable[[], Any]], Any]
+"""``callback(cluster, get_globals)``: sync or async; runs once when the cluster ends."""
