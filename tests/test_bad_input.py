@@ -568,7 +568,7 @@ CASES = [
         id="record-without-body",
     ),
     case(
-        lambda c: c.client.read_sqs_record(42),
+        lambda c: c.client.read_sqs_record(42),  # type: ignore[arg-type]
         MalformedEventError,
         "record",
         "mapping",

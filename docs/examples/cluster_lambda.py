@@ -20,6 +20,7 @@ from sqs_cluster import (
 async def invoice(client: MessageClient, message: ReceivedMessage[Any]) -> None:
     """One task: price the hours and store the amount in the globals, under the task's index."""
     task = message.task  # the task as given to create_message_cluster
+    assert message.cluster_key is not None  # a task always names its cluster
     if task["hours"] < 0:
         raise ValueError(f"{task['customer']}: negative hours")
     rate = (await message.get_globals())["rate"]  # S3 only; the cluster record is not read

@@ -19,9 +19,12 @@ async def handle_task(
 ) -> str:
     """Process one Lambda SQS record of a task; says what happened."""
     message = client.read_sqs_record(record)
+    cluster = message.cluster_key
+    if cluster is None:
+        raise ValueError(f"message {message.message_id} is not a task of a cluster")
     try:
         if await client.is_complete(record):  # claims the task unless it is complete
-            await client.on_cluster_complete(message.cluster_key, on_done)  # crash recovery
+            await client.on_cluster_complete(cluster, on_done)  # crash recovery
             return "already complete"
     except MessageInProgressError:
         return "in progress elsewhere"
@@ -29,9 +32,9 @@ async def handle_task(
         work(message.task)
     except Exception as exc:
         await client.mark_failed(record, exc)  # on the last allowed receive: counted as failed
-        await client.on_cluster_complete(message.cluster_key, on_done)  # it may have been last
+        await client.on_cluster_complete(cluster, on_done)  # it may have been last
         raise
     await client.mark_complete(record)  # completes the task and counts it, exactly once
-    if await client.on_cluster_complete(message.cluster_key, on_done):
+    if await client.on_cluster_complete(cluster, on_done):
         return "processed; callback ran"
     return "processed"

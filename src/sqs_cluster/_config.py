@@ -9,7 +9,6 @@ from typing import Any
 
 from ._errors import ConfigError
 
-ENV_PREFIX = "SQS_CLUSTER_"
 DAY = 24 * 3600
 
 # Field name -> environment variable. Documented in docs/configuration.md.

@@ -26,7 +26,6 @@ from .._records.model import Status
 from .status import watch_cluster
 from .worker import Worker, WorkerOptions
 
-REGION = "us-east-1"
 VISIBILITY = 3  # seconds before a failed task is delivered again
 FLAKY_EVERY = 10
 FACTOR = 3

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
-from .._aws.clients import AWS, RequestHook, error_code
+from .._aws.clients import AWS, RequestHook
 from .._aws.preflight import Preflight
 from .._clusters.model import ClusterCallback
 from .._config import Config
-from .._errors import ConflictError, ValidationError
+from .._errors import ValidationError
 from .._messages.batch import (
     DEFAULT_BATCH_CONCURRENCY,
     Handler,
@@ -30,7 +30,7 @@ from .._messages.outgoing import (
     unsent_message,
     validate_queue_url,
 )
-from .._messages.sending import Progress, plain_units, resend_unsent, write_then_send
+from .._messages.sending import Progress, plain_units, resend_unsent, send_one, write_then_send
 from .._messages.tracking import Claim, claim, complete_message, fail_message, raise_if_in_progress
 from .._records.codec import dumps
 from .._records.limits import check_meta_size
@@ -41,8 +41,17 @@ from .queues import QueueOperations
 
 logger = logging.getLogger("sqs_cluster")
 
-RecordLike = Any
-"""A Lambda SQS record (dict), Powertools' ``SQSRecord``, or a :class:`ReceivedMessage`."""
+
+class WrappedRecord(Protocol):
+    """A wrapper of a Lambda SQS record that exposes it as ``raw_event`` (as Powertools' data
+    classes do)."""
+
+    @property
+    def raw_event(self) -> Mapping[str, Any]: ...
+
+
+RecordLike = Mapping[str, Any] | WrappedRecord | ReceivedMessage[Any]
+"""A Lambda SQS record (a dict, or Powertools' ``SQSRecord``), or a :class:`ReceivedMessage`."""
 
 
 class MessageClient(QueueOperations, ClusterOperations):
@@ -113,30 +122,8 @@ class MessageClient(QueueOperations, ClusterOperations):
             )
         prepared = self._prepare(queue_url, [message], meta, field_name="body")[0]
         await self._check_resources(queue_url, [prepared], "body")
-        await self._put_new_record(prepared)
-        async with self._aws.slot():
-            await self._aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
+        await send_one(self._aws, queue_url, prepared)
         return prepared.key
-
-    async def _put_new_record(self, prepared: Prepared) -> None:
-        """PutItem under a key new to this call. A condition failure can then only meet this
-        call's own write, landed by an attempt whose answer was lost: checked, then ignored."""
-        try:
-            async with self._aws.slot():
-                await self._aws.ddb.put_item(
-                    TableName=self.config.table,
-                    Item=prepared.item,
-                    ConditionExpression="attribute_not_exists(pKey)",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-        except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            if getattr(exc, "response", {}).get("Item") != prepared.item:
-                raise ConflictError(
-                    f"send_message: a record with the new key {prepared.key} exists and is not "
-                    "the one this call wrote; nothing was sent"
-                ) from exc
 
     async def send_message_batch(
         self,

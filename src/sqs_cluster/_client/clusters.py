@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .._aws.clients import AWS
     from .._aws.preflight import Preflight
 
-ClusterKeyLike = Any
+ClusterKeyLike = RecordKey | Mapping[str, str] | str
 """A RecordKey, a ``{"pKey", "rKey"}`` mapping, or just the cluster's ``pKey`` string."""
 
 

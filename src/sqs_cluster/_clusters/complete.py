@@ -19,14 +19,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .._aws.clients import AWS, error_code
+from .._aws.clients import AWS
+from .._aws.conditional import conflicted, transact_if, update_if
 from .._aws.retry import sleep_backoff
 from .._concurrency import call_handler
 from .._errors import ConflictError
 from .._messages.event import ReceivedMessage
 from .._messages.tracking import complete_update, error_entry, fail_update, landed, lease_owner
 from .._records.codec import error_attr, from_item, key_item, now_iso
-from .._records.model import RecordKey, Status, StatusCode
+from .._records.model import STATUS_CODES, RecordKey, Status, StatusCode
+from .._records.store import get_raw
 from .model import (
     CallbackState,
     ClusterCallback,
@@ -100,19 +102,12 @@ async def count_once(
         if attempt:
             await sleep_backoff(attempt)
         try:
-            async with aws.slot():
-                await aws.ddb.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-            return True, None
+            written = await transact_if(aws, items)
         except Exception as exc:
-            reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
-            codes = [r.get("Code") for r in reasons]
-            if codes and codes[0] == "ConditionalCheckFailed":
-                return False, reasons[0].get("Item")
-            if (
-                error_code(exc) != "TransactionCanceledException"
-                or "TransactionConflict" not in codes
-            ):
+            if not conflicted(exc):
                 raise
+            continue
+        return written.applied, written.item
     key = task["Key"]["pKey"]["S"]
     raise ConflictError(
         f"counting task {key}: {aws.config.partial_retry_attempts} transactions in a row were "
@@ -134,31 +129,30 @@ async def finalize_if_done(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any] 
     if cluster.is_finished or cluster.completed + cluster.failed < cluster.total:
         return cluster
     status = Status.COMPLETE if cluster.failed <= cluster.tolerated_failures else Status.ERROR
-    code = StatusCode.COMPLETE if status is Status.COMPLETE else StatusCode.ERROR
+    code = STATUS_CODES[status]
     stamp = now_iso()
-    try:
-        async with aws.slot():
-            await aws.ddb.update_item(
-                TableName=aws.config.table,
-                Key=key_item(cluster.key),
-                UpdateExpression=(
-                    "SET #s = :s, statusCode = :c, completedAt = :now, updatedAt = :now, "
-                    "callbackState = :pending"
-                ),
-                ConditionExpression="#s IN (:pre, :prog)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":s": {"S": status.value},
-                    ":c": {"N": str(int(code))},
-                    ":now": {"S": stamp},
-                    ":pending": {"S": CallbackState.PENDING},
-                    ":pre": {"S": Status.PRE_FLIGHT.value},
-                    ":prog": {"S": Status.IN_PROGRESS.value},
-                },
-            )
-    except Exception as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
-            raise
+    ended = await update_if(
+        aws,
+        {
+            "TableName": aws.config.table,
+            "Key": key_item(cluster.key),
+            "UpdateExpression": (
+                "SET #s = :s, statusCode = :c, completedAt = :now, updatedAt = :now, "
+                "callbackState = :pending"
+            ),
+            "ConditionExpression": "#s IN (:pre, :prog)",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":s": {"S": status.value},
+                ":c": {"N": str(int(code))},
+                ":now": {"S": stamp},
+                ":pending": {"S": CallbackState.PENDING},
+                ":pre": {"S": Status.PRE_FLIGHT.value},
+                ":prog": {"S": Status.IN_PROGRESS.value},
+            },
+        },
+    )
+    if not ended.applied:  # another finisher ended it first
         return await read_cluster(aws, key, consistent_read=True)
     return dataclasses.replace(
         cluster,
@@ -176,49 +170,40 @@ def callback_due(cluster: ClusterRecord[Any, Any]) -> bool:
 
 async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
     now = int(time.time() * 1000)
-    try:
-        async with aws.slot():
-            await aws.ddb.update_item(
-                TableName=aws.config.table,
-                Key=key_item(key),
-                UpdateExpression=(
-                    "SET callbackState = :running, callbackLeaseUntilMs = :lease, "
-                    "callbackToken = :token ADD callbackAttempts :one"
-                ),
-                ConditionExpression=(
-                    "#s IN (:done, :err) AND (attribute_not_exists(callbackState) OR "
-                    "callbackState IN (:pending, :failed) OR "
-                    "(callbackState = :running AND callbackLeaseUntilMs < :now))"
-                ),
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":running": {"S": CallbackState.RUNNING},
-                    ":pending": {"S": CallbackState.PENDING},
-                    ":failed": {"S": CallbackState.FAILED},
-                    ":lease": {"N": str(now + aws.config.callback_lease * 1000)},
-                    ":now": {"N": str(now)},
-                    ":token": {"S": token},
-                    ":one": {"N": "1"},
-                    ":done": {"S": Status.COMPLETE.value},
-                    ":err": {"S": Status.ERROR.value},
-                },
-            )
-    except Exception as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
-            raise
-        return await _holds_callback(aws, key, token)  # our answer may have been lost
-    return True
+    claimed = await update_if(
+        aws,
+        {
+            "TableName": aws.config.table,
+            "Key": key_item(key),
+            "UpdateExpression": (
+                "SET callbackState = :running, callbackLeaseUntilMs = :lease, "
+                "callbackToken = :token ADD callbackAttempts :one"
+            ),
+            "ConditionExpression": (
+                "#s IN (:done, :err) AND (attribute_not_exists(callbackState) OR "
+                "callbackState IN (:pending, :failed) OR "
+                "(callbackState = :running AND callbackLeaseUntilMs < :now))"
+            ),
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {
+                ":running": {"S": CallbackState.RUNNING},
+                ":pending": {"S": CallbackState.PENDING},
+                ":failed": {"S": CallbackState.FAILED},
+                ":lease": {"N": str(now + aws.config.callback_lease * 1000)},
+                ":now": {"N": str(now)},
+                ":token": {"S": token},
+                ":one": {"N": "1"},
+                ":done": {"S": Status.COMPLETE.value},
+                ":err": {"S": Status.ERROR.value},
+            },
+        },
+    )
+    return claimed.applied or await _holds_callback(aws, key, token)  # answer may be lost
 
 
 async def _holds_callback(aws: AWS, key: RecordKey, token: str) -> bool:
-    async with aws.slot():
-        got = await aws.ddb.get_item(
-            TableName=aws.config.table,
-            Key=key_item(key),
-            ConsistentRead=True,
-            ProjectionExpression="callbackToken, callbackState",
-        )
-    return _claimed_by(from_item(got.get("Item", {})), token)
+    item = await get_raw(aws, key, consistent_read=True, projection="callbackToken, callbackState")
+    return _claimed_by(from_item(item or {}), token)
 
 
 def _claimed_by(item: Mapping[str, Any], token: str, *, live: bool = False) -> bool:
@@ -262,12 +247,7 @@ async def _settle_callback(
     }
     if error is not None:
         params["ExpressionAttributeNames"] = {"#e": "error"}
-    try:
-        async with aws.slot():
-            await aws.ddb.update_item(**params)
-    except Exception as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":  # taken over, or settled
-            raise
+    await update_if(aws, params)  # refused: taken over, or already settled by a retry
 
 
 async def run_callback(
@@ -325,23 +305,24 @@ async def _renew_callback_lease(aws: AWS, key: RecordKey, token: str) -> None:
     while True:
         await asyncio.sleep(period)
         until = int(time.time() * 1000) + aws.config.callback_lease * 1000
+        renewal = {
+            "TableName": aws.config.table,
+            "Key": key_item(key),
+            "UpdateExpression": "SET callbackLeaseUntilMs = :until",
+            "ConditionExpression": "callbackToken = :token AND callbackState = :running",
+            "ExpressionAttributeValues": {
+                ":until": {"N": str(until)},
+                ":token": {"S": token},
+                ":running": {"S": CallbackState.RUNNING},
+            },
+        }
         try:
-            async with aws.slot():
-                await aws.ddb.update_item(
-                    TableName=aws.config.table,
-                    Key=key_item(key),
-                    UpdateExpression="SET callbackLeaseUntilMs = :until",
-                    ConditionExpression="callbackToken = :token AND callbackState = :running",
-                    ExpressionAttributeValues={
-                        ":until": {"N": str(until)},
-                        ":token": {"S": token},
-                        ":running": {"S": CallbackState.RUNNING},
-                    },
-                )
+            renewed = await update_if(aws, renewal)
         except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return  # settled or taken over: nothing left to keep
             logger.warning("callback lease of %s not renewed: %s", key.p_key, exc)
+            continue
+        if not renewed.applied:
+            return  # settled or taken over: nothing left to keep
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

@@ -4,7 +4,7 @@ Fan-out runs in units of 50 tasks (two BatchWriteItem calls, then five SendMessa
 after each unit the units confirmed sent are added to the cluster's progress item (or, if that
 write fails for good, to per-unit markers), so a second call with the same ``cluster_id``
 resumes where the first stopped. One call sends at a time: it holds the fan-out lease
-(``_fanout_lease``). Any failure after the id is claimed raises ClusterSendError naming the id.
+(``fanout_lease``). Any failure after the id is claimed raises ClusterSendError naming the id.
 The cluster can only end when every one of its ``total`` tasks has been counted, so it can
 never end before all were sent.
 """
@@ -17,14 +17,15 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .._aws.clients import AWS, error_code
+from .._aws.clients import AWS
+from .._aws.conditional import put_if, update_if
 from .._concurrency import chunked
 from .._errors import ConfigError, ValidationError
 from .._messages.outgoing import Prepared
 from .._messages.sending import UNIT, Progress, Unit, write_then_send
 from .._records.codec import from_item, key_item, now_iso, record_from_item, to_attr
 from .._records.model import MessageRecord, RecordKey, RecordType, Status, StatusCode
-from .._records.store import batch_get_raw
+from .._records.store import batch_get_raw, get_raw, update_raw
 from .errors import ClusterSendError
 from .fanout_lease import FanoutLease
 from .globals import write_globals
@@ -82,26 +83,16 @@ def _cluster_item(aws: AWS, plan: ClusterPlan, expires: str) -> dict[str, Any]:
 
 
 async def _put_if_absent(aws: AWS, item: dict[str, Any]) -> bool:
-    try:
-        async with aws.slot():
-            await aws.ddb.put_item(
-                TableName=aws.config.table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pKey)",
-            )
-    except Exception as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    params = {
+        "TableName": aws.config.table,
+        "Item": item,
+        "ConditionExpression": "attribute_not_exists(pKey)",
+    }
+    return (await put_if(aws, params)).applied
 
 
 async def _check_same_cluster(aws: AWS, plan: ClusterPlan) -> None:
-    async with aws.slot():
-        got = await aws.ddb.get_item(
-            TableName=aws.config.table, Key=key_item(counter_key(plan.key)), ConsistentRead=True
-        )
-    existing = from_item(got.get("Item", {}))
+    existing = from_item(await get_raw(aws, counter_key(plan.key), consistent_read=True) or {})
     if existing.get("url") != plan.queue_url or existing.get("total") != len(plan.tasks):
         raise ValidationError(
             "cluster_id",
@@ -165,36 +156,36 @@ async def mark_fanned_out(aws: AWS, plan: ClusterPlan) -> None:
     key = plan.key
 
     async def progress_says_all() -> None:
-        async with aws.slot():
-            await aws.ddb.update_item(
-                TableName=aws.config.table,
-                Key=key_item(progress_key(key)),
-                UpdateExpression="SET sentCount = :n, fannedOut = :t",
-                ExpressionAttributeValues={
+        await update_raw(
+            aws,
+            {
+                "TableName": aws.config.table,
+                "Key": key_item(progress_key(key)),
+                "UpdateExpression": "SET sentCount = :n, fannedOut = :t",
+                "ExpressionAttributeValues": {
                     ":n": {"N": str(len(plan.tasks))},
                     ":t": {"BOOL": True},
                 },
-            )
+            },
+        )
 
-    async def in_progress() -> None:
-        try:
-            async with aws.slot():
-                await aws.ddb.update_item(
-                    TableName=aws.config.table,
-                    Key=key_item(key),
-                    UpdateExpression="SET #s = :prog, statusCode = :progc, updatedAt = :now",
-                    ConditionExpression="#s = :pre",
-                    ExpressionAttributeNames={"#s": "status"},
-                    ExpressionAttributeValues={
-                        ":prog": {"S": Status.IN_PROGRESS.value},
-                        ":progc": {"N": str(int(StatusCode.IN_PROGRESS))},
-                        ":pre": {"S": Status.PRE_FLIGHT.value},
-                        ":now": {"S": now_iso()},
-                    },
-                )
-        except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+    async def in_progress() -> None:  # refused: the tasks already ended the cluster
+        await update_if(
+            aws,
+            {
+                "TableName": aws.config.table,
+                "Key": key_item(key),
+                "UpdateExpression": "SET #s = :prog, statusCode = :progc, updatedAt = :now",
+                "ConditionExpression": "#s = :pre",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {
+                    ":prog": {"S": Status.IN_PROGRESS.value},
+                    ":progc": {"N": str(int(StatusCode.IN_PROGRESS))},
+                    ":pre": {"S": Status.PRE_FLIGHT.value},
+                    ":now": {"S": now_iso()},
+                },
+            },
+        )
 
     await asyncio.gather(progress_says_all(), in_progress())
 

@@ -19,7 +19,8 @@ import time
 import uuid
 from typing import Any
 
-from .._aws.clients import AWS, error_code
+from .._aws.clients import AWS
+from .._aws.conditional import update_if
 from .._aws.retry import backoff_delay
 from .._config import Config
 from .._records.codec import from_item, key_item
@@ -94,65 +95,63 @@ class FanoutLease:
                 await self._beat
         if self._lost is not None:
             return
-        try:
+        try:  # refused: someone took it over after it lapsed
             await self._update("SET #u = :zero", {":zero": {"N": "0"}})
         except Exception as exc:  # it expires by itself
-            if error_code(exc) != "ConditionalCheckFailedException":
-                logger.warning("fan-out lease of %s not released: %s", self._key.p_key, exc)
+            logger.warning("fan-out lease of %s not released: %s", self._key.p_key, exc)
 
     async def _take(self) -> dict[str, Any] | None:
         started = time.monotonic()
         now_ms = int(time.time() * 1000)
         expires = int(time.time()) + self._aws.config.record_ttl_seconds
-        try:
-            async with self._aws.slot():
-                resp = await self._aws.ddb.update_item(
-                    TableName=self._aws.config.table,
-                    Key=key_item(self._key),
-                    UpdateExpression="SET #o = :me, #u = :until, #x = if_not_exists(#x, :x)",
-                    ConditionExpression="attribute_not_exists(#o) OR #o = :me OR #u < :now",
-                    ExpressionAttributeNames={
-                        "#o": "leaseOwner",
-                        "#u": "leaseUntilMs",
-                        "#x": "expiresAt",
-                    },
-                    ExpressionAttributeValues={
-                        ":me": {"S": self.token},
-                        ":until": {"N": str(now_ms + self.seconds * 1000)},
-                        ":now": {"N": str(now_ms)},
-                        ":x": {"N": str(expires)},
-                    },
-                    ReturnValues="ALL_OLD",
-                )
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
+        taken = await update_if(
+            self._aws,
+            {
+                "TableName": self._aws.config.table,
+                "Key": key_item(self._key),
+                "UpdateExpression": "SET #o = :me, #u = :until, #x = if_not_exists(#x, :x)",
+                "ConditionExpression": "attribute_not_exists(#o) OR #o = :me OR #u < :now",
+                "ExpressionAttributeNames": {
+                    "#o": "leaseOwner",
+                    "#u": "leaseUntilMs",
+                    "#x": "expiresAt",
+                },
+                "ExpressionAttributeValues": {
+                    ":me": {"S": self.token},
+                    ":until": {"N": str(now_ms + self.seconds * 1000)},
+                    ":now": {"N": str(now_ms)},
+                    ":x": {"N": str(expires)},
+                },
+                "ReturnValues": "ALL_OLD",
+            },
+        )
+        if not taken.applied:
+            return None
         self._valid_until = started + self.seconds
-        return from_item(resp.get("Attributes", {}))
+        return from_item(taken.item or {})
 
     async def _renew(self) -> None:
         started = time.monotonic()
         until = int(time.time() * 1000) + self.seconds * 1000
-        try:
-            await self._update("SET #u = :until", {":until": {"N": str(until)}})
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                self._lost = LOST
-                return
-            raise
+        if not await self._update("SET #u = :until", {":until": {"N": str(until)}}):
+            self._lost = LOST
+            return
         self._valid_until = max(self._valid_until, started + self.seconds)
 
-    async def _update(self, expression: str, values: dict[str, Any]) -> None:
-        async with self._aws.slot():
-            await self._aws.ddb.update_item(
-                TableName=self._aws.config.table,
-                Key=key_item(self._key),
-                UpdateExpression=expression,
-                ConditionExpression="#o = :me",
-                ExpressionAttributeNames={"#o": "leaseOwner", "#u": "leaseUntilMs"},
-                ExpressionAttributeValues={":me": {"S": self.token}, **values},
-            )
+    async def _update(self, expression: str, values: dict[str, Any]) -> bool:
+        """An update of the lease while it is ours; False when it is no longer ours."""
+        written = await update_if(
+            self._aws,
+            {
+                "TableName": self._aws.config.table,
+                "Key": key_item(self._key),
+                "UpdateExpression": expression,
+                "ConditionExpression": "#o = :me",
+                "ExpressionAttributeNames": {"#o": "leaseOwner", "#u": "leaseUntilMs"},
+                "ExpressionAttributeValues": {":me": {"S": self.token}, **values},
+            },
+        )
+        return written.applied
 
     async def _heartbeat(self) -> None:
         while self._lost is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .._aws.clients import AWS, error_code
@@ -20,7 +20,6 @@ from .._errors import ConflictError, RecordNotFoundError, ValidationError
 from .._records.codec import dumps
 from .._records.write_tokens import append_token, may_have_run, new_token, parse_tokens
 
-GlobalsFn = Callable[[Any], Any | Awaitable[Any]]
 PRECONDITION_CODES = {"PreconditionFailed", "412"}
 """The condition was false: someone else's write came first."""
 RETRY_CODES = {"ConditionalRequestConflict", "409"}

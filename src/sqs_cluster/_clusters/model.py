@@ -10,15 +10,14 @@ When the progress item cannot be written, a unit's progress goes to a marker ite
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from .._errors import ValidationError
-from .._records.codec import error_entry_from
+from .._errors import RecordNotFoundError, ValidationError
+from .._records.codec import record_fields
 from .._records.model import KEY_PREFIX, ErrorEntry, RecordKey, Status, StatusCode
 from .._types import Globals, Meta
 
@@ -202,29 +201,17 @@ def cluster_from_items(
         elif r_key == PROGRESS_R_KEY:
             sent = int(item.get("sentCount", 0))
     if main is None:
-        from .._errors import RecordNotFoundError
-
         raise RecordNotFoundError(key)
     location = main.get("globals")
     return ClusterRecord(
         key=key,
-        url=main.get("url", ""),
-        status=Status(main.get("status", Status.PRE_FLIGHT.value)),
-        status_code=StatusCode(int(main.get("statusCode", 0))),
         total=int(main.get("total", 0)),
         sent=max(sent, int(main.get("sentCount", 0))),
         completed=completed,
         failed=failed,
         tolerated_failures=int(main.get("toleratedFailures", 0)),
-        meta=json.loads(main["meta"]) if "meta" in main else None,
         globals_location=dict(location) if isinstance(location, Mapping) else None,
-        started_at=main.get("startedAt"),
-        updated_at=main.get("updatedAt"),
-        completed_at=main.get("completedAt"),
-        expires_at=main.get("expiresAt"),
         callback_state=main.get("callbackState"),
         callback_attempts=int(main.get("callbackAttempts", 0)),
-        errors=[error_entry_from(e) for e in main.get("error", [])],
-        user=json.loads(main["user"]) if "user" in main else {},
-        revision=int(main.get("rev", 0)),
+        **record_fields(main),
     )

@@ -21,6 +21,7 @@ from .._messages.outgoing import Prepared
 from .._messages.sending import DDB_BATCH, Unit, write_records
 from .._records.codec import key_item
 from .._records.model import RecordKey
+from .._records.store import update_raw
 from .model import progress_key, progress_marker_key
 
 logger = logging.getLogger("sqs_cluster")
@@ -105,14 +106,16 @@ class ProgressWriter:
         if tasks:
             adds.append("sentTasks :t")
             values[":t"] = {"NS": [str(t) for t in sorted(i for s in tasks.values() for i in s)]}
-        async with self._aws.slot():
-            await self._aws.ddb.update_item(
-                TableName=self._aws.config.table,
-                Key=key_item(self._key),
-                UpdateExpression="ADD " + ", ".join(adds) + " SET #x = if_not_exists(#x, :x)",
-                ExpressionAttributeNames={"#c": "sentCount", "#x": "expiresAt"},
-                ExpressionAttributeValues=values,
-            )
+        await update_raw(
+            self._aws,
+            {
+                "TableName": self._aws.config.table,
+                "Key": key_item(self._key),
+                "UpdateExpression": "ADD " + ", ".join(adds) + " SET #x = if_not_exists(#x, :x)",
+                "ExpressionAttributeNames": {"#c": "sentCount", "#x": "expiresAt"},
+                "ExpressionAttributeValues": values,
+            },
+        )
 
     async def _mark(
         self, units: dict[int, list[int]], tasks: dict[int, list[int]], cause: str

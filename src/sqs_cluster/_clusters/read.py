@@ -9,7 +9,13 @@ from .._aws.clients import AWS
 from .._errors import RecordNotFoundError
 from .._records.codec import from_item
 from .._records.model import MessageRecord, RecordKey, Status, check_key_space
-from .._records.store import BATCH_GET_LIMIT, batch_get_raw, get_raw, get_records
+from .._records.store import (
+    BATCH_GET_LIMIT,
+    batch_get_raw,
+    get_raw,
+    get_records,
+    query_partition,
+)
 from .model import (
     COUNTER_SHARDS,
     ClusterRecord,
@@ -41,20 +47,8 @@ async def read_cluster_items(
     aws: AWS, key: RecordKey, consistent_read: bool = False
 ) -> list[dict[str, Any]]:
     """Every item of the cluster's partition, deserialised (RecordNotFoundError if none)."""
-    items: list[dict[str, Any]] = []
-    request: dict[str, Any] = {
-        "TableName": aws.config.table,
-        "KeyConditionExpression": "pKey = :p",
-        "ExpressionAttributeValues": {":p": {"S": key.p_key}},
-        "ConsistentRead": consistent_read,
-    }
-    while True:
-        async with aws.slot():
-            resp: Any = await aws.ddb.query(**request)
-        items.extend(from_item(i) for i in resp.get("Items", []))
-        if "LastEvaluatedKey" not in resp:
-            break
-        request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    raw = await query_partition(aws, key.p_key, consistent_read=consistent_read)
+    items = [from_item(i) for i in raw]
     if not items:
         raise RecordNotFoundError(key)
     return items

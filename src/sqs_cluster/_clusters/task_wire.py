@@ -56,7 +56,7 @@ class TaskWire:
         return f"{self.body_head}{task_text}{self.body_middle}{index}{self.body_tail}"
 
     def key(self, index: int) -> RecordKey:
-        """The record key of task ``index`` (see ``_cluster_model.task_key``)."""
+        """The record key of task ``index`` (see ``model.task_key``)."""
         return RecordKey(f"{self.cluster.p_key}.{index}", self.cluster.r_key)
 
     def key_attribute(self, index: int) -> str:

@@ -14,11 +14,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._aws.clients import AWS, error_code
+from .._aws.clients import AWS
+from .._aws.conditional import update_if
 from .._clusters.complete import count_once, not_stopped
 from .._errors import MalformedEventError, ValidationError
-from .._records.codec import key_item, now_iso, record_from_item
+from .._records.codec import now_iso, record_from_item
 from .._records.model import KEY_PREFIX, ErrorEntry, RecordKey, Status, StatusCode
+from .._records.store import get_raw
 from .batch import DEFAULT_BATCH_CONCURRENCY, BatchClient, PartialBatchResponse, run_records
 from .event import QueueArn, ReceivedMessage, event_records
 from .tracking import fail_update
@@ -138,7 +140,8 @@ async def settle_dead_letter(
             aws, update, message.cluster_key, message.task_index, "failed"
         )
     else:
-        counted, item = await _fail_for_good(aws, not_stopped(update))
+        written = await update_if(aws, not_stopped(update))
+        counted, item = written.applied, written.item
     if counted:
         logger.warning(
             "message %s: receives exhausted with no outcome recorded; failed for good",
@@ -156,25 +159,10 @@ async def settle_dead_letter(
     return True
 
 
-async def _fail_for_good(aws: AWS, update: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
-    try:
-        async with aws.slot():
-            await aws.ddb.update_item(**update)
-    except Exception as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
-            raise
-        return False, getattr(exc, "response", {}).get("Item")
-    return True, None
-
-
 async def _settled(aws: AWS, message: ReceivedMessage[Any], item: dict[str, Any] | None) -> bool:
     """After a refused write: True if the record is gone, complete or failed for good."""
     if item is None:  # absent, or not returned: look once
-        async with aws.slot():
-            got = await aws.ddb.get_item(
-                TableName=aws.config.table, Key=key_item(message.key), ConsistentRead=True
-            )
-        item = got.get("Item")
+        item = await get_raw(aws, message.key, consistent_read=True)
     if item is None:  # deleted on completion (delete_completed), or expired
         return True
     record = record_from_item(item)

@@ -1,6 +1,6 @@
 """Outgoing messages: validation, and the record item and SQS batch entry of each.
 
-Pure functions, no IO: ``_sending`` writes and sends what these prepare.
+Pure functions, no IO: :mod:`.sending` writes and sends what these prepare.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from .._errors import ValidationError
 from .._records.codec import dumps, now_iso
-from .._records.limits import MAX_RECORD_DATA_BYTES
+from .._records.limits import check_record_data
 from .._records.model import RecordKey, RecordType, Status, StatusCode
 
 KEY_ATTRIBUTE = "sqsClusterKey"
@@ -110,15 +110,20 @@ def check_queue_limit(prepared: Iterable[Prepared], limit: int | None, field_nam
     if limit is None or limit >= MAX_MESSAGE_BYTES:
         return
     for p in prepared:
-        if p.size > limit:
-            where = field_name if field_name == "body" else f"{field_name}[{p.index}]"
-            raise ValidationError(
-                where, f"message is {p.size} bytes; the queue's limit is {limit} bytes"
-            )
+        where = field_name if field_name == "body" else f"{field_name}[{p.index}]"
+        check_message_size(p.size, limit, where)
+
+
+def check_message_size(size: int, limit: int, field_name: str) -> None:
+    """ValidationError when a message (body plus attributes) is over ``limit`` bytes."""
+    if size > limit:
+        raise ValidationError(
+            field_name, f"message is {size} bytes; the queue's limit is {limit} bytes"
+        )
 
 
 def fast_dumps(value: Any) -> str:
-    """Serialise a value already validated (``_codec.dumps`` checked it): no depth walk."""
+    """Serialise a value already validated (``codec.dumps`` checked it): no depth walk."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -227,17 +232,8 @@ def prepare_message(
     )
     body_bytes = len(text.encode())
     size = body_bytes + _attributes_size(attrs)
-    if size > max_bytes:
-        raise ValidationError(
-            field_name, f"message is {size} bytes; the queue's limit is {max_bytes} bytes"
-        )
-    if body_bytes + meta_bytes > MAX_RECORD_DATA_BYTES:
-        raise ValidationError(
-            field_name,
-            f"the record would hold {body_bytes} bytes of body and {meta_bytes} of meta; "
-            f"a record holds at most {MAX_RECORD_DATA_BYTES} bytes of both (DynamoDB's 400 KB "
-            "item limit, less room for the record's other attributes)",
-        )
+    check_message_size(size, max_bytes, field_name)
+    check_record_data(body_bytes + meta_bytes, field_name)
     entry: dict[str, Any] = {"MessageBody": text, "MessageAttributes": attrs}
     if out.delay_seconds is not None:
         entry["DelaySeconds"] = check_delay_seconds(

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._aws.clients import AWS, error_code
+from .._aws.conditional import put_if
 from .._aws.retry import sleep_backoff
 from .._aws.sqs import MISSING_QUEUE_CODES
 from .._concurrency import chunked, run_bounded
-from .._errors import ValidationError
+from .._errors import ConflictError, ValidationError
 from .._records.model import RecordKey, Status
 from .._records.store import get_records
 from .errors import PartialSendError
@@ -38,6 +39,30 @@ class SendOutcome:
     sent: dict[int, RecordKey] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     sent_count: int = 0
+
+
+async def send_one(aws: AWS, queue_url: str, prepared: Prepared) -> None:
+    """``send_message``: the record (PutItem), then the message (SendMessage).
+
+    The record's key is new to this call, so a refused write can only have met this call's own
+    write, landed by an attempt whose answer was lost: checked, then taken as written.
+    """
+    put = await put_if(
+        aws,
+        {
+            "TableName": aws.config.table,
+            "Item": prepared.item,
+            "ConditionExpression": "attribute_not_exists(pKey)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        },
+    )
+    if not put.applied and put.item != prepared.item:
+        raise ConflictError(
+            f"send_message: a record with the new key {prepared.key} exists and is not "
+            "the one this call wrote; nothing was sent"
+        )
+    async with aws.slot():
+        await aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
 
 
 async def write_records(aws: AWS, batch: list[Prepared]) -> dict[int, str]:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .._aws.clients import AWS, error_code
+from .._aws.clients import AWS
+from .._aws.conditional import delete_if, update_if
 from .._errors import ValidationError
 from .._records.codec import dumps, error_attr, key_item, now_iso, record_from_item
 from .._records.model import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
+from .._records.store import get_raw
 from .._records.write_tokens import new_token
 from .errors import MessageInProgressError
 from .event import ReceivedMessage
@@ -80,44 +82,39 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
         ":task": {"S": RecordType.TASK.value},
         ":stopped": {"N": str(int(StatusCode.STOPPED))},
     }
-    try:
-        async with aws.slot():
-            resp = await aws.ddb.update_item(
-                TableName=cfg.table,
-                Key=key_item(message.key),
-                UpdateExpression=(
-                    "SET #s = :prog, statusCode = :progc, leaseUntilMs = :lease, "
-                    "leaseOwner = :owner, claimToken = :token, updatedAt = :stamp, "
-                    "startedAt = if_not_exists(startedAt, :stamp), #t = if_not_exists(#t, :type), "
-                    "#url = if_not_exists(#url, :url), id = if_not_exists(id, :id), "
-                    "body = if_not_exists(body, :body), expiresAt = if_not_exists(expiresAt, :exp) "
-                    "ADD consumptionCount :one"
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(pKey) OR (#s <> :done AND "
-                    "(#t <> :task OR statusCode <> :stopped) AND "
-                    "(#s <> :prog OR leaseUntilMs < :now))"
-                ),
-                ExpressionAttributeNames={"#s": "status", "#t": "type", "#url": "url"},
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-    except Exception as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
-            raise
-        return await _lost_claim(aws, message.key, exc, token)
-    return Claim(ClaimOutcome.CLAIMED, record_from_item(resp["Attributes"]))
+    written = await update_if(
+        aws,
+        dict(
+            TableName=cfg.table,
+            Key=key_item(message.key),
+            UpdateExpression=(
+                "SET #s = :prog, statusCode = :progc, leaseUntilMs = :lease, "
+                "leaseOwner = :owner, claimToken = :token, updatedAt = :stamp, "
+                "startedAt = if_not_exists(startedAt, :stamp), #t = if_not_exists(#t, :type), "
+                "#url = if_not_exists(#url, :url), id = if_not_exists(id, :id), "
+                "body = if_not_exists(body, :body), expiresAt = if_not_exists(expiresAt, :exp) "
+                "ADD consumptionCount :one"
+            ),
+            ConditionExpression=(
+                "attribute_not_exists(pKey) OR (#s <> :done AND "
+                "(#t <> :task OR statusCode <> :stopped) AND "
+                "(#s <> :prog OR leaseUntilMs < :now))"
+            ),
+            ExpressionAttributeNames={"#s": "status", "#t": "type", "#url": "url"},
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+    )
+    if written.applied and written.item is not None:
+        return Claim(ClaimOutcome.CLAIMED, record_from_item(written.item))
+    return await _lost_claim(aws, message.key, written.item, token)
 
 
-async def _lost_claim(aws: AWS, key: RecordKey, exc: BaseException, token: str) -> Claim:
-    item = getattr(exc, "response", {}).get("Item")
+async def _lost_claim(aws: AWS, key: RecordKey, item: dict[str, Any] | None, token: str) -> Claim:
+    """A refused claim: why, from the item as it stood (read once if not returned)."""
     if item is None:
-        async with aws.slot():
-            got = await aws.ddb.get_item(
-                TableName=aws.config.table, Key=key_item(key), ConsistentRead=True
-            )
-        item = got.get("Item")
+        item = await get_raw(aws, key, consistent_read=True)
     if item is None:  # deleted in between: treat as a live competitor; SQS will redeliver
         return Claim(ClaimOutcome.IN_PROGRESS, None)
     record = record_from_item(item)
@@ -196,27 +193,18 @@ def storable_result(result: Any, key: RecordKey) -> Any:
 async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool:
     """Mark a plain message complete; False if it already was (or its record is gone)."""
     update = None if aws.config.delete_completed else complete_update(aws, key, result)
-    try:
-        async with aws.slot():
-            if update is None:
-                await aws.ddb.delete_item(
-                    TableName=aws.config.table,
-                    Key=key_item(key),
-                    ConditionExpression="attribute_exists(pKey)",
-                )
-            else:
-                await aws.ddb.update_item(**update)
-    except Exception as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            return update is not None and landed(update, _old_item(exc))
-        raise
-    return True
-
-
-def _old_item(exc: BaseException) -> dict[str, Any] | None:
-    """The item a failed condition returned (``ReturnValuesOnConditionCheckFailure``)."""
-    item: dict[str, Any] | None = getattr(exc, "response", {}).get("Item")
-    return item
+    if update is None:
+        deleted = await delete_if(
+            aws,
+            {
+                "TableName": aws.config.table,
+                "Key": key_item(key),
+                "ConditionExpression": "attribute_exists(pKey)",
+            },
+        )
+        return deleted.applied
+    written = await update_if(aws, update)
+    return written.applied or landed(update, written.item)
 
 
 def error_entry(exc: BaseException, receive_count: int | None) -> ErrorEntry:
@@ -272,11 +260,5 @@ async def fail_message(
     """Append the error to the record, set ``ERROR`` and release this delivery's lease."""
     entry = error_entry(exc, message.receive_count)
     update = fail_update(aws, message.key, entry, final=final, owner=lease_owner(message))
-    try:
-        async with aws.slot():
-            await aws.ddb.update_item(**update)
-    except Exception as exc2:
-        if error_code(exc2) == "ConditionalCheckFailedException":
-            return landed(update, _old_item(exc2))
-        raise
-    return True
+    written = await update_if(aws, update)
+    return written.applied or landed(update, written.item)

@@ -91,22 +91,9 @@ def _check_depth(value: Any, field: str) -> None:
             raise ValidationError(field, f"must be a JSON value (got non-finite float {item!r})")
 
 
-def loads_maybe(text: str) -> Any:
-    """Decode JSON text, or return the text itself when it is not JSON."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def to_attr(value: Any) -> Any:
     """Serialise one Python value (floats allowed) to a DynamoDB AttributeValue."""
     return _boto3_codecs()[0].serialize(_floats_to_decimal(value))
-
-
-def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Serialise a mapping to a DynamoDB item, dropping ``None`` values."""
-    return {k: to_attr(v) for k, v in values.items() if v is not None}
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,24 +134,32 @@ def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
     return MessageRecord(
         key=RecordKey(data["pKey"], data["rKey"]),
         type=RecordType(data.get("type", "message")),
-        url=data.get("url", ""),
-        status=Status(data.get("status", Status.PRE_FLIGHT.value)),
-        status_code=StatusCode(int(data.get("statusCode", 0))),
-        meta=json.loads(data["meta"]) if "meta" in data else None,
         body=data.get("body"),
-        started_at=data.get("startedAt"),
-        completed_at=data.get("completedAt"),
-        updated_at=data.get("updatedAt"),
-        expires_at=data.get("expiresAt"),
         consumption_count=int(data.get("consumptionCount", 0)),
         lease_until_ms=data.get("leaseUntilMs"),
-        errors=[error_entry_from(e) for e in data.get("error", [])],
         cluster_key=RecordKey.coerce(cluster) if cluster else None,
         task_index=data.get("taskIndex"),
-        user=json.loads(data["user"]) if "user" in data else {},
-        revision=int(data.get("rev", 0)),
         result=json.loads(data["result"]) if "result" in data else None,
+        **record_fields(data),
     )
+
+
+def record_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields every record has, a message's or a cluster's, from its deserialised item:
+    one decoder, so both kinds read status, meta, timestamps, errors and user fields alike."""
+    return {
+        "url": data.get("url", ""),
+        "status": Status(data.get("status", Status.PRE_FLIGHT.value)),
+        "status_code": StatusCode(int(data.get("statusCode", 0))),
+        "meta": json.loads(data["meta"]) if "meta" in data else None,
+        "started_at": data.get("startedAt"),
+        "completed_at": data.get("completedAt"),
+        "updated_at": data.get("updatedAt"),
+        "expires_at": data.get("expiresAt"),
+        "errors": [error_entry_from(e) for e in data.get("error", [])],
+        "user": json.loads(data["user"]) if "user" in data else {},
+        "revision": int(data.get("rev", 0)),
+    }
 
 
 def error_entry_from(raw: Mapping[str, Any]) -> ErrorEntry:

@@ -6,7 +6,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from .._aws.clients import AWS, error_code
+from .._aws.clients import AWS
+from .._aws.conditional import update_if
 from .._aws.retry import sleep_backoff
 from .._concurrency import chunked
 from .._errors import ConflictError, RecordNotFoundError, ValidationError
@@ -44,15 +45,47 @@ async def get_record(
 
 
 async def get_raw(
-    aws: AWS, key: RecordKey, *, consistent_read: bool = False
+    aws: AWS, key: RecordKey, *, consistent_read: bool = False, projection: str | None = None
 ) -> dict[str, Any] | None:
-    """GetItem one raw item, or None."""
+    """GetItem one raw item (only the ``projection`` attributes, if given), or None."""
+    params: dict[str, Any] = {
+        "TableName": aws.config.table,
+        "Key": key_item(key),
+        "ConsistentRead": consistent_read,
+    }
+    if projection is not None:
+        params["ProjectionExpression"] = projection
     async with aws.slot():
-        resp = await aws.ddb.get_item(
-            TableName=aws.config.table, Key=key_item(key), ConsistentRead=consistent_read
-        )
+        resp = await aws.ddb.get_item(**params)
     item: dict[str, Any] | None = resp.get("Item")
     return item
+
+
+async def update_raw(aws: AWS, params: dict[str, Any]) -> None:
+    """An unconditional UpdateItem (counters, progress): nothing to decide on its answer.
+    A conditional one goes through :mod:`sqs_cluster._aws.conditional`."""
+    async with aws.slot():
+        await aws.ddb.update_item(**params)
+
+
+async def query_partition(
+    aws: AWS, p_key: str, *, consistent_read: bool = False
+) -> list[dict[str, Any]]:
+    """Every raw item under partition key ``p_key``, page by page."""
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {
+        "TableName": aws.config.table,
+        "KeyConditionExpression": "pKey = :p",
+        "ExpressionAttributeValues": {":p": {"S": p_key}},
+        "ConsistentRead": consistent_read,
+    }
+    while True:
+        async with aws.slot():
+            resp: Any = await aws.ddb.query(**request)
+        items.extend(resp.get("Items", []))
+        if "LastEvaluatedKey" not in resp:
+            return items
+        request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 
 async def get_records(
@@ -180,23 +213,20 @@ async def _conditional_write(
         values[":user"] = {"S": texts["user"]}
         sets.append("#user = :user")
     check_record_data(sum(len(text.encode()) for text in texts.values()), "changes")
+    params = {
+        "TableName": aws.config.table,
+        "Key": key_item(key),
+        "UpdateExpression": "SET " + ", ".join(sets),
+        "ConditionExpression": "attribute_exists(pKey) AND "
+        + ("#rev = :seen" if current.revision else "attribute_not_exists(#rev)"),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ReturnValues": "ALL_NEW",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
     try:
-        async with aws.slot():
-            resp = await aws.ddb.update_item(
-                TableName=aws.config.table,
-                Key=key_item(key),
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_exists(pKey) AND "
-                + ("#rev = :seen" if current.revision else "attribute_not_exists(#rev)"),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+        written = await update_if(aws, params)
     except Exception as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            old: dict[str, Any] | None = getattr(exc, "response", {}).get("Item")
-            return False, old
         if not may_have_run(exc):
             raise
         try:
@@ -206,5 +236,4 @@ async def _conditional_write(
         if landed is not None and token in _tokens(landed):
             return True, landed
         raise
-    new_item: dict[str, Any] | None = resp.get("Attributes")
-    return True, new_item
+    return written.applied, written.item

@@ -121,7 +121,7 @@ def _check_shape(models: ModuleType, version: str) -> None:
             f"sqs_cluster cannot apply its SQS speed-up to moto {version}: "
             + "; ".join(problems)
             + ". It was written for moto 5.1/5.2 (moto/sqs/models.py); "
-            "update sqs_cluster/_moto_patch.py for this moto version."
+            "update sqs_cluster/local/sqs_patch.py for this moto version."
         )
 
 

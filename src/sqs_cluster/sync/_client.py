@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 6d4c42f38a3b4d4e (gen_sync.py --check tells hand edits from stale files).
+# Body digest: d8923c88955cec55 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from .._aws.clients import RequestHook
 from .._client.client import MessageClient as _AsyncMessageClient
-from .._client.client import RecordLike
+from .._client.client import WrappedRecord
 from .._client.clusters import ClusterKeyLike
 from .._config import Config
 from .._facade import runtime as _sync_support
@@ -22,6 +22,9 @@ from .._records.store import Changes, ChangesFn
 from ._batch import Handler
 from ._event import ReceivedMessage
 from ._model import ClusterCallback, ClusterRecord
+
+RecordLike = Mapping[str, Any] | WrappedRecord | ReceivedMessage[Any]
+"""A Lambda SQS record (a dict, or Powertools' ``SQSRecord``), or a :class:`ReceivedMessage`."""
 
 
 class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
@@ -327,10 +330,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         return cast(
             "ClusterRecord[Any, Any]",
             _sync_support.to_sync(
-                self._call(
-                    self._core.get_message_cluster, _sync_support.unwrap(key), consistent_read
-                ),
-                self._root,
+                self._call(self._core.get_message_cluster, key, consistent_read), self._root
             ),
         )
 
@@ -343,8 +343,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
     def get_message_cluster_globals(self, key: ClusterKeyLike) -> Any:
         """The cluster's globals, read from S3 (accepts the key or just the ``pKey``)."""
         return _sync_support.to_sync(
-            self._call(self._core.get_message_cluster_globals, _sync_support.unwrap(key)),
-            self._root,
+            self._call(self._core.get_message_cluster_globals, key), self._root
         )
 
     def update_message_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
@@ -355,9 +354,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         """
         return _sync_support.to_sync(
             self._call(
-                self._core.update_message_cluster_globals,
-                _sync_support.unwrap(key),
-                _sync_support.unwrap(value_or_fn),
+                self._core.update_message_cluster_globals, key, _sync_support.unwrap(value_or_fn)
             ),
             self._root,
         )
@@ -365,11 +362,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
     def update_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
         """Alias of :meth:`update_message_cluster_globals` (the design documents' name)."""
         return _sync_support.to_sync(
-            self._call(
-                self._core.update_cluster_globals,
-                _sync_support.unwrap(key),
-                _sync_support.unwrap(value_or_fn),
-            ),
+            self._call(self._core.update_cluster_globals, key, _sync_support.unwrap(value_or_fn)),
             self._root,
         )
 
@@ -380,10 +373,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         return cast(
             "ClusterRecord[Any, Any]",
             _sync_support.to_sync(
-                self._call(
-                    self._core.update_message_cluster, _sync_support.unwrap(key), changes_or_fn
-                ),
-                self._root,
+                self._call(self._core.update_message_cluster, key, changes_or_fn), self._root
             ),
         )
 
@@ -396,7 +386,5 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         this call's claim lapsed before the callback started (call again).
         """
         return self._call(
-            self._core.on_cluster_complete,
-            _sync_support.unwrap(key),
-            _sync_support.callback(callback, self._root),
+            self._core.on_cluster_complete, key, _sync_support.callback(callback, self._root)
         )
