@@ -20,6 +20,8 @@ from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn, update_record
 
 if TYPE_CHECKING:
+    import anyio
+
     from .._aws.clients import AWS
     from .._aws.preflight import Preflight
 
@@ -158,7 +160,10 @@ class ClusterOperations:
         return None if cluster is None else dataclasses.replace(cluster, client=self)
 
     async def _after_task(
-        self, message: ReceivedMessage[Any], callback: ClusterCallback | None, limiter: Any = None
+        self,
+        message: ReceivedMessage[Any],
+        callback: ClusterCallback | None,
+        limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
         """For a task seen complete again: end its cluster and run a due callback (recovery)."""
         assert message.cluster_key is not None
@@ -170,7 +175,7 @@ class ClusterOperations:
         self,
         cluster: ClusterRecord[Any, Any] | None,
         callback: ClusterCallback | None,
-        limiter: Any = None,
+        limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
         """Run a due callback; a sync one in a worker thread under the batch's ``limiter``."""
         if callback is not None:

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._aws.clients import AWS
 from .._aws.conditional import conflicted, transact_if, update_if
@@ -40,6 +40,9 @@ from .model import (
 from .read import read_cluster, read_cluster_items, read_counts
 
 NOT_STOPPED = " AND statusCode <> :stopped"
+
+if TYPE_CHECKING:
+    import anyio
 
 logger = logging.getLogger("sqs_cluster")
 
@@ -254,7 +257,7 @@ async def run_callback(
     aws: AWS,
     cluster: ClusterRecord[Any, Any] | None,
     callback: ClusterCallback,
-    limiter: Any = None,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> bool:
     """Run ``callback`` if the cluster ended and nobody ran (or is running) it; True if we did.
 

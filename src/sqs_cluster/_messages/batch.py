@@ -73,14 +73,17 @@ class BatchClient(Protocol):
     ) -> tuple[bool, ClusterRecord[Any, Any] | None]: ...
 
     async def _after_task(
-        self, message: ReceivedMessage[Any], callback: ClusterCallback | None, limiter: Any = None
+        self,
+        message: ReceivedMessage[Any],
+        callback: ClusterCallback | None,
+        limiter: anyio.CapacityLimiter | None = None,
     ) -> None: ...
 
     async def _run_callback(
         self,
         cluster: ClusterRecord[Any, Any] | None,
         callback: ClusterCallback | None,
-        limiter: Any = None,
+        limiter: anyio.CapacityLimiter | None = None,
     ) -> None: ...
 
 
