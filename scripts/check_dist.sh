@@ -31,7 +31,7 @@ import zipfile
 
 wheel, sdist = sys.argv[1], sys.argv[2]
 names = zipfile.ZipFile(wheel).namelist()
-for needed in ("sqs_cluster/__init__.py", "sqs_cluster/py.typed", "sqs_cluster/local.py",
+for needed in ("sqs_cluster/__init__.py", "sqs_cluster/py.typed", "sqs_cluster/local/__init__.py",
                "sqs_cluster/pytest_plugin.py", "sqs_cluster/sync/__init__.py"):
     assert needed in names, f"wheel lacks {needed}"
 entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
