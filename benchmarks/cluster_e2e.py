@@ -42,8 +42,14 @@ from _common import (
     write_json,
 )
 
-from sqs_cluster import ClusterRecord, Config, MessageClient, ReceivedMessage, Status
-from sqs_cluster._aws.provision import ensure_resources
+from sqs_cluster import (
+    ClusterRecord,
+    Config,
+    MessageClient,
+    ReceivedMessage,
+    Status,
+    ensure_resources,
+)
 from sqs_cluster._messages.lambda_shape import lambda_event
 from sqs_cluster.local import LocalAWS
 

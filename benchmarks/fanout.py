@@ -387,7 +387,7 @@ class Server:
         )
 
     def _provision(self) -> None:
-        from sqs_cluster._aws.provision import ensure_resources
+        from sqs_cluster import ensure_resources
 
         asyncio.run(ensure_resources(self._config()))
 
@@ -396,7 +396,7 @@ class Server:
         name = f"{label}-{uuid.uuid4().hex[:8]}"
         if self._fake is not None:
             return f"{self.endpoint}/000000000000/{name}"
-        from sqs_cluster._aws.provision import ensure_resources
+        from sqs_cluster import ensure_resources
 
         url = asyncio.run(ensure_resources(self._config(), queue_name=name)).queue_url
         assert url is not None

@@ -41,8 +41,14 @@ from _common import (
 )
 from cluster_e2e import WriteCounter
 
-from sqs_cluster import ClusterRecord, Config, MessageClient, Worker, WorkerOptions
-from sqs_cluster._aws.provision import ensure_resources
+from sqs_cluster import (
+    ClusterRecord,
+    Config,
+    MessageClient,
+    Worker,
+    WorkerOptions,
+    ensure_resources,
+)
 from sqs_cluster.local import LocalAWS
 
 GLOBALS: dict[str, Any] = {"run": "processing-benchmark"}

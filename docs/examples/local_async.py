@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from sqs_cluster import Config, MessageClient, Status
-from sqs_cluster._aws.provision import ensure_resources
+from sqs_cluster import Config, MessageClient, Status, ensure_resources
 from sqs_cluster.local import LocalAWS
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sqs_cluster import Config
-from sqs_cluster._aws.provision import Resources, ensure_resources
+from sqs_cluster import Config, Resources, ensure_resources
 
 
 async def provision(config: Config, queue_name: str) -> Resources:
