@@ -9,7 +9,7 @@ the callback ran exactly once, and reports times, requests and DynamoDB writes p
 
 The local server is serialised by default, so conditional writes are atomic as on AWS (the
 exactly-once checks rely on that); ``--server concurrent`` uses moto's threaded mode. The
-local server's Query reads one partition, as DynamoDB's does (see ``_moto_ddb_patch``).
+local server's Query reads one partition, as DynamoDB's does (see ``local/ddb_patch.py``).
 
     .venv/bin/python benchmarks/cluster_e2e.py --tasks 10000 --workers 4
 """
