@@ -148,7 +148,7 @@ async def test_delay_seconds_and_meta_are_checked_before_writing(
         await client.send_message_batch(queue.url, [Message(body=1, delay_seconds=-1)])
     with pytest.raises(ValidationError, match=r"^sqs_params\.DelaySeconds: .* 0 to 900"):
         await client.send_message(queue.url, "x", DelaySeconds=True)
-    with pytest.raises(ValidationError, match=r"^body: .* 380000 bytes of both"):
+    with pytest.raises(ValidationError, match=r"^body: .* at most 380000 bytes of body and meta"):
         await client.send_message(queue.url, "b" * 200_000, meta="m" * 200_000)
     assert dict(client.request_counts) == before
 

@@ -233,7 +233,7 @@ def prepare_message(
     body_bytes = len(text.encode())
     size = body_bytes + _attributes_size(attrs)
     check_message_size(size, max_bytes, field_name)
-    check_record_data(body_bytes + meta_bytes, field_name)
+    check_record_data(body_bytes + meta_bytes, field_name, parts="body and meta")
     entry: dict[str, Any] = {"MessageBody": text, "MessageAttributes": attrs}
     if out.delay_seconds is not None:
         entry["DelaySeconds"] = check_delay_seconds(

@@ -25,12 +25,14 @@ def check_meta_size(meta_text: str | None, field_name: str = "meta") -> int:
     return size
 
 
-def check_record_data(total: int, field_name: str) -> None:
+def check_record_data(
+    total: int, field_name: str, parts: str = "body, meta and own fields"
+) -> None:
     """ValidationError when a record's body, meta and own fields together exceed the limit."""
     if total > MAX_RECORD_DATA_BYTES:
         raise ValidationError(
             field_name,
-            f"the record would hold {total} bytes of body, meta and own fields; a record holds "
-            f"at most {MAX_RECORD_DATA_BYTES} bytes of them (DynamoDB's 400 KB item limit, "
-            "less room for the record's own attributes)",
+            f"the record would hold {total} bytes of {parts}; a record holds at most "
+            f"{MAX_RECORD_DATA_BYTES} bytes of {parts} (DynamoDB's 400 KB item limit, less "
+            "room for the record's own attributes)",
         )
