@@ -6,12 +6,14 @@ is parametrised over both APIs); these tests cover what only the facade has.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
 import gc
 import hashlib
 import importlib.util
 import inspect
+import itertools
 import re
 import shutil
 import subprocess
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "scripts" / "gen_sync.py"
 LIFECYCLE = {"__aenter__": "__enter__", "__aexit__": "__exit__", "aclose": "close"}
 PORTAL_THREAD = "sqs-cluster-MessageClient-"
+HAND_WRITTEN = "_callbacks.py"  # the one module of sync/ that is not generated
 
 
 # -- parity: every async entry point has a blocking twin -----------------------------------------
@@ -103,8 +106,44 @@ def test_the_facade_has_no_async_in_sight() -> None:
 
 
 def test_generated_files_say_do_not_edit() -> None:
-    for path in (ROOT / "src" / "sqs_cluster" / "sync").glob("*.py"):
+    paths = {path.name: path for path in (ROOT / "src" / "sqs_cluster" / "sync").glob("*.py")}
+    assert not paths.pop(HAND_WRITTEN).read_text().startswith("# Generated")
+    assert paths
+    for path in paths.values():
         assert path.read_text().startswith("# Generated — do not edit"), path.name
+
+
+def alias_docstrings(path: Path) -> dict[str, str]:
+    """The docstrings written under the module-level assignments of ``path``."""
+    body = ast.parse(path.read_text()).body
+    return {
+        target.id: inspect.cleandoc(after.value.value)
+        for stmt, after in itertools.pairwise(body)
+        if isinstance(stmt, ast.Assign) and isinstance(after, ast.Expr)
+        if isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)
+        for target in stmt.targets
+        if isinstance(target, ast.Name)
+    }
+
+
+def test_the_blocking_callback_types_say_they_take_a_plain_function() -> None:
+    docs = alias_docstrings(ROOT / "src" / "sqs_cluster" / "sync" / HAND_WRITTEN)
+    assert sync.Handler is sync._callbacks.Handler
+    assert sync.ClusterCallback is sync._callbacks.ClusterCallback
+    for name in ("Handler", "ClusterCallback"):
+        assert "sync or async" not in docs[name], name
+        assert "a plain function" in docs[name], name
+
+
+def test_view_properties_carry_the_async_docstrings() -> None:
+    for name in ("ClusterRecord", "ReceivedMessage", "Worker", "MessageClient"):
+        async_cls, sync_cls = getattr(sqs_cluster, name), getattr(sync, name)
+        properties = [n for n, v in vars(async_cls).items() if isinstance(v, property)]
+        assert properties or name == "Worker", name
+        for member in properties:
+            twin, original = getattr(sync_cls, member), getattr(async_cls, member)
+            assert isinstance(twin, property), f"{name}.{member}"
+            assert inspect.getdoc(twin) == inspect.getdoc(original), f"{name}.{member}"
 
 
 # -- lifecycle ------------------------------------------------------------------------------------
@@ -373,14 +412,19 @@ def test_generated_package_is_up_to_date() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_check_fails_on_a_damaged_copy_of_the_tree_and_regenerating_repairs_it(
-    tmp_path: Path,
-) -> None:
+def copy_tree(tmp_path: Path) -> Path:
+    """A copy of the sources and the generator to run it on; returns its ``sync/`` folder."""
     ignore = shutil.ignore_patterns("__pycache__")
     for folder in ("src", "scripts"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    generated = tmp_path / "src" / "sqs_cluster" / "sync"
+    return tmp_path / "src" / "sqs_cluster" / "sync"
+
+
+def test_check_fails_on_a_damaged_copy_of_the_tree_and_regenerating_repairs_it(
+    tmp_path: Path,
+) -> None:
+    generated = copy_tree(tmp_path)
     add_orphan(generated / "_old.py")
     edit(generated / "_client.py")
     result = run_generator(tmp_path, "--check")
@@ -390,6 +434,31 @@ def test_check_fails_on_a_damaged_copy_of_the_tree_and_regenerating_repairs_it(
     assert run_generator(tmp_path).returncode == 0
     result = run_generator(tmp_path, "--check")
     assert result.returncode == 0, result.stderr
+    assert not (generated / "_old.py").exists()
+    hand_written = ROOT / "src" / "sqs_cluster" / "sync" / HAND_WRITTEN
+    assert (generated / HAND_WRITTEN).read_text() == hand_written.read_text()  # left alone
+
+
+def test_a_field_documented_in_the_async_source_is_documented_in_its_twin(
+    tmp_path: Path,
+) -> None:
+    generated = copy_tree(tmp_path)
+    model = tmp_path / "src" / "sqs_cluster" / "_clusters" / "model.py"
+    field = "    url: str\n"
+    assert field in model.read_text()
+    model.write_text(
+        model.read_text().replace(field, f'{field}    """The queue of its tasks."""\n')
+    )
+    result = run_generator(tmp_path)
+    assert result.returncode == 0, result.stderr
+    tree = ast.parse((generated / "_clusters_model.py").read_text())
+    docs = {
+        node.name: ast.get_docstring(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+    }
+    assert docs["url"] == "The queue of its tasks."
+    assert docs["id"] == "The cluster id (``pKey`` without ``SQSMessage$``)."
 
 
 @pytest.fixture(scope="module")
@@ -436,8 +505,8 @@ def add_orphan(path: Path) -> None:
 
 MUTATIONS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "edited": ("edited by hand: _client.py", lambda d: edit(d / "_client.py")),
-    "appended": ("edited by hand: _event.py", lambda d: append(d / "_event.py")),
-    "missing": ("missing: _provision.py", lambda d: (d / "_provision.py").unlink()),
+    "appended": ("edited by hand: _messages_event.py", lambda d: append(d / "_messages_event.py")),
+    "missing": ("missing: _aws_provision.py", lambda d: (d / "_aws_provision.py").unlink()),
     "orphan": ("orphan: _old.py", lambda d: add_orphan(d / "_old.py")),
     "stale": ("stale (the async API changed): _client.py", lambda d: restamp(d / "_client.py")),
 }
@@ -459,29 +528,41 @@ def test_check_names_each_kind_of_damage(
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
+        ("HAND_WRITTEN", ("Handler", "ClusterCallback", "Nope"), "HAND_WRITTEN['Nope']"),
+        ("HAND_WRITTEN", ("Handler",), "ClusterCallback needs a twin"),
+        ("TYPE_RULES", {"AsyncIterator": "Iterator", "Xyz": "X"}, "TYPE_RULES['Xyz']"),
+        ("DOC_RULES", {"``async with ": "``with ", "qq": "q"}, "DOC_RULES['qq']"),
+        ("LIFECYCLE", ("aclose", "nope"), "LIFECYCLE['nope']"),
         (
-            "ROOT_CLASSES",
-            ("sqs_cluster._client.client:Nope",),
-            "'sqs_cluster._client.client:Nope' does not",
-        ),
-        (
-            "EXTRA_FUNCTIONS",
-            ("sqs_cluster._aws.provision:ensure_resources",),
-            "already in sqs_cluster.__all__",
-        ),
-        ("ASYNC_ITERATORS", {"AsyncIterator": "Iterator", "Xyz": "X"}, "never used"),
-        ("DOC_REPLACEMENTS", (("``async with ", "``with "), ("qq", "q")), "never used"),
-        (
-            "INSTANCE_ATTRIBUTES",
+            "ATTRIBUTE_TYPES",
             {
-                "sqs_cluster._cli.worker:Worker.queue_url": "str",
-                "sqs_cluster._cli.worker:Worker.handler": "LambdaHandler",
-                "sqs_cluster._cli.worker:Worker.options": "WorkerOptions",
+                "Worker.queue_url": "str",
+                "Worker.handler": "LambdaHandler",
+                "Worker.options": "WorkerOptions",
             },
-            "Worker.stats is set in __init__ without a type",
+            "Worker.stats has no type",
+        ),
+        (
+            "ATTRIBUTE_TYPES",
+            {
+                "Worker.queue_url": "str",
+                "Worker.handler": "LambdaHandler",
+                "Worker.options": "WorkerOptions",
+                "Worker.stats": "WorkerStats",
+                "Worker.gone": "int",
+            },
+            "ATTRIBUTE_TYPES['Worker.gone']",
         ),
     ],
-    ids=["missing-name", "redundant-name", "unused-type-rule", "unused-doc-rule", "untyped"],
+    ids=[
+        "unused-alias",
+        "unwritten-alias",
+        "unused-type-rule",
+        "unused-doc-rule",
+        "unused-lifecycle",
+        "untyped",
+        "unused-type",
+    ],
 )
 def test_configuration_that_does_not_match_the_api_fails(
     gen_sync: ModuleType, monkeypatch: pytest.MonkeyPatch, setting: str, value: Any, message: str

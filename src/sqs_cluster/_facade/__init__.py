@@ -1,1 +1,1 @@
-"""Runtime of the generated blocking facade ``sqs_cluster.sync``: a private loop, views."""
+"""Hand-written runtime of the blocking facade ``sqs_cluster.sync``: a private loop, views."""

@@ -6,11 +6,16 @@ Two kinds of facade wrap an async object (its *core*):
   entered on that loop on first use and stays open (warm) until ``close()``;
 - a :class:`View` (``sync.ReceivedMessage``, ``sync.ClusterRecord``) wraps a value the core
   returned, forwards its fields, and runs its async methods on its client's loop; a view users
-  build themselves (``sync.Worker(client, ...)``) also runs its plain methods there.
+  build themselves on a client (``sync.Worker(client, ...)``, see ``View._build``) also runs
+  its plain methods there.
 
-Values cross between the two worlds through :func:`unwrap` (sync to async: views become their
-cores), :func:`to_sync` (async to sync: cores become views, async functions blocking ones) and
-:func:`callback` (a user's plain function gets sync values and runs in a worker thread).
+Each generated method body is one call, so that everything but the signatures is written here:
+``_call`` (an async method, run on the loop), ``_iterate`` (an async iterator, drained from the
+loop in chunks), ``_plain`` (a plain method, called in place) or ``_run`` (a plain method of an
+object whose state belongs to the loop). All four convert on the way: arguments through
+:func:`unwrap` (sync to async: views become their cores), results through :func:`to_sync`
+(async to sync: cores become views, async functions blocking ones). A user's callback goes
+through :func:`callback`: a plain function gets sync values and runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import inspect
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from functools import wraps
+from functools import partial, wraps
 from typing import Any, ClassVar, Generic, TypeVar
 
 from .portal import LoopThread, run_once
@@ -39,7 +44,8 @@ class ClientFacade(Generic[CoreT]):
     interpreter exits, so a module-level client in a Lambda needs no explicit close.
     """
 
-    def __init__(self, core: CoreT) -> None:
+    def __init__(self, core_type: Callable[..., CoreT], /, *args: Any, **kwargs: Any) -> None:
+        core = core_type(*args, **kwargs)  # only built: its loop starts on first use
         if not isinstance(core, AbstractAsyncContextManager):
             raise TypeError(f"{type(core).__name__} is not an async context manager")
         self._core: CoreT = core
@@ -62,13 +68,25 @@ class ClientFacade(Generic[CoreT]):
         self._finalizer()
 
     def _call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
-        return self._loop.call(fn, *args, **kwargs)
+        result: T = to_sync(self._loop.call(_unwrapped(fn, args, kwargs)), self)
+        return result
 
     def _iterate(
         self, fn: Callable[..., AsyncIterator[Any]], /, *args: Any, **kwargs: Any
     ) -> Iterator[Any]:
-        for item in self._loop.iterate(fn, *args, **kwargs):
+        for item in self._loop.iterate(_unwrapped(fn, args, kwargs)):
             yield to_sync(item, self)
+
+    def _plain(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        result: T = to_sync(_unwrapped(fn, args, kwargs)(), self)
+        return result
+
+    def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        result: T = to_sync(self._loop.run(_unwrapped(fn, args, kwargs)), self)
+        return result
+
+    def _callback(self, fn: Any) -> Any:
+        return callback(fn, self)
 
 
 class View(Generic[CoreT]):
@@ -89,6 +107,14 @@ class View(Generic[CoreT]):
     def __init__(self, core: CoreT, root: ClientFacade[Any]) -> None:
         self._core = core
         self._root = root
+
+    def _build(self, core_type: Callable[..., CoreT], /, *args: Any, **kwargs: Any) -> None:
+        """Build the core of a view users make on a blocking client (``sync.Worker(client,
+        ...)``) from the unwrapped arguments; the view then runs on that client's loop."""
+        clients = [v for v in (*args, *kwargs.values()) if isinstance(v, ClientFacade)]
+        if not clients:
+            raise TypeError(f"{getattr(core_type, '__name__', core_type)} needs a blocking client")
+        View.__init__(self, _unwrapped(core_type, args, kwargs)(), clients[0])
 
     @property
     def client(self) -> Any:
@@ -114,9 +140,15 @@ class View(Generic[CoreT]):
     ) -> Iterator[Any]:
         return self._root._iterate(fn, *args, **kwargs)
 
+    def _plain(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return self._root._plain(fn, *args, **kwargs)
+
     def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a plain method of the core on the loop (the core's state belongs to the loop)."""
-        return self._root._loop.run(fn, *args, **kwargs)
+        return self._root._run(fn, *args, **kwargs)
+
+    def _callback(self, fn: Any) -> Any:
+        return callback(fn, self._root)
 
 
 def unwrap(value: Any) -> Any:
@@ -126,6 +158,11 @@ def unwrap(value: Any) -> Any:
     if type(value) in (list, tuple) and any(isinstance(v, View) for v in value):
         return type(value)(unwrap(v) for v in value)
     return value
+
+
+def _unwrapped(fn: Callable[..., T], args: Any, kwargs: dict[str, Any]) -> Callable[[], T]:
+    """``fn`` bound to its arguments, each through :func:`unwrap`."""
+    return partial(fn, *map(unwrap, args), **{k: unwrap(v) for k, v in kwargs.items()})
 
 
 def to_sync(value: Any, root: ClientFacade[Any]) -> Any:
@@ -161,14 +198,15 @@ def callback(fn: Any, root: ClientFacade[Any]) -> Any:
 
 
 def call_function(fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
-    """Run a module-level async function: on the loop of a client passed to it, if any.
+    """Run a module-level async function: on the loop of a client passed to it, if any
+    (its result then converted like a method's).
 
     Otherwise on a short-lived loop of its own, so nothing is left running afterwards.
     """
     for value in (*args, *kwargs.values()):
         if isinstance(value, ClientFacade):
-            return value._call(fn, *map(unwrap, args), **{k: unwrap(v) for k, v in kwargs.items()})
-    return run_once(fn, *map(unwrap, args), **{k: unwrap(v) for k, v in kwargs.items()})
+            return value._call(fn, *args, **kwargs)
+    return run_once(_unwrapped(fn, args, kwargs))
 
 
 def _is_async_callable(fn: Any) -> bool:

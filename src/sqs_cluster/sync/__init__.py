@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: 8e0776f9f3f6c541 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: d3e05af8b41221ed (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -42,12 +42,12 @@ from .. import (
     __version__,
     parse_record,
 )
-from ._batch import Handler
+from ._aws_provision import ensure_resources
+from ._callbacks import ClusterCallback, Handler
+from ._cli_worker import Worker, run_worker
 from ._client import MessageClient
-from ._event import ReceivedMessage
-from ._model import ClusterCallback, ClusterRecord
-from ._provision import ensure_resources
-from ._worker import Worker, run_worker
+from ._clusters_model import ClusterRecord
+from ._messages_event import ReceivedMessage
 
 __all__ = [
     "ENV_VARS",

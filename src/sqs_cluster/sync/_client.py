@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: d8923c88955cec55 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 1defad8b5c9642d0 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -9,25 +9,21 @@ from typing import Any, cast
 
 from .._aws.clients import RequestHook
 from .._client.client import MessageClient as _AsyncMessageClient
-from .._client.client import WrappedRecord
 from .._client.clusters import ClusterKeyLike
 from .._config import Config
-from .._facade import runtime as _sync_support
+from .._facade import runtime as _facade
 from .._messages.batch import DEFAULT_BATCH_CONCURRENCY, PartialBatchResponse
 from .._messages.errors import PartialSendError
 from .._messages.sending import Progress
 from .._messages.tracking import Claim
 from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn
-from ._batch import Handler
-from ._event import ReceivedMessage
-from ._model import ClusterCallback, ClusterRecord
-
-RecordLike = Mapping[str, Any] | WrappedRecord | ReceivedMessage[Any]
-"""A Lambda SQS record (a dict, or Powertools' ``SQSRecord``), or a :class:`ReceivedMessage`."""
+from ._callbacks import ClusterCallback, Handler, RecordLike
+from ._clusters_model import ClusterRecord
+from ._messages_event import ReceivedMessage
 
 
-class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
+class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
     """Tracked SQS messages and message clusters; use as ``with MessageClient(cfg) as c``.
 
     Holds one session and one long-lived client per service for its whole life (open it once
@@ -46,9 +42,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         session: Any = None,
         clients: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(
-            _AsyncMessageClient(config, session=_sync_support.unwrap(session), clients=clients)
-        )
+        super().__init__(_AsyncMessageClient, config, session=session, clients=clients)
 
     @property
     def config(self) -> Config:
@@ -61,7 +55,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
 
     def add_request_hook(self, hook: RequestHook) -> Callable[[], None]:
         """Call ``hook(service, operation, params)`` before each request; returns a remover."""
-        return self._core.add_request_hook(hook)
+        return self._plain(self._core.add_request_hook, hook)
 
     def send_message(
         self, queue_url: str, body: Any, *, meta: Any = None, **sqs_params: Any
@@ -72,13 +66,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         record only. ``sqs_params`` are SendMessage parameters (``DelaySeconds``,
         ``MessageGroupId``, ``MessageAttributes`` ... up to 9 attributes: one carries the key).
         """
-        return self._call(
-            self._core.send_message,
-            queue_url,
-            _sync_support.unwrap(body),
-            meta=_sync_support.unwrap(meta),
-            **sqs_params,
-        )
+        return self._call(self._core.send_message, queue_url, body, meta=meta, **sqs_params)
 
     def send_message_batch(
         self,
@@ -96,11 +84,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         keys, completing the batch without duplicates or records left behind.
         """
         return self._call(
-            self._core.send_message_batch,
-            queue_url,
-            entries,
-            meta=_sync_support.unwrap(meta),
-            progress=progress,
+            self._core.send_message_batch, queue_url, entries, meta=meta, progress=progress
         )
 
     def resend_unsent(
@@ -139,16 +123,11 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
 
     def read_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
         """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client."""
-        return cast(
-            "ReceivedMessage[Any]",
-            _sync_support.to_sync(
-                self._core.read_sqs_record(_sync_support.unwrap(record)), self._root
-            ),
-        )
+        return cast("ReceivedMessage[Any]", self._plain(self._core.read_sqs_record, record))
 
     def claim(self, record: RecordLike) -> Claim:
         """Try to take the message's lease; see :class:`ClaimOutcome`."""
-        return self._call(self._core.claim, _sync_support.unwrap(record))
+        return self._call(self._core.claim, record)
 
     def is_complete(self, record: RecordLike) -> bool:
         """True if the message was already processed (skip it); False once this call claims it.
@@ -157,7 +136,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         and a lease. Raises :class:`MessageInProgressError` while another delivery holds a live
         lease: let it propagate so this delivery returns to the queue.
         """
-        return self._call(self._core.is_complete, _sync_support.unwrap(record))
+        return self._call(self._core.is_complete, record)
 
     def mark_complete(self, record: RecordLike, result: Any = None) -> bool:
         """Mark the message complete; False if it already was (a duplicate completion).
@@ -166,9 +145,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         For a task of a cluster the task is also counted in its cluster, exactly once, and
         the cluster ends if it was the last one.
         """
-        return self._call(
-            self._core.mark_complete, _sync_support.unwrap(record), _sync_support.unwrap(result)
-        )
+        return self._call(self._core.mark_complete, record, result)
 
     def mark_failed(self, record: RecordLike, error: BaseException) -> bool:
         """Append ``error`` to the record, set ``ERROR`` and release the lease for a retry.
@@ -177,11 +154,11 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         redrive policy) the record is marked stopped, and a task is counted as failed in its
         cluster so the cluster still ends.
         """
-        return self._call(self._core.mark_failed, _sync_support.unwrap(record), error)
+        return self._call(self._core.mark_failed, record, error)
 
     def is_last_receive(self, record: RecordLike) -> bool:
         """True when this delivery is the last one SQS will make before the DLQ."""
-        return self._call(self._core.is_last_receive, _sync_support.unwrap(record))
+        return self._call(self._core.is_last_receive, record)
 
     def safe_process_batch(
         self,
@@ -205,12 +182,12 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         """
         return self._call(
             self._core.safe_process_batch,
-            _sync_support.unwrap(event),
-            _sync_support.callback(handler, self._root),
+            event,
+            self._callback(handler),
             track=track,
             concurrency=concurrency,
             delete_succeeded=delete_succeeded,
-            on_cluster_complete=_sync_support.callback(on_cluster_complete, self._root),
+            on_cluster_complete=self._callback(on_cluster_complete),
         )
 
     def process_dead_letters(
@@ -234,14 +211,14 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         """
         return self._call(
             self._core.process_dead_letters,
-            _sync_support.unwrap(event),
-            on_cluster_complete=_sync_support.callback(on_cluster_complete, self._root),
+            event,
+            on_cluster_complete=self._callback(on_cluster_complete),
             concurrency=concurrency,
         )
 
     def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None:
         """Log a failed record with structured fields (Powertools' Logger renders them)."""
-        self._core.log_failure(_sync_support.unwrap(message), exc)
+        self._plain(self._core.log_failure, message, exc)
 
     def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]:
         """DeleteMessageBatch (10 a call); returns the ids that could not be deleted.
@@ -249,7 +226,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         Best effort by design: a message left undeleted is redelivered, found complete by its
         claim, and deleted then.
         """
-        return self._call(self._core.delete_messages, _sync_support.unwrap(messages))
+        return self._call(self._core.delete_messages, messages)
 
     def receive_messages(
         self,
@@ -315,8 +292,8 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
             self._core.create_message_cluster,
             queue_url,
             tasks,
-            globals=_sync_support.unwrap(globals),
-            meta=_sync_support.unwrap(meta),
+            globals=globals,
+            meta=meta,
             omit_globals=omit_globals,
             cluster_id=cluster_id,
             progress=progress,
@@ -329,22 +306,18 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         """The cluster record with its counts; ``get_globals()`` and ``iter_tasks()`` are lazy."""
         return cast(
             "ClusterRecord[Any, Any]",
-            _sync_support.to_sync(
-                self._call(self._core.get_message_cluster, key, consistent_read), self._root
-            ),
+            self._call(self._core.get_message_cluster, key, consistent_read),
         )
 
     def iter_tasks(
         self, cluster: ClusterRecord[Any, Any], status: Status | None = None
     ) -> Iterator[MessageRecord[Any]]:
         """Task records of ``cluster`` in index order (100 per request), filtered by status."""
-        return self._iterate(self._core.iter_tasks, _sync_support.unwrap(cluster), status)
+        return self._iterate(self._core.iter_tasks, cluster, status)
 
     def get_message_cluster_globals(self, key: ClusterKeyLike) -> Any:
         """The cluster's globals, read from S3 (accepts the key or just the ``pKey``)."""
-        return _sync_support.to_sync(
-            self._call(self._core.get_message_cluster_globals, key), self._root
-        )
+        return self._call(self._core.get_message_cluster_globals, key)
 
     def update_message_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
         """Replace the globals, or pass ``fn(old) -> new`` for a safe read-modify-write.
@@ -352,19 +325,11 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         The function form writes with If-Match on the ETag it read and retries on conflict,
         so concurrent updaters never lose each other's changes. Returns the new globals.
         """
-        return _sync_support.to_sync(
-            self._call(
-                self._core.update_message_cluster_globals, key, _sync_support.unwrap(value_or_fn)
-            ),
-            self._root,
-        )
+        return self._call(self._core.update_message_cluster_globals, key, value_or_fn)
 
     def update_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
         """Alias of :meth:`update_message_cluster_globals` (the design documents' name)."""
-        return _sync_support.to_sync(
-            self._call(self._core.update_cluster_globals, key, _sync_support.unwrap(value_or_fn)),
-            self._root,
-        )
+        return self._call(self._core.update_cluster_globals, key, value_or_fn)
 
     def update_message_cluster(
         self, key: ClusterKeyLike, changes_or_fn: Changes | ChangesFn
@@ -372,9 +337,7 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         """Change the cluster's ``meta`` or your own fields, conditionally (like records)."""
         return cast(
             "ClusterRecord[Any, Any]",
-            _sync_support.to_sync(
-                self._call(self._core.update_message_cluster, key, changes_or_fn), self._root
-            ),
+            self._call(self._core.update_message_cluster, key, changes_or_fn),
         )
 
     def on_cluster_complete(self, key: ClusterKeyLike, callback: ClusterCallback) -> bool:
@@ -385,6 +348,4 @@ class MessageClient(_sync_support.ClientFacade[_AsyncMessageClient]):
         failing callback's error is recorded on the cluster and raised; ConflictError means
         this call's claim lapsed before the callback started (call again).
         """
-        return self._call(
-            self._core.on_cluster_complete, key, _sync_support.callback(callback, self._root)
-        )
+        return self._call(self._core.on_cluster_complete, key, self._callback(callback))

@@ -1,20 +1,20 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: 783fb8b1b7501030 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: b3425f46121c9425 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Generic
 
 from .._clusters.model import ClusterRecord as _AsyncClusterRecord
-from .._facade import runtime as _sync_support
+from .._facade import runtime as _facade
 from .._records.model import ErrorEntry, RecordKey, Status, StatusCode
 from .._types import Globals, Meta
 
 
 class ClusterRecord(
-    _sync_support.View[_AsyncClusterRecord[Meta, Globals]],
+    _facade.View[_AsyncClusterRecord[Meta, Globals]],
     Generic[Meta, Globals],
     core_type=_AsyncClusterRecord,
 ):
@@ -136,7 +136,3 @@ class ClusterRecord(
     def iter_tasks(self, status: Status | None = None) -> Iterator[Any]:
         """Task records of this cluster in index order, optionally only those in ``status``."""
         return self._iterate(self._core.iter_tasks, status)
-
-
-ClusterCallback = Callable[[ClusterRecord[Any, Any], Callable[[], Any]], Any]
-"""``callback(cluster, get_globals)``: sync or async; runs once when the cluster ends."""

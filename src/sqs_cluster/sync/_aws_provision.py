@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._aws.provision.
-# Body digest: c74449981109b9a9 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: c27af2b2e8c47ba8 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._aws.provision`` (generated)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 from .._aws.provision import DEFAULT_MAX_RECEIVE_COUNT, Resources
 from .._aws.provision import ensure_resources as _async_ensure_resources
 from .._config import Config
-from .._facade import runtime as _sync_support
+from .._facade import runtime as _facade
 
 
 def ensure_resources(
@@ -21,7 +21,7 @@ def ensure_resources(
     session: Any = None,
 ) -> Resources:
     """Create the table and bucket of ``config`` and, if named, a queue with a DLQ."""
-    return _sync_support.call_function(
+    return _facade.call_function(
         _async_ensure_resources,
         config,
         queue_name=queue_name,

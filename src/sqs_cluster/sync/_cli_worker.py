@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._cli.worker.
-# Body digest: c615b16aec542d8d (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 4ef34b186dba0f15 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._cli.worker`` (generated)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import asyncio
 from .._cli.worker import LambdaHandler, WorkerOptions, WorkerStats
 from .._cli.worker import Worker as _AsyncWorker
 from .._cli.worker import run_worker as _async_run_worker
-from .._facade import runtime as _sync_support
+from .._facade import runtime as _facade
 from ._client import MessageClient
 
 
-class Worker(_sync_support.View[_AsyncWorker], core_type=_AsyncWorker):
+class Worker(_facade.View[_AsyncWorker], core_type=_AsyncWorker):
     """Polls one queue with ``options.concurrency`` pollers until stopped.
 
     Blocking twin generated from :class:`sqs_cluster.Worker`: it runs on the event-loop thread of
@@ -29,9 +29,7 @@ class Worker(_sync_support.View[_AsyncWorker], core_type=_AsyncWorker):
         handler: LambdaHandler,
         options: WorkerOptions | None = None,
     ) -> None:
-        super().__init__(
-            _AsyncWorker(_sync_support.unwrap(client), queue_url, handler, options), client
-        )
+        self._build(_AsyncWorker, client, queue_url, handler, options)
 
     @property
     def queue_url(self) -> str:
@@ -70,6 +68,6 @@ def run_worker(
 
     Without ``client`` one is made from the environment (``Config.from_env()``).
     """
-    return _sync_support.call_function(
+    return _facade.call_function(
         _async_run_worker, queue_url, handler, client=client, options=options, stop=stop
     )

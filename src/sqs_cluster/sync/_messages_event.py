@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._messages.event.
-# Body digest: a2db2c1f4eba7ec6 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 77edf432ab1bce06 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._messages.event`` (generated)."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Generic
 
-from .._facade import runtime as _sync_support
+from .._facade import runtime as _facade
 from .._messages.event import ReceivedMessage as _AsyncReceivedMessage
 from .._records.model import MessageRecord, RecordKey, RecordType
 from .._types import Body
 
 
 class ReceivedMessage(
-    _sync_support.View[_AsyncReceivedMessage[Body]], Generic[Body], core_type=_AsyncReceivedMessage
+    _facade.View[_AsyncReceivedMessage[Body]], Generic[Body], core_type=_AsyncReceivedMessage
 ):
     """One SQS record of a Lambda event, parsed.
 
@@ -73,7 +73,7 @@ class ReceivedMessage(
 
     @property
     def task(self) -> Any:
-        return _sync_support.to_sync(self._core.task, self._root)
+        return self._core.task
 
     @property
     def task_index(self) -> int | None:
@@ -110,9 +110,7 @@ class ReceivedMessage(
 
     def get_message_cluster(self, consistent_read: bool = False) -> Any:
         """Fetch the cluster of a task (raises for a plain message)."""
-        return _sync_support.to_sync(
-            self._call(self._core.get_message_cluster, consistent_read), self._root
-        )
+        return self._call(self._core.get_message_cluster, consistent_read)
 
     def get_globals(self) -> Any:
         """Read the cluster's globals from S3, where the task's body says they are.
@@ -120,4 +118,4 @@ class ReceivedMessage(
         No cluster record is read. Raises ValueError for a plain message or a cluster
         created with ``omit_globals``.
         """
-        return _sync_support.to_sync(self._call(self._core.get_globals), self._root)
+        return self._call(self._core.get_globals)
