@@ -528,8 +528,16 @@ def test_check_names_each_kind_of_damage(
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("HAND_WRITTEN", ("Handler", "ClusterCallback", "Nope"), "HAND_WRITTEN['Nope']"),
-        ("HAND_WRITTEN", ("Handler",), "ClusterCallback needs a twin"),
+        (
+            "HAND_WRITTEN",
+            {"Handler": "callback", "ClusterCallback": "callback", "RecordLike": "alias", "N": ""},
+            "HAND_WRITTEN['N']",
+        ),
+        (
+            "HAND_WRITTEN",
+            {"Handler": "callback", "RecordLike": "alias"},
+            "ClusterCallback needs a twin",
+        ),
         ("TYPE_RULES", {"AsyncIterator": "Iterator", "Xyz": "X"}, "TYPE_RULES['Xyz']"),
         ("DOC_RULES", {"``async with ": "``with ", "qq": "q"}, "DOC_RULES['qq']"),
         ("LIFECYCLE", ("aclose", "nope"), "LIFECYCLE['nope']"),
