@@ -116,25 +116,45 @@ class ClusterRecord(Generic[Meta, Globals]):
     """
 
     key: RecordKey
+    """The key of the cluster's record."""
     url: str
+    """The queue its tasks were sent to."""
     status: Status
+    """``PRE FLIGHT`` while fanning out, ``IN PROGRESS``, then ``COMPLETE`` or ``ERROR``."""
     status_code: StatusCode
+    """The numeric form of ``status``."""
     total: int
+    """How many tasks the cluster has."""
     sent: int
+    """Tasks confirmed sent so far."""
     completed: int
+    """Tasks completed, each counted once."""
     failed: int
+    """Tasks failed for good (their last allowed receive failed), each counted once."""
     tolerated_failures: int
+    """Failed tasks allowed before the cluster ends ``ERROR``."""
     meta: Meta | None = None
+    """The ``meta`` given at creation (or changed since)."""
     globals_location: Mapping[str, str] | None = None
+    """Where the globals live in S3 (``Bucket``, ``Key``); None without globals."""
     started_at: str | None = None
+    """When the cluster was created (ISO 8601)."""
     updated_at: str | None = None
+    """When the cluster record last changed (ISO 8601)."""
     completed_at: str | None = None
+    """When the last task was counted (ISO 8601)."""
     expires_at: int | None = None
+    """When DynamoDB may delete the record (epoch seconds)."""
     callback_state: str | None = None
+    """Where its completion callback is: pending, running, done or failed."""
     callback_attempts: int = 0
+    """How many times a runner claimed the callback."""
     errors: list[ErrorEntry] = field(default_factory=list)
+    """Errors recorded on the cluster (a failed callback's among them)."""
     user: dict[str, Any] = field(default_factory=dict)
+    """Your own fields, set with ``update_message_cluster``."""
     revision: int = 0
+    """The record's revision, raised by each conditional update."""
     client: Any = field(default=None, repr=False, compare=False)
 
     @property

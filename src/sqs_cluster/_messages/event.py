@@ -56,23 +56,41 @@ class ReceivedMessage(Generic[Body]):
     """
 
     message_id: str
+    """SQS's id of this message."""
     body: Body
+    """The body, JSON-decoded when it is JSON, else the text as sent."""
     raw_body: str
+    """The body exactly as SQS delivered it."""
     type: RecordType
+    """What the record tracks: a plain message or a cluster's task."""
     key: RecordKey
+    """The key of this message's own record."""
     queue_url: str
+    """The URL of the queue it was received from."""
     queue_arn: str
+    """The ARN of that queue (the event's ``eventSourceARN``)."""
     receive_count: int
+    """How many times SQS has delivered it (``ApproximateReceiveCount``)."""
     receipt_handle: str | None
+    """The handle of this delivery, to delete it or change its visibility."""
     message_group_id: str | None
+    """The FIFO message group, None on a standard queue."""
     tracked: bool
+    """True when it was sent through sqs-cluster (it carries its record key)."""
     task: Any = None
+    """For a task, the task as given to ``create_message_cluster``."""
     task_index: int | None = None
+    """For a task, its index in the cluster's task list."""
     cluster_key: RecordKey | None = None
+    """For a task, the key of its cluster's record."""
     globals_location: Mapping[str, str] | None = None
+    """For a task, where its cluster's globals live in S3 (``Bucket``, ``Key``)."""
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    """SQS's system attributes of the message."""
     message_attributes: Mapping[str, Any] = field(default_factory=dict)
+    """The message attributes, the record-key attribute included."""
     raw: Mapping[str, Any] = field(default_factory=dict)
+    """The Lambda SQS record as it came."""
     client: Any = field(default=None, repr=False, compare=False)
 
     @property

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: b3425f46121c9425 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: e7c6bda5fa78367b (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -31,82 +31,102 @@ class ClusterRecord(
 
     @property
     def key(self) -> RecordKey:
+        """The key of the cluster's record."""
         return self._core.key
 
     @property
     def url(self) -> str:
+        """The queue its tasks were sent to."""
         return self._core.url
 
     @property
     def status(self) -> Status:
+        """``PRE FLIGHT`` while fanning out, ``IN PROGRESS``, then ``COMPLETE`` or ``ERROR``."""
         return self._core.status
 
     @property
     def status_code(self) -> StatusCode:
+        """The numeric form of ``status``."""
         return self._core.status_code
 
     @property
     def total(self) -> int:
+        """How many tasks the cluster has."""
         return self._core.total
 
     @property
     def sent(self) -> int:
+        """Tasks confirmed sent so far."""
         return self._core.sent
 
     @property
     def completed(self) -> int:
+        """Tasks completed, each counted once."""
         return self._core.completed
 
     @property
     def failed(self) -> int:
+        """Tasks failed for good (their last allowed receive failed), each counted once."""
         return self._core.failed
 
     @property
     def tolerated_failures(self) -> int:
+        """Failed tasks allowed before the cluster ends ``ERROR``."""
         return self._core.tolerated_failures
 
     @property
     def meta(self) -> Meta | None:
+        """The ``meta`` given at creation (or changed since)."""
         return self._core.meta
 
     @property
     def globals_location(self) -> Mapping[str, str] | None:
+        """Where the globals live in S3 (``Bucket``, ``Key``); None without globals."""
         return self._core.globals_location
 
     @property
     def started_at(self) -> str | None:
+        """When the cluster was created (ISO 8601)."""
         return self._core.started_at
 
     @property
     def updated_at(self) -> str | None:
+        """When the cluster record last changed (ISO 8601)."""
         return self._core.updated_at
 
     @property
     def completed_at(self) -> str | None:
+        """When the last task was counted (ISO 8601)."""
         return self._core.completed_at
 
     @property
     def expires_at(self) -> int | None:
+        """When DynamoDB may delete the record (epoch seconds)."""
         return self._core.expires_at
 
     @property
     def callback_state(self) -> str | None:
+        """Where its completion callback is: pending, running, done or failed."""
         return self._core.callback_state
 
     @property
     def callback_attempts(self) -> int:
+        """How many times a runner claimed the callback."""
         return self._core.callback_attempts
 
     @property
     def errors(self) -> list[ErrorEntry]:
+        """Errors recorded on the cluster (a failed callback's among them)."""
         return self._core.errors
 
     @property
     def user(self) -> dict[str, Any]:
+        """Your own fields, set with ``update_message_cluster``."""
         return self._core.user
 
     @property
     def revision(self) -> int:
+        """The record's revision, raised by each conditional update."""
         return self._core.revision
 
     @property

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._messages.event.
-# Body digest: 77edf432ab1bce06 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: f4b1fbd21b159f23 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._messages.event`` (generated)."""
 
 from __future__ import annotations
@@ -29,74 +29,92 @@ class ReceivedMessage(
 
     @property
     def message_id(self) -> str:
+        """SQS's id of this message."""
         return self._core.message_id
 
     @property
     def body(self) -> Body:
+        """The body, JSON-decoded when it is JSON, else the text as sent."""
         return self._core.body
 
     @property
     def raw_body(self) -> str:
+        """The body exactly as SQS delivered it."""
         return self._core.raw_body
 
     @property
     def type(self) -> RecordType:
+        """What the record tracks: a plain message or a cluster's task."""
         return self._core.type
 
     @property
     def key(self) -> RecordKey:
+        """The key of this message's own record."""
         return self._core.key
 
     @property
     def queue_url(self) -> str:
+        """The URL of the queue it was received from."""
         return self._core.queue_url
 
     @property
     def queue_arn(self) -> str:
+        """The ARN of that queue (the event's ``eventSourceARN``)."""
         return self._core.queue_arn
 
     @property
     def receive_count(self) -> int:
+        """How many times SQS has delivered it (``ApproximateReceiveCount``)."""
         return self._core.receive_count
 
     @property
     def receipt_handle(self) -> str | None:
+        """The handle of this delivery, to delete it or change its visibility."""
         return self._core.receipt_handle
 
     @property
     def message_group_id(self) -> str | None:
+        """The FIFO message group, None on a standard queue."""
         return self._core.message_group_id
 
     @property
     def tracked(self) -> bool:
+        """True when it was sent through sqs-cluster (it carries its record key)."""
         return self._core.tracked
 
     @property
     def task(self) -> Any:
+        """For a task, the task as given to ``create_message_cluster``."""
         return self._core.task
 
     @property
     def task_index(self) -> int | None:
+        """For a task, its index in the cluster's task list."""
         return self._core.task_index
 
     @property
     def cluster_key(self) -> RecordKey | None:
+        """For a task, the key of its cluster's record."""
         return self._core.cluster_key
 
     @property
     def globals_location(self) -> Mapping[str, str] | None:
+        """For a task, where its cluster's globals live in S3 (``Bucket``, ``Key``)."""
         return self._core.globals_location
 
     @property
     def attributes(self) -> Mapping[str, Any]:
+        """SQS's system attributes of the message."""
         return self._core.attributes
 
     @property
     def message_attributes(self) -> Mapping[str, Any]:
+        """The message attributes, the record-key attribute included."""
         return self._core.message_attributes
 
     @property
     def raw(self) -> Mapping[str, Any]:
+        """The Lambda SQS record as it came."""
         return self._core.raw
 
     @property
