@@ -146,7 +146,7 @@ class ClusterRecord(Generic[Meta, Globals]):
     expires_at: int | None = None
     """When DynamoDB may delete the record (epoch seconds)."""
     callback_state: str | None = None
-    """Where its completion callback is: pending, running, done or failed."""
+    """Where its completion callback stands: a ``CallbackState`` value, None before the end."""
     callback_attempts: int = 0
     """How many times a runner claimed the callback."""
     errors: list[ErrorEntry] = field(default_factory=list)

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: e7c6bda5fa78367b (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 5d80dac211e29e85 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class ClusterRecord(
 
     @property
     def callback_state(self) -> str | None:
-        """Where its completion callback is: pending, running, done or failed."""
+        """Where its completion callback stands: a ``CallbackState`` value, None before the end."""
         return self._core.callback_state
 
     @property
