@@ -9,6 +9,7 @@ refused write and a lost answer are handled the same way everywhere. Any other e
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,33 +39,25 @@ def _refused(exc: BaseException) -> Written:
 
 async def update_if(aws: AWS, params: dict[str, Any]) -> Written:
     """UpdateItem with a ``ConditionExpression``; a failed condition is an answer."""
-    try:
-        async with aws.slot():
-            resp = await aws.ddb.update_item(**params)
-    except Exception as exc:
-        if error_code(exc) != CONDITION_FAILED:
-            raise
-        return _refused(exc)
-    return Written(True, resp.get("Attributes"))
+    return await _write_if(aws, aws.ddb.update_item, params)
 
 
 async def put_if(aws: AWS, params: dict[str, Any]) -> Written:
     """PutItem with a ``ConditionExpression``; a failed condition is an answer."""
-    try:
-        async with aws.slot():
-            resp = await aws.ddb.put_item(**params)
-    except Exception as exc:
-        if error_code(exc) != CONDITION_FAILED:
-            raise
-        return _refused(exc)
-    return Written(True, resp.get("Attributes"))
+    return await _write_if(aws, aws.ddb.put_item, params)
 
 
 async def delete_if(aws: AWS, params: dict[str, Any]) -> Written:
     """DeleteItem with a ``ConditionExpression``; a failed condition is an answer."""
+    return await _write_if(aws, aws.ddb.delete_item, params)
+
+
+async def _write_if(
+    aws: AWS, operation: Callable[..., Awaitable[Any]], params: dict[str, Any]
+) -> Written:
     try:
         async with aws.slot():
-            resp = await aws.ddb.delete_item(**params)
+            resp = await operation(**params)
     except Exception as exc:
         if error_code(exc) != CONDITION_FAILED:
             raise
