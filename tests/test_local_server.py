@@ -318,6 +318,96 @@ def test_serialised_conditional_put_has_one_winner() -> None:
         assert item["Item"]["writer"] == {"N": str(won.index(True))}
 
 
+def _racing_counter_adds(endpoint: str, writers: int, adds: int) -> int:
+    """``writers`` threads each ADD 1 to one counter ``adds`` times; returns the final count."""
+    ddb = _client("dynamodb", endpoint, pool=writers)
+    table = f"counter-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    start = threading.Barrier(writers)
+
+    def add(_: int) -> None:
+        start.wait(timeout=30)
+        for _ in range(adds):
+            ddb.update_item(
+                TableName=table,
+                Key={"pk": {"S": "c"}},
+                UpdateExpression="ADD n :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        list(pool.map(add, range(writers)))
+    item = ddb.get_item(TableName=table, Key={"pk": {"S": "c"}}, ConsistentRead=True)["Item"]
+    return int(item["n"]["N"])
+
+
+def test_the_default_server_loses_no_counter_update() -> None:
+    """DynamoDB's writes are atomic by default, as on AWS (moto's threaded server alone lost
+    concurrent ADDs: the demo's counter stopped short of its total)."""
+    with LocalAWS() as server:
+        assert _racing_counter_adds(server.endpoint_url, writers=16, adds=25) == 16 * 25
+
+
+def test_a_long_poll_on_the_default_server_holds_up_no_write() -> None:
+    with LocalAWS() as server:
+        sqs = _client("sqs", server.endpoint_url)
+        ddb = _client("dynamodb", server.endpoint_url)
+        url = sqs.create_queue(QueueName=f"poll-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        polled = threading.Event()
+
+        def poll() -> None:
+            sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)
+            polled.set()
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        time.sleep(0.5)  # the poll is waiting on the server
+        ddb.list_tables()
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+        answered_during_the_poll = not polled.is_set()
+        poller.join()
+        assert answered_during_the_poll
+
+
+def test_the_app_lets_only_sqs_requests_through_unlocked() -> None:
+    from sqs_cluster.local.server import CONCURRENT_SERVICES, SerialisedApp, signing_service
+
+    def signed(service: str) -> dict[str, Any]:
+        scope = f"testing/20261205/us-east-1/{service}/aws4_request"
+        return {"HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential={scope}, Signature=x"}
+
+    assert signing_service(signed("sqs")) == "sqs"
+    assert signing_service(signed("dynamodb")) == "dynamodb"
+    assert signing_service({}) is None
+    inside = threading.Event()
+    release = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ.get("block"):
+            inside.set()
+            release.wait(timeout=10)
+        return [b"ok"]
+
+    wrapped = SerialisedApp(app, CONCURRENT_SERVICES)
+    holder = threading.Thread(target=lambda: wrapped({**signed("dynamodb"), "block": 1}, print))
+    holder.start()
+    assert inside.wait(timeout=10)  # a DynamoDB request holds the lock
+    assert wrapped(signed("sqs"), print) == [b"ok"]  # SQS does not wait for it
+    waiting = threading.Thread(target=lambda: wrapped(signed("s3"), print))
+    waiting.start()
+    waiting.join(timeout=0.2)
+    s3_waited = waiting.is_alive()  # S3 waits for the lock
+    release.set()
+    holder.join()
+    waiting.join()
+    assert s3_waited
+
+
 def test_serialised_app_runs_one_request_at_a_time() -> None:
     from sqs_cluster.local.server import SerialisedApp
 

@@ -12,7 +12,7 @@ async def round_trip() -> Status:
     """Provision everything on a fresh local server, send a tracked message, read its record."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")  # any credentials will do
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    async with LocalAWS(serialised=True) as aws:  # serialised: atomic conditional writes
+    async with LocalAWS() as aws:  # DynamoDB and S3 writes atomic, as on AWS
         config = Config(
             table="records", bucket="globals", region="us-east-1", endpoint_url=aws.endpoint_url
         )

@@ -64,8 +64,9 @@ class LocalAWS:
 
     Nothing happens until :meth:`start`, or until the sync or async context manager is entered.
     One endpoint serves every AWS service that moto supports. Any dummy credentials and region
-    will do. By default requests are handled concurrently; ``serialised=True`` handles one at a
-    time, which makes DynamoDB conditional writes atomic, as race tests need. The server is
+    will do. DynamoDB and S3 requests are handled one at a time, so every write is atomic as on
+    AWS (conditions, transactions, counters), while SQS requests run concurrently (a long poll
+    holds up nothing); ``serialised=True`` handles every request one at a time. The server is
     stopped by :meth:`stop`, when the context exits, when this object is garbage-collected, at
     interpreter exit, and (because it watches its stdin) when this process dies.
     """

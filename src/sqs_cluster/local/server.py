@@ -10,8 +10,10 @@ or SIGINT (or, with ``--exit-on-stdin-eof``, until its parent closes stdin or di
 down and exits 0.
 
 The SQS speed-up from :mod:`sqs_cluster.local.sqs_patch` is applied here, in this process only.
-``--serialised`` handles one request at a time, so that DynamoDB conditional writes are atomic,
-which moto's threaded server does not guarantee.
+DynamoDB and S3 requests are handled one at a time, so that each write is atomic as on AWS
+(conditions, transactions, counters), which moto's threaded server does not guarantee on its
+own; SQS requests run concurrently, so a long poll never holds up the rest. ``--serialised``
+handles every request one at a time, SQS's too.
 """
 
 from __future__ import annotations
@@ -40,26 +42,47 @@ _DUMMY_AWS_ENV = {
 }
 
 
+CONCURRENT_SERVICES = frozenset({"sqs"})
+"""Services whose requests need no lock: moto's SQS answers concurrent requests as SQS may
+(at-least-once), and a long poll must not hold up DynamoDB and S3."""
+
+
 class SerialisedApp:
-    """WSGI wrapper that handles one request at a time.
+    """WSGI wrapper that handles one request at a time, except those of ``concurrent``
+    services (by the service named in the request's signature).
 
     The lock is held until the response body has been read to the end and closed. The body is
-    buffered, so that a client that goes away cannot leave the lock held.
+    buffered, so that a client that goes away cannot leave the lock held. A request whose
+    service cannot be told takes the lock.
     """
 
-    def __init__(self, app: WSGIApp) -> None:
+    def __init__(self, app: WSGIApp, concurrent: frozenset[str] = frozenset()) -> None:
         self._app = app
+        self._concurrent = concurrent
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if signing_service(environ) in self._concurrent:
+            return self._respond(environ, start_response)
         with self._lock:
-            body = self._app(environ, start_response)
-            try:
-                return list(body)
-            finally:
-                close = getattr(body, "close", None)
-                if close is not None:
-                    close()
+            return self._respond(environ, start_response)
+
+    def _respond(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = self._app(environ, start_response)
+        try:
+            return list(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+
+def signing_service(environ: dict[str, Any]) -> str | None:
+    """The service a SigV4 request was signed for (``Credential=KEY/date/region/SERVICE/...``)."""
+    header = str(environ.get("HTTP_AUTHORIZATION", ""))
+    _, found, rest = header.partition("Credential=")
+    scope = rest.split(",", 1)[0].split("/") if found else []
+    return scope[3] if len(scope) > 3 else None
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -67,7 +90,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     parser.add_argument(
-        "--serialised", action="store_true", help="handle one request at a time (atomic writes)"
+        "--serialised", action="store_true", help="handle every request one at a time, SQS's too"
     )
     parser.add_argument(
         "--exit-on-stdin-eof",
@@ -78,11 +101,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _build_app(serialised: bool) -> WSGIApp:
-    """moto's multi-service WSGI app, optionally serialised."""
+    """moto's multi-service WSGI app: DynamoDB and S3 one request at a time (everything, when
+    ``serialised``)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     app: WSGIApp = DomainDispatcherApplication(create_backend_app)
-    return SerialisedApp(app) if serialised else app
+    return SerialisedApp(app, frozenset() if serialised else CONCURRENT_SERVICES)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
