@@ -1,4 +1,14 @@
-"""Shared fixtures: one embedded local AWS per session, fresh resources per test where needed."""
+"""Shared fixtures: one embedded local AWS per session, fresh resources per test where needed.
+
+How the suite is laid out:
+
+- ``tests/unit/``: server-free tests (records, codec, outgoing messages, events, cluster keys,
+  task bodies, write tokens, config, the fault spec, the bad input that fails before any
+  request). They may not request the server (collection fails if one does) and may not open a
+  connection (``tests/unit/conftest.py`` refuses it). Marked ``unit``; ``pytest tests/unit``
+  runs them alone, in a few seconds.
+- every other test may use the server: one serialised local AWS for the session.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,6 +37,23 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(_var, None)
+
+
+UNIT = Path(__file__).resolve().parent / "unit"
+SERVER_FIXTURES = frozenset({"sqs_cluster_local", "local_aws", "endpoint", "base_config"})
+"""Fixtures that start or need the local server: a test under tests/unit/ may request none."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks ``unit`` every test under tests/unit/, which may not use the server."""
+    for item in items:
+        if UNIT in item.path.parents:
+            uses = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+            if uses:
+                raise pytest.UsageError(
+                    f"{item.nodeid} is under tests/unit/ but requests the server ({sorted(uses)})"
+                )
+            item.add_marker(pytest.mark.unit)
 
 
 def unique(prefix: str) -> str:
