@@ -7,7 +7,10 @@ How the suite is laid out:
   request). They may not request the server (collection fails if one does) and may not open a
   connection (``tests/unit/conftest.py`` refuses it). Marked ``unit``; ``pytest tests/unit``
   runs them alone, in a few seconds.
-- every other test may use the server: one serialised local AWS for the session.
+- every other test may use the server: ``local_aws`` is the pytest plugin's own
+  ``sqs_cluster_local`` (``sqs_cluster.pytest_plugin``), one serialised local AWS per session.
+  Under pytest-xdist (``-n 4``), each worker is a session of its own, so each worker has its
+  own server, table and bucket, and nothing is shared between workers.
 """
 
 from __future__ import annotations
@@ -62,14 +65,11 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def local_aws() -> Iterator[LocalAWS]:
-    """One server for the session, serialised so conditional writes are atomic as on AWS."""
-    aws = LocalAWS(serialised=True)
-    aws.start()
-    try:
-        yield aws
-    finally:
-        aws.stop()
+def local_aws(sqs_cluster_local: LocalAWS) -> LocalAWS:
+    """The plugin's server for the session (one per xdist worker), serialised so conditional
+    writes are atomic as on AWS; the plugin stops it by its PID when the session ends."""
+    assert sqs_cluster_local.serialised, "the tests need a serialised server"
+    return sqs_cluster_local
 
 
 @pytest.fixture(scope="session")
