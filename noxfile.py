@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``docs``, ``dist``, ``bench``, ``demo``."""
+"""Developer sessions: ``nox -s tests``, ``slow``, ``lint``, ``docs``, ``dist``, ``bench``,
+``demo``, ``chaos``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ def tests(session: nox.Session) -> None:
     """The whole test suite against the embedded local AWS."""
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The full-size tests left out by default (marked ``slow``): the chaos test (200 tasks),
+    a thousand-task cluster, 10,000 messages through the local server."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "slow", "-n", "4", *session.posargs)
 
 
 @nox.session
@@ -66,4 +75,4 @@ def demo(session: nox.Session) -> None:
 def chaos(session: nox.Session) -> None:
     """The chaos test at full size: 2,000 tasks, workers SIGKILLed at random."""
     session.install("-e", ".[dev]")
-    session.run("pytest", "tests/test_chaos.py", "-s", env={"CHAOS_TASKS": "2000"})
+    session.run("pytest", "tests/test_chaos.py", "-m", "slow", "-s", env={"CHAOS_TASKS": "2000"})

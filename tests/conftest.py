@@ -11,6 +11,8 @@ How the suite is laid out:
   ``sqs_cluster_local`` (``sqs_cluster.pytest_plugin``), one serialised local AWS per session.
   Under pytest-xdist (``-n 4``), each worker is a session of its own, so each worker has its
   own server, table and bucket, and nothing is shared between workers.
+- ``slow``: full-size versions of end-to-end scenarios, left out by default (``addopts``);
+  a smaller twin of each runs by default. ``pytest -m slow`` or ``nox -s slow`` runs them.
 """
 
 from __future__ import annotations
