@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``docs``, ``dist``, ``bench``, ``demo``."""
+"""Developer sessions: ``nox -s tests``, ``slow``, ``lint``, ``docs``, ``dist``, ``bench``,
+``demo``, ``chaos``."""
 
 from __future__ import annotations
 
@@ -8,13 +9,35 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+"""Every Python that ``requires-python`` admits and that is tested (.ci/run reads this list)."""
+FULL_SUITE_PYTHON = "3.11"
+"""The whole suite runs here; the other Pythons run the server-free and the smoke tests."""
+PARALLEL = ["-n", "4"]
+"""pytest-xdist workers, each with its own local server: the README's test command's choice."""
+SUBSET = ["-m", "unit or smoke", "-n", "2"]
+"""What the other Pythons run (as .ci/run does): two workers are enough for so few server tests."""
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole test suite against the embedded local AWS."""
+    """The test suite against the embedded local AWS, in parallel: all of it on
+    FULL_SUITE_PYTHON, the server-free tests (tests/unit/) and the smoke tests on the others,
+    as .ci/run does. ``nox -s tests-3.12 -- ARGS`` runs pytest with ARGS instead."""
     session.install("-e", ".[dev]")
-    session.run("pytest", *session.posargs)
+    if session.posargs:
+        session.run("pytest", *session.posargs)
+    elif session.python == FULL_SUITE_PYTHON:
+        session.run("pytest", *PARALLEL)
+    else:
+        session.run("pytest", *SUBSET)
+
+
+@nox.session(python=FULL_SUITE_PYTHON)
+def slow(session: nox.Session) -> None:
+    """The full-size tests left out by default (marked ``slow``): the chaos test (200 tasks),
+    a thousand-task cluster, 10,000 messages through the local server."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "slow", *PARALLEL, *session.posargs)
 
 
 @nox.session
@@ -66,4 +89,4 @@ def demo(session: nox.Session) -> None:
 def chaos(session: nox.Session) -> None:
     """The chaos test at full size: 2,000 tasks, workers SIGKILLed at random."""
     session.install("-e", ".[dev]")
-    session.run("pytest", "tests/test_chaos.py", "-s", env={"CHAOS_TASKS": "2000"})
+    session.run("pytest", "tests/test_chaos.py", "-m", "slow", "-s", env={"CHAOS_TASKS": "2000"})

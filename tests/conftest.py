@@ -1,4 +1,22 @@
-"""Shared fixtures: one embedded local AWS per session, fresh resources per test where needed."""
+"""Shared fixtures: one embedded local AWS per session, fresh resources per test where needed.
+
+How the suite is laid out:
+
+- ``tests/unit/``: server-free tests (records, codec, outgoing messages, events, cluster keys,
+  task bodies, write tokens, config, the fault spec, the bad input that fails before any
+  request). They may not request the server (collection fails if one does) and may not open a
+  connection (``tests/unit/conftest.py`` refuses it). Marked ``unit``; ``pytest tests/unit``
+  runs them alone, in a few seconds.
+- every other test may use the server: ``local_aws`` is the pytest plugin's own
+  ``sqs_cluster_local`` (``sqs_cluster.pytest_plugin``), one serialised local AWS per session.
+  Under pytest-xdist (``-n 4``), each worker is a session of its own, so each worker has its
+  own server, table and bucket, and nothing is shared between workers.
+- ``slow``: full-size versions of end-to-end scenarios, left out by default (``addopts``);
+  a smaller twin of each runs by default. ``pytest -m slow`` or ``nox -s slow`` runs them.
+- ``smoke``: the few server tests listed in ``SMOKE`` below (a tracked message, a small
+  cluster end to end, the sync facade); with the unit tests they are what CI runs on the
+  other supported Pythons (``pytest -m "unit or smoke"``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +25,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -28,20 +47,59 @@ for _var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(_var, None)
 
 
+UNIT = Path(__file__).resolve().parent / "unit"
+SERVER_FIXTURES = frozenset({"sqs_cluster_local", "local_aws", "endpoint", "base_config"})
+"""Fixtures that start or need the local server: a test under tests/unit/ may request none."""
+
+SMOKE = frozenset(
+    {
+        # a tracked message: record first, then the message (async client and sync facade)
+        "tests/test_messages.py::test_record_is_written_before_the_message",
+        # a small cluster end to end: fan-out, globals, counting, the callback once
+        "tests/test_clusters.py::test_cluster_lifecycle",
+        # the sync facade: its lifecycle, a cluster callback, and the blocking worker
+        "tests/test_sync.py::test_close_leaves_no_thread_loop_or_client_behind",
+        "tests/test_sync.py::test_sync_cluster_callback_gets_a_view_and_blocking_globals",
+        "tests/test_sync.py::test_a_classic_handler_runs_under_the_blocking_worker",
+    }
+)
+"""The server tests that also run on every other supported Python (with the unit tests)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks ``unit`` (tests/unit/, which may not use the server) and ``smoke`` (``SMOKE``)."""
+    modules: dict[str, Any] = {}
+    for item in items:
+        function = item.nodeid.split("[", 1)[0]
+        module = getattr(item, "module", None)
+        if module is not None:
+            modules[function.split("::", 1)[0]] = module
+        if function in SMOKE:
+            item.add_marker(pytest.mark.smoke)
+        if UNIT in item.path.parents:
+            uses = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+            if uses:
+                raise pytest.UsageError(
+                    f"{item.nodeid} is under tests/unit/ but requests the server ({sorted(uses)})"
+                )
+            item.add_marker(pytest.mark.unit)
+    for smoke in SMOKE:
+        path, name = smoke.split("::", 1)
+        if path in modules and not hasattr(modules[path], name):
+            raise pytest.UsageError(f"SMOKE names a test that does not exist (renamed?): {smoke}")
+
+
 def unique(prefix: str) -> str:
     """A random resource name: moto's state is shared by every test of the session."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")
-def local_aws() -> Iterator[LocalAWS]:
-    """One server for the session, serialised so conditional writes are atomic as on AWS."""
-    aws = LocalAWS(serialised=True)
-    aws.start()
-    try:
-        yield aws
-    finally:
-        aws.stop()
+def local_aws(sqs_cluster_local: LocalAWS) -> LocalAWS:
+    """The plugin's server for the session (one per xdist worker), serialised so conditional
+    writes are atomic as on AWS; the plugin stops it by its PID when the session ends."""
+    assert sqs_cluster_local.serialised, "the tests need a serialised server"
+    return sqs_cluster_local
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,17 @@
-"""A client proxy that injects per-entry faults into real calls against the local server."""
+"""Fault-injection helpers: a client proxy that injects per-entry faults into real calls
+against the local server, and the queues and reads the fault tests (tests/fault_injection/)
+share."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+from sqs_cluster import MessageClient
+from sqs_cluster._messages.lambda_shape import lambda_event
+
+from .conftest import REGION, Queue, unique
 
 Interceptor = Callable[[Callable[..., Awaitable[Any]], dict[str, Any]], Awaitable[Any]]
 
@@ -94,3 +102,83 @@ def unprocessed_keys_once(count: int) -> Interceptor:
         return {**resp, "UnprocessedKeys": {table: {"Keys": keys[:count]}}}
 
     return interceptor
+
+
+# -- queues and reads shared by the fault tests --------------------------------------------------
+
+
+async def fresh_queue(client: MessageClient) -> Queue:
+    """A queue without a redrive policy: no fault run may push a task to a DLQ and hide it."""
+    resp = await client._aws.sqs.create_queue(
+        QueueName=unique("fq"), Attributes={"VisibilityTimeout": "30"}
+    )
+    return Queue(resp["QueueUrl"], "")
+
+
+async def redrive_queue(client: MessageClient) -> Queue:
+    """A queue that allows one receive: a second one moves the message to its dead-letter queue."""
+    sqs = client._aws.sqs
+    dlq = (await sqs.create_queue(QueueName=unique("fdlq")))["QueueUrl"]
+    attrs = await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
+    redrive = {"deadLetterTargetArn": attrs["Attributes"]["QueueArn"], "maxReceiveCount": "1"}
+    resp = await sqs.create_queue(
+        QueueName=unique("fq"),
+        Attributes={"VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)},
+    )
+    return Queue(resp["QueueUrl"], dlq)
+
+
+async def receive_messages(
+    client: MessageClient, queue_url: str, *, visibility: int = 60
+) -> list[dict[str, Any]]:
+    """Every visible message, as Lambda event records (received with the clean client)."""
+    out: list[dict[str, Any]] = []
+    while True:
+        resp = await client._aws.sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=visibility,
+            WaitTimeSeconds=0,
+        )
+        got = resp.get("Messages", [])
+        if not got:
+            return out
+        out.extend(lambda_event(got, queue_url=queue_url, region=REGION)["Records"])
+
+
+async def receive_bodies(client: MessageClient, queue_url: str) -> list[str]:
+    return sorted(r["body"] for r in await receive_messages(client, queue_url))
+
+
+async def queue_depth(client: MessageClient, queue_url: str) -> int:
+    resp = await client._aws.sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    attrs = resp["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+async def records_for_queue(client: MessageClient, queue_url: str) -> list[dict[str, Any]]:
+    """Every record item the library wrote for this queue (a Scan of the module's own table)."""
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {
+        "TableName": client.config.table,
+        "FilterExpression": "#u = :u",
+        "ExpressionAttributeNames": {"#u": "url"},
+        "ExpressionAttributeValues": {":u": {"S": queue_url}},
+    }
+    while True:
+        resp: Any = await client._aws.ddb.scan(**request)
+        items.extend(resp.get("Items", []))
+        if "LastEvaluatedKey" not in resp:
+            return items
+        request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def key_of(record: Mapping[str, Any]) -> str:
+    return str(record["messageAttributes"]["sqsClusterKey"]["stringValue"])

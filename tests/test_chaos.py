@@ -2,8 +2,10 @@
 random handler failures. Every task's effect must happen exactly once, tasks that exhaust
 their receives must be counted failed, and on_cluster_complete must run exactly once.
 
-Seeded and bounded in time. ``CHAOS_TASKS`` sets the size (CI runs 200; ``nox -s chaos``
-runs 2,000).
+Seeded and bounded in time. The default run has the small version (60 tasks, 2 workers of one
+poller each); the full one is ``slow``: ``CHAOS_TASKS`` tasks (200 unless set; ``nox -s chaos``
+runs 2,000) on 4 workers of two pollers each. Both kill workers, send duplicates, fail tasks at
+random and have tasks that always fail and end in the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from .conftest import make_queue, unique
 
 TASKS = int(os.environ.get("CHAOS_TASKS", "200"))
 WORKERS = 4
+CONCURRENCY = 2
+SMALL_TASKS = 60  # tasks 0 and 50 always fail; kills happen until 40 are done
+SMALL_WORKERS = 2
 SEED = int(os.environ.get("CHAOS_SEED", "7"))
 TESTS = Path(__file__).parent
 ALWAYS_FAILS_EVERY = 50
@@ -44,8 +49,9 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def start(queue_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return spawn([queue_url, "chaos_app:handler", "--wait-seconds", "1", "--concurrency", "2"], env)
+def start(queue_url: str, env: dict[str, str], concurrency: int) -> subprocess.Popen[bytes]:
+    args = [queue_url, "chaos_app:handler", "--wait-seconds", "1"]
+    return spawn([*args, "--concurrency", str(concurrency)], env)
 
 
 def start_dead_letters(dlq_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -69,12 +75,12 @@ def make_ledger(ddb: Any) -> str:
 
 
 async def duplicate_some(
-    client: MessageClient, key: Any, queue_url: str, rng: random.Random
+    client: MessageClient, key: Any, queue_url: str, rng: random.Random, tasks: int
 ) -> int:
     """Send second copies of ~5% of the tasks (same body, same record key): SQS's at-least-once
     delivery, made deliberate. Built from the task records, so no receive count is used up."""
     sqs: Any = client._aws.sqs
-    chosen = [i for i in range(TASKS) if rng.random() < 0.05]
+    chosen = [i for i in range(tasks) if rng.random() < 0.05]
     for index in chosen:
         task = RecordKey(f"{key.p_key}.{index}", key.r_key)
         record = await client.get_message_record(task, consistent_read=True)
@@ -131,6 +137,18 @@ async def describe_tasks(config: Config, key: Any, indexes: list[int]) -> str:
 
 @pytest.mark.slow
 async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
+    await run_chaos(base_config, ddb, tasks=TASKS, workers=WORKERS, concurrency=CONCURRENCY)
+
+
+async def test_chaos_every_effect_once_small(base_config: Config, ddb: Any) -> None:
+    """The same scenario, smaller: fewer tasks, and fewer pollers holding the serialised
+    server's lock in their long polls."""
+    await run_chaos(base_config, ddb, tasks=SMALL_TASKS, workers=SMALL_WORKERS, concurrency=1)
+
+
+async def run_chaos(
+    base_config: Config, ddb: Any, *, tasks: int, workers: int, concurrency: int
+) -> None:
     queue = await make_queue(base_config, visibility_timeout=10, max_receive_count=5)
     ledger = make_ledger(ddb)
     # a claim left by a killed worker must lapse before its message is visible again (10 s);
@@ -139,9 +157,9 @@ async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
     config = base_config.with_changes(lease_seconds=8, callback_lease_seconds=60)
     async with MessageClient(config) as client:
         key = await client.create_message_cluster(
-            queue.url, [{"i": i} for i in range(TASKS)], omit_globals=True
+            queue.url, [{"i": i} for i in range(tasks)], omit_globals=True
         )
-        duplicates = await duplicate_some(client, key, queue.url, random.Random(SEED))
+        duplicates = await duplicate_some(client, key, queue.url, random.Random(SEED), tasks)
     env = dict(os.environ)
     env.update(
         SQS_CLUSTER_TABLE=config.table,
@@ -153,28 +171,28 @@ async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
         CHAOS_SEED=str(SEED),
         PYTHONPATH=os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
     )
-    workers = [start(queue.url, env) for _ in range(WORKERS)]
+    pool = [start(queue.url, env, concurrency) for _ in range(workers)]
     dead_letters = start_dead_letters(queue.dlq_url, env)
     try:
         cluster, kills = await wait_until_finished(
-            config, key, workers, lambda: start(queue.url, env), time.monotonic() + 600
+            config, key, pool, lambda: start(queue.url, env, concurrency), time.monotonic() + 600
         )
     finally:
-        for worker in [*workers, dead_letters]:
+        for worker in [*pool, dead_letters]:
             worker.send_signal(signal.SIGTERM)
-        for worker in [*workers, dead_letters]:
+        for worker in [*pool, dead_letters]:
             await asyncio.to_thread(worker.wait, 60)
     items = ddb.scan(TableName=ledger)["Items"]
     effects = sorted(int(i["pk"]["S"][5:]) for i in items if i["pk"]["S"].startswith("task#"))
     callback_runs = [i for i in items if i["pk"]["S"].startswith("callback#")]
-    always_fail = {i for i in range(TASKS) if i % ALWAYS_FAILS_EVERY == 0}
-    expected = [i for i in range(TASKS) if i not in always_fail]
+    always_fail = {i for i in range(tasks) if i % ALWAYS_FAILS_EVERY == 0}
+    expected = [i for i in range(tasks) if i not in always_fail]
     counts = (cluster.completed, cluster.failed)
     if effects != expected or counts != (len(expected), len(always_fail)):
         odd = sorted(set(effects) ^ set(expected)) + sorted(always_fail)
         detail = await describe_tasks(config, key, odd)
         raise AssertionError(f"counts {counts}, effects off by {odd}:\n{detail}")
     assert len(callback_runs) == 1, (callback_runs, f"dead-letter worker: {dead_letters.pid}")
-    summary = {"tasks": TASKS, "kills": kills, "duplicates": duplicates, "failed": cluster.failed}
+    summary = {"tasks": tasks, "kills": kills, "duplicates": duplicates, "failed": cluster.failed}
     print("chaos:", json.dumps(summary))
     assert kills > 0 and duplicates > 0

@@ -83,16 +83,26 @@ async def test_cluster_lifecycle(client: MessageClient, queue: Queue, size: int)
     assert all(t.status is Status.COMPLETE and t.type is RecordType.TASK for t in tasks)
 
 
+@pytest.mark.slow
 async def test_thousand_task_cluster(base_config: Config) -> None:
+    await run_big_cluster(base_config, 1000)
+
+
+async def test_hundred_task_cluster(base_config: Config) -> None:
+    """The thousand-task case, smaller: several fan-out units and batches of each kind."""
+    await run_big_cluster(base_config, 100)
+
+
+async def run_big_cluster(base_config: Config, size: int) -> None:
     queue = await make_queue(base_config)
     async with MessageClient(base_config) as client:
         reported: list[int] = []
         key = await client.create_message_cluster(
-            queue.url, [{"i": i} for i in range(1000)], progress=reported.append, omit_globals=True
+            queue.url, [{"i": i} for i in range(size)], progress=reported.append, omit_globals=True
         )
-        assert sum(reported) == 1000
-        assert client.request_counts["sqs.SendMessageBatch"] == 100
-        assert client.request_counts["dynamodb.BatchWriteItem"] == 40
+        assert sum(reported) == size
+        assert client.request_counts["sqs.SendMessageBatch"] == -(-size // 10)
+        assert client.request_counts["dynamodb.BatchWriteItem"] == -(-size // 25)
         seen: Counter[int] = Counter()
 
         def handler(message: ReceivedMessage[Any]) -> None:
@@ -102,8 +112,8 @@ async def test_thousand_task_cluster(base_config: Config) -> None:
         cb_no_globals = _no_globals(callbacks)
         await drain_queue(client, queue.url, handler, on_cluster_complete=cb_no_globals)
         cluster = await client.get_message_cluster(key, consistent_read=True)
-    assert sorted(seen) == list(range(1000)) and set(seen.values()) == {1}
-    assert cluster.completed == 1000 and cluster.status is Status.COMPLETE
+    assert sorted(seen) == list(range(size)) and set(seen.values()) == {1}
+    assert cluster.completed == size and cluster.status is Status.COMPLETE
     assert len(callbacks.calls) == 1
 
 

@@ -104,11 +104,6 @@ async def test_ten_user_attributes_clash_with_the_key(client: MessageClient, que
     await client.send_message(queue.url, "x", MessageAttributes=nine)
 
 
-async def test_oversized_body_names_the_limit(client: MessageClient, queue: Queue) -> None:
-    with pytest.raises(ValidationError, match="262144 bytes"):
-        await client.send_message(queue.url, "x" * 300_000)
-
-
 async def test_the_queues_smaller_maximum_message_size_applies(
     client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
@@ -138,24 +133,6 @@ async def test_resource_checks_run_once_per_process_not_per_client(
     assert counts[0].get("sqs.GetQueueAttributes") == 1  # this queue is new: checked once
     for later in counts[1:]:
         assert later == {"dynamodb.PutItem": 1, "sqs.SendMessage": 1}
-
-
-async def test_delay_seconds_and_meta_are_checked_before_writing(
-    client: MessageClient, queue: Queue
-) -> None:
-    before = dict(client.request_counts)
-    with pytest.raises(ValidationError, match=r"^entries\[0\]\.delay_seconds: DelaySeconds"):
-        await client.send_message_batch(queue.url, [Message(body=1, delay_seconds=-1)])
-    with pytest.raises(ValidationError, match=r"^sqs_params\.DelaySeconds: .* 0 to 900"):
-        await client.send_message(queue.url, "x", DelaySeconds=True)
-    with pytest.raises(ValidationError, match=r"^body: .* at most 380000 bytes of body and meta"):
-        await client.send_message(queue.url, "b" * 200_000, meta="m" * 200_000)
-    assert dict(client.request_counts) == before
-
-
-async def test_invalid_queue_url_is_rejected(client: MessageClient) -> None:
-    with pytest.raises(ValidationError, match=r"^queue_url:"):
-        await client.send_message("my-queue", "x")
 
 
 async def test_batch_sends_any_number_in_batches_of_ten(

@@ -149,7 +149,9 @@ def test_a_users_three_line_test_passes(
     )
     pid_file = pytester.path / "server.pid"
     monkeypatch.setenv("PID_FILE", str(pid_file))
-    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(pytester.path), os.environ.get("PYTHONPATH", "")])
+    )
     result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=10, errors=1)
     result.stdout.fnmatch_lines(["*UsageError*sqs_cluster*visibility_timeout*"])

@@ -115,7 +115,7 @@ def test_help_is_complete(command: list[str]) -> None:
 def test_errors_are_one_clear_line(args: list[str], needle: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQS_CLUSTER_")}
     env["AWS_MAX_ATTEMPTS"] = "1"
-    env["PYTHONPATH"] = str(TESTS)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     result = run_cli(*args, env=env)
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]

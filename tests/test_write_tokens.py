@@ -3,7 +3,8 @@
 A lost answer (a read timeout after the server did the work) makes botocore retry a
 conditional write that already landed; the retry fails its condition. Globals and record
 updates recognise their own write by a per-call token and must not apply their change again,
-also when other writers interleave or every answer of the call is lost.
+also when other writers interleave or every answer of the call is lost. (How the tokens are
+kept is tested without a server, in tests/unit/test_write_tokens.py.)
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from aiobotocore.session import AioSession, get_session
 
 from sqs_cluster import Config, MessageClient, RecordKey
 from sqs_cluster._aws.provision import ensure_resources
-from sqs_cluster._clusters.globals import KEPT_WRITES, WRITES_METADATA
+from sqs_cluster._clusters.globals import WRITES_METADATA
 from sqs_cluster._records.store import KEPT_WRITE_TOKENS, WRITE_TOKENS_ATTRIBUTE
-from sqs_cluster._records.write_tokens import append_token, may_have_run, new_token, parse_tokens
+from sqs_cluster._records.write_tokens import parse_tokens
 from sqs_cluster.testing import FaultInjector, FaultKind
 
 from .conftest import REGION, Queue, unique
@@ -65,31 +66,6 @@ async def head_globals(client: MessageClient, key: RecordKey) -> dict[str, Any]:
     location = client._globals_location(key)
     head = await client._aws.s3.head_object(Bucket=location["Bucket"], Key=location["Key"])
     return dict(head)
-
-
-def test_append_token_keeps_the_latest() -> None:
-    tokens = [new_token() for _ in range(5)]
-    assert len(set(tokens)) == 5 and all(len(t) == 16 for t in tokens)
-    assert parse_tokens(append_token([], "a", 3)) == ["a"]
-    assert parse_tokens(append_token(["a", "b"], "c", 3)) == ["a", "b", "c"]
-    assert parse_tokens(append_token(["a", "b", "c", "d"], "e", 3)) == ["c", "d", "e"]
-    assert parse_tokens(append_token(["a"], "b", 1)) == ["b"]
-    assert parse_tokens(None) == [] and parse_tokens("") == []
-    assert len(append_token([new_token()] * KEPT_WRITES, new_token(), KEPT_WRITES)) < 1200
-
-
-def test_only_requests_that_may_have_run_count_as_ambiguous() -> None:
-    from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
-
-    def client_error(status: int) -> ClientError:
-        response: Any = {"Error": {"Code": "X"}, "ResponseMetadata": {"HTTPStatusCode": status}}
-        return ClientError(response, "PutObject")
-
-    assert may_have_run(ReadTimeoutError(endpoint_url="http://x"))
-    assert may_have_run(client_error(500))
-    assert not may_have_run(client_error(412))
-    assert not may_have_run(ConnectTimeoutError(endpoint_url="http://x"))
-    assert not may_have_run(ValueError("x"))
 
 
 async def test_concurrent_globals_updates_with_lost_answers_apply_once(

@@ -11,7 +11,8 @@ def test_handler(sqs_cluster_event):
 
 Every fixture name starts with `sqs_cluster_`. Nothing starts when the plugin loads: the local
 server starts when a test first requests one of the fixtures, once per session, and is stopped
-(by its PID) when the session ends.
+(by its PID) when the session ends. Under pytest-xdist (`pytest -n 2`) each worker is a session
+of its own: each worker gets its own server, table and bucket, and the workers share nothing.
 
 - `sqs_cluster_local` (session): a running `sqs_cluster.local.LocalAWS`, serialised so that
   conditional writes are atomic as on AWS. While it runs, `AWS_ACCESS_KEY_ID` and
