@@ -8,7 +8,7 @@ How the suite is laid out:
   connection (``tests/unit/conftest.py`` refuses it). Marked ``unit``; ``pytest tests/unit``
   runs them alone, in a few seconds.
 - every other test may use the server: ``local_aws`` is the pytest plugin's own
-  ``sqs_cluster_local`` (``sqs_cluster.pytest_plugin``), one serialised local AWS per session.
+  ``sqs_cluster_local`` (``sqs_cluster.pytest_plugin``), one local AWS per session.
   Under pytest-xdist (``-n 4``), each worker is a session of its own, so each worker has its
   own server, table and bucket, and nothing is shared between workers.
 - ``slow``: full-size versions of end-to-end scenarios, left out by default (``addopts``);
@@ -96,9 +96,8 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture(scope="session")
 def local_aws(sqs_cluster_local: LocalAWS) -> LocalAWS:
-    """The plugin's server for the session (one per xdist worker), serialised so conditional
-    writes are atomic as on AWS; the plugin stops it by its PID when the session ends."""
-    assert sqs_cluster_local.serialised, "the tests need a serialised server"
+    """The plugin's server for the session (one per xdist worker): DynamoDB and S3 writes atomic
+    as on AWS, SQS concurrent; the plugin stops it by its PID when the session ends."""
     return sqs_cluster_local
 
 

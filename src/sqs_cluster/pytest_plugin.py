@@ -14,10 +14,10 @@ server starts when a test first requests one of the fixtures, once per session, 
 (by its PID) when the session ends. Under pytest-xdist (`pytest -n 2`) each worker is a session
 of its own: each worker gets its own server, table and bucket, and the workers share nothing.
 
-- `sqs_cluster_local` (session): a running `sqs_cluster.local.LocalAWS`, serialised so that
-  conditional writes are atomic as on AWS. While it runs, `AWS_ACCESS_KEY_ID` and
-  `AWS_SECRET_ACCESS_KEY` are `testing`, and `AWS_PROFILE` and `AWS_SESSION_TOKEN` are unset,
-  so no real credentials are used.
+- `sqs_cluster_local` (session): a running `sqs_cluster.local.LocalAWS`, whose DynamoDB and
+  S3 writes are atomic as on AWS while SQS long polls hold up nothing. While it runs,
+  `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are `testing`, and `AWS_PROFILE` and
+  `AWS_SESSION_TOKEN` are unset, so no real credentials are used.
 - `sqs_cluster_resources` (test): a `sqs_cluster.local.LocalResources` with a fresh queue and
   dead-letter queue for the test, on a table and bucket made once for the session.
   `SQS_CLUSTER_TABLE`, `SQS_CLUSTER_BUCKET`, `SQS_CLUSTER_REGION` and
@@ -159,7 +159,7 @@ def sqs_cluster_local() -> Iterator[LocalAWS]:
             env.setenv(name, value)
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             env.delenv(name, raising=False)
-        aws = LocalAWS(serialised=True)
+        aws = LocalAWS()
         aws.start()
         try:
             yield aws
