@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -13,12 +14,14 @@ from sqs_cluster import (
     Config,
     MessageClient,
     PartialSendError,
+    RecordKey,
     Status,
 )
+from sqs_cluster.testing import FaultInjector, FaultKind
 
 from .conftest import Queue, unique
 from .drain import drain_queue
-from .faults import FaultyClient, Interceptor
+from .faults import FaultyClient, Interceptor, always_fail_entry
 
 pytestmark = pytest.mark.asyncio
 
@@ -104,3 +107,33 @@ async def test_cluster_task_refused_for_good_is_resent_by_a_resume(
         await drain_queue(c, queue.url, lambda m: None, on_cluster_complete=callbacks)
         (done,) = callbacks.clusters
         assert done.key == key and done.status is Status.COMPLETE and done.completed == 20
+
+
+# -- 2. a progress write whose answer was lost counts once ----------------------------------
+
+
+def is_progress_add(service: str, operation: str, params: Mapping[str, Any]) -> bool:
+    """The fan-out's progress UpdateItem (an ADD to ``sentCount``)."""
+    expression = params.get("UpdateExpression", "")
+    return "ADD" in expression and "sentCount" in json.dumps(params)
+
+
+async def test_progress_retried_after_a_lost_answer_never_overcounts(
+    base_config: Config, queue: Queue, real: dict[str, Any]
+) -> None:
+    """Task 119 is refused for good, so the fan-out stops before it could SET the count to the
+    total; the first progress ADD ran twice (its answer was lost, botocore retried it)."""
+    fsqs = FaultyClient(real["sqs"], send_message_batch=always_fail_entry("119"))
+    lose = FaultInjector(
+        21, {FaultKind.READ_TIMEOUT: 1.0}, ["dynamodb.UpdateItem"], match=is_progress_add, limit=1
+    )
+    tasks = list(range(120))
+    async with MessageClient(base_config, clients={**real, "sqs": fsqs}) as c:
+        with lose.attached(c), pytest.raises(ClusterSendError) as info:
+            await c.create_message_cluster(queue.url, tasks, omit_globals=True)
+        assert lose.count(FaultKind.READ_TIMEOUT) == 1
+        assert info.value.sent == 119 and sorted(info.value.failed) == [119]
+        key = RecordKey.for_message(info.value.cluster_id, queue.url)
+        cluster = await c.get_message_cluster(key, consistent_read=True)
+        assert await depth(c, queue.url) == 119
+        assert cluster.sent == 119  # before: 169, unit 0 counted twice
