@@ -19,7 +19,7 @@ from sqs_cluster import (
 )
 from sqs_cluster.testing import FaultInjector, FaultKind
 
-from .conftest import Queue, unique
+from .conftest import Queue, make_queue, unique
 from .drain import drain_queue
 from .faults import FaultyClient, Interceptor, always_fail_entry
 
@@ -137,3 +137,103 @@ async def test_progress_retried_after_a_lost_answer_never_overcounts(
         cluster = await c.get_message_cluster(key, consistent_read=True)
         assert await depth(c, queue.url) == 119
         assert cluster.sent == 119  # before: 169, unit 0 counted twice
+
+
+# -- 3. what a resume resends after the producer stopped mid-way ------------------------------
+
+
+class Stopped(Exception):
+    """The producer is gone: nothing it asks reaches AWS, no answer reaches it."""
+
+
+class Stop:
+    """Stops a producer at its ``after + 1``-th SendMessageBatch call: from then on every
+    request of its clients fails before it is sent, and a request in flight lands but its
+    answer is lost, as when the process is killed."""
+
+    DDB = (
+        "update_item",
+        "put_item",
+        "delete_item",
+        "get_item",
+        "batch_get_item",
+        "batch_write_item",
+        "transact_write_items",
+        "query",
+    )
+
+    def __init__(self, after: int) -> None:
+        self.after, self.sends, self.dead = after, 0, False
+
+    async def guarded(self, call: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> Any:
+        if self.dead:
+            raise Stopped("the producer is gone")
+        resp = await call(**kwargs)
+        if self.dead:
+            raise Stopped("the producer died while this request was in flight")
+        return resp
+
+    async def send(self, call: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> Any:
+        self.sends += 1
+        self.dead = self.dead or self.sends > self.after
+        return await self.guarded(call, kwargs)
+
+    def clients(self, real: dict[str, Any]) -> dict[str, Any]:
+        sqs = FaultyClient(
+            real["sqs"], send_message_batch=self.send, get_queue_attributes=self.guarded
+        )
+        ddb = FaultyClient(real["dynamodb"], **dict.fromkeys(self.DDB, self.guarded))
+        return {**real, "sqs": sqs, "dynamodb": ddb}
+
+
+async def resent_after_a_stop(
+    config: Config, real: dict[str, Any], url: str, total: int, after: int
+) -> int:
+    """Tasks on the queue beyond ``total`` after a create stopped at its ``after + 1``-th
+    SendMessageBatch call and a resume with the same id (nothing consumed in between)."""
+    stop = Stop(after)
+    cluster_id = unique("stopped")
+    tasks = list(range(total))
+    async with MessageClient(config, clients=stop.clients(real)) as c:
+        with pytest.raises(ClusterSendError):
+            await c.create_message_cluster(url, tasks, omit_globals=True, cluster_id=cluster_id)
+    assert stop.dead
+    async with MessageClient(config) as c:
+        key = await c.create_message_cluster(url, tasks, omit_globals=True, cluster_id=cluster_id)
+        assert (await c.get_message_cluster(key, consistent_read=True)).sent == total
+        on_queue = await depth(c, url)
+    assert on_queue >= total  # every task is on the queue
+    return on_queue - total
+
+
+@pytest.fixture
+def stop_config(base_config: Config) -> Config:
+    """One attempt per request (a dead producer retries nothing), a short fan-out lease."""
+    return base_config.with_changes(partial_retry_attempts=1, max_attempts=1, lease_seconds=1)
+
+
+async def test_a_resume_after_a_stop_resends_nothing_the_stopped_call_finished(
+    stop_config: Config, queue: Queue, real: dict[str, Any]
+) -> None:
+    """One unit at a time (max_concurrency=2): the stop comes as unit 3 starts sending, and
+    units 0-2 recorded their progress before it, so the resume sends units 3-5 once."""
+    config = stop_config.with_changes(max_concurrency=2)
+    assert await resent_after_a_stop(config, real, queue.url, total=300, after=15) == 0
+
+
+async def test_a_resume_after_a_stop_resends_at_most_the_units_in_flight(
+    stop_config: Config, queue: Queue, real: dict[str, Any]
+) -> None:
+    """Many units at once: only those in flight at the stop may be sent twice."""
+    extra = await resent_after_a_stop(stop_config, real, queue.url, total=2000, after=100)
+    print(f"standard queue: {extra} of 2000 tasks sent twice ({extra / 2000:.1%})")
+    in_flight = stop_config.max_concurrency // 2  # units, of 50 tasks
+    assert extra <= in_flight * 50
+
+
+async def test_a_resume_after_a_stop_on_a_fifo_queue_sends_no_duplicate(
+    stop_config: Config, real: dict[str, Any]
+) -> None:
+    fifo = await make_queue(stop_config, unique("q") + ".fifo")
+    extra = await resent_after_a_stop(stop_config, real, fifo.url, total=2000, after=100)
+    assert extra == 0  # SQS dropped each copy within its deduplication window
