@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._clusters.complete import count_task, finalize_if_done, run_callback
@@ -46,6 +46,7 @@ class ClusterOperations:
         cluster_id: str | None = None,
         progress: Progress | None = None,
         tolerated_failures: int | str | None = None,
+        message_group_id: str | Callable[[Any], str] | None = None,
     ) -> RecordKey:
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
 
@@ -59,6 +60,13 @@ class ClusterOperations:
         then resumes what is left, or returns while the first is still sending.
         ``tolerated_failures`` (a count or ``"10%"``) decides whether the cluster ends
         ``COMPLETE`` or ``ERROR`` when tasks fail their last allowed receive.
+
+        On a FIFO queue (its URL ends in ``.fifo``) each task goes to the message group
+        ``message_group_id`` names (a string, or a function of the task returning one; by
+        default one group per task), with a deduplication id made of the cluster id and the
+        task's index, so a resume within SQS's 5-minute window sends no duplicate.
+        ``message_group_id`` on a standard queue, or a group id that is not a string of 1-128
+        characters, raises ValidationError before anything is written.
         """
         plan = await plan_cluster(
             self._aws,
@@ -70,6 +78,7 @@ class ClusterOperations:
             cluster_id=cluster_id,
             tolerated_failures=tolerated_failures,
             queue_max_bytes=self._preflight.queue_max_bytes,
+            message_group_id=message_group_id,
         )
         if plan.location is None:
             await self._preflight.table()

@@ -1,8 +1,8 @@
 """``create_message_cluster``: validate everything, then cluster record, globals, tasks, messages.
 
 Fan-out runs in units of 50 tasks (two BatchWriteItem calls, then five SendMessageBatch calls);
-after each unit the units confirmed sent are added to the cluster's progress item (or, if that
-write fails for good, to per-unit markers), so a second call with the same ``cluster_id``
+right after each unit's sends, what it sent is added to the cluster's progress item (or, if that
+write fails for good, to the unit's marker), so a second call with the same ``cluster_id``
 resumes where the first stopped. One call sends at a time: it holds the fan-out lease
 (``fanout_lease``). Any failure after the id is claimed raises ClusterSendError naming the id.
 The cluster can only end when every one of its ``total`` tasks has been counted, so it can
@@ -256,23 +256,20 @@ class Fanout:
         already = len(tasks) + sum(min(UNIT, total - u * UNIT) for u in units)
         if self.progress is not None and already:
             self.progress(already)
-        try:
-            await write_then_send(
-                aws,
-                plan.queue_url,
-                plan_units(aws, plan, units, tasks),
-                progress=self.progress,
-                resolve=None if fresh else self._resolve,
-                before_write=self._before_write,
-                before_send=self._before_send,
-                after_unit=self._after_unit,
-                collect_keys=False,
-            )
-        finally:
-            await self.writer.close()
+        await write_then_send(
+            aws,
+            plan.queue_url,
+            plan_units(aws, plan, units, tasks),
+            progress=self.progress,
+            resolve=None if fresh else self._resolve,
+            before_write=self._before_write,
+            before_send=self._before_send,
+            after_unit=self._after_unit,
+            collect_keys=False,
+        )
         if self.failed:
             raise self.stopped(None)
-        # every unit's progress is recorded (writer closed), so the lease can go at once
+        # every unit's progress was recorded before it finished, so the lease can go at once
         await asyncio.gather(mark_fanned_out(aws, plan), self.lease.release())
         return plan.key
 
@@ -289,8 +286,9 @@ class Fanout:
         return held
 
     async def _after_unit(self, unit: Unit, failed: dict[int, str]) -> None:
+        # progress first: until it is written, the unit's tasks are "may have been sent"
+        await self.writer.record(unit, failed)
         self.sending.pop(unit.number, None)
-        self.writer.add(unit, failed)
         self.failed.update(failed)
         if not failed:
             self.sent_units.add(unit.number)

@@ -1,12 +1,14 @@
 """The plan of a cluster: every input validated before its first write, and each task's entry.
 
 ``plan_cluster`` checks the queue URL, the task list (every task, by index), the globals, the
-meta and the cluster id, so a bad input fails before anything is written; ``prepare_task``
-then builds a task's record item and batch entry from the cluster's templates.
+meta, the cluster id and, for a FIFO queue, every task's message group id, so a bad input fails
+before anything is written; ``prepare_task`` then builds a task's record item and batch entry
+from the cluster's templates.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from .._errors import ConfigError, ValidationError
 from .._messages.outgoing import (
     KEY_ATTRIBUTE_OVERHEAD,
     MAX_MESSAGE_BYTES,
+    Message,
     Prepared,
     fast_dumps,
     prepare_message,
@@ -29,6 +32,11 @@ from .._records.model import RecordKey, RecordType
 from .globals import globals_body
 from .model import cluster_key, globals_object_key, tolerated_count, validate_cluster_id
 from .task_wire import TaskWire
+
+GroupId = str | Callable[[Any], str]
+"""A FIFO queue's message group id of every task, or a function of the task returning it."""
+FIFO_ID = re.compile(r"^[!-~]{1,128}$")
+"""SQS's message group and deduplication ids: 1-128 alphanumeric or punctuation characters."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,9 @@ class ClusterPlan:
     globals_value: Any
     tolerated: int
     max_bytes: int
+    fifo: bool = False
+    groups: str | Sequence[str] | None = None
+    """FIFO only: one group id for every task, one per task, or None for one group per task."""
 
     @cached_property
     def wire(self) -> TaskWire:
@@ -61,6 +72,7 @@ async def plan_cluster(
     cluster_id: str | None,
     tolerated_failures: int | str | None,
     queue_max_bytes: Callable[[str], Awaitable[int | None]],
+    message_group_id: GroupId | None = None,
 ) -> ClusterPlan:
     """Validate every input (every task included) before anything is written.
 
@@ -74,6 +86,8 @@ async def plan_cluster(
         raise ValidationError("tasks", f"expected a list of tasks, got {type(tasks).__name__}")
     if not tasks:
         raise ValidationError("tasks", "a cluster needs at least one task")
+    fifo = queue_url.rstrip("/").endswith(".fifo")
+    groups = plan_groups(queue_url, fifo, message_group_id, tasks)
     cid = validate_cluster_id(cluster_id) if cluster_id is not None else uuid.uuid4().hex
     key = cluster_key(cid, queue_url)
     location = None
@@ -94,10 +108,48 @@ async def plan_cluster(
         globals_value={} if globals_value is None else globals_value,
         tolerated=tolerated_count(tolerated_failures, len(tasks)),
         max_bytes=min(limit or MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
+        fifo=fifo,
+        groups=groups,
     )
     for index, task in enumerate(tasks):
         _validate_task(plan, index, task)
     return plan
+
+
+def plan_groups(
+    queue_url: str, fifo: bool, given: GroupId | None, tasks: Sequence[Any]
+) -> str | list[str] | None:
+    """Every task's message group id, checked: a constant, one per task, or None (the default:
+    one group per task on a FIFO queue; no group on a standard queue)."""
+    if given is None:
+        return None
+    if not fifo:
+        raise ValidationError(
+            "message_group_id",
+            f"given ({given!r}), but {queue_url} is a standard queue; message groups are for "
+            "FIFO queues (whose names end in .fifo)",
+        )
+    if isinstance(given, str):
+        return _check_group(given, "message_group_id")
+    if not callable(given):
+        raise ValidationError(
+            "message_group_id",
+            f"expected a string or a function of the task returning one, got "
+            f"{type(given).__name__}",
+        )
+    return [
+        _check_group(given(task), f"message_group_id(tasks[{i}])") for i, task in enumerate(tasks)
+    ]
+
+
+def _check_group(value: Any, field_name: str) -> str:
+    if not isinstance(value, str) or not FIFO_ID.match(value):
+        raise ValidationError(
+            field_name,
+            f"expected a string of 1-128 letters, digits or punctuation (SQS's limit for a "
+            f"message group id), got {value!r}",
+        )
+    return value
 
 
 def _validate_task(plan: ClusterPlan, index: int, task: Any) -> None:
@@ -112,12 +164,22 @@ def _validate_task(plan: ClusterPlan, index: int, task: Any) -> None:
 
 
 def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
-    """The record item and batch entry of task ``index``."""
+    """The record item and batch entry of task ``index`` (with its FIFO ids on a FIFO queue)."""
     wire = plan.wire
+    body = wire.body(index, fast_dumps(plan.tasks[index]))  # validated by plan_cluster
+    message: str | Message = body
+    if plan.fifo:
+        groups = plan.groups
+        group = groups if isinstance(groups, str) else None if groups is None else groups[index]
+        message = Message(
+            body,
+            message_group_id=group or wire.fifo_id(index),
+            message_deduplication_id=wire.fifo_id(index),
+        )
     return prepare_message(
         index,
         plan.queue_url,
-        wire.body(index, fast_dumps(plan.tasks[index])),  # validated by plan_cluster
+        message,
         meta_text=None,
         ttl_seconds=aws.config.record_ttl_seconds,
         field_name=f"tasks[{index}]",

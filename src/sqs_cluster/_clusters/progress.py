@@ -1,143 +1,107 @@
 """Fan-out progress: which tasks of a cluster were confirmed sent, for resuming a create.
 
-Progress goes to the cluster's progress item. If that write fails for good (botocore's retries
-spent: the item is throttled, say), the same facts go to one marker item per unit
-(BatchWriteItem), each in a partition of its own; a resume reads a unit's marker with its task
-records. Only when both writes fail are the tasks reported as sent but unrecorded.
+Each unit's progress is written as soon as its messages were sent, before the unit counts as
+done, so a stop (a crash, a lost lease) leaves unrecorded only the units still in flight. The
+write goes to the cluster's progress item, guarded so that it applies once: botocore retries an
+UpdateItem whose answer was lost, and an unguarded ``ADD`` would count the unit twice. If that
+write fails for good (botocore's retries spent: the item is throttled, say), the same facts go
+to one marker item for the unit (BatchWriteItem), in a partition of its own; a resume reads a
+unit's marker with its task records. Only when both writes fail are the tasks reported as sent
+but unrecorded.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from .._aws.clients import AWS
-from .._concurrency import chunked
+from .._aws.conditional import update_if
 from .._messages.outgoing import Prepared
-from .._messages.sending import DDB_BATCH, Unit, write_records
+from .._messages.sending import Unit, write_records
 from .._records.codec import key_item
 from .._records.model import RecordKey
-from .._records.store import update_raw
 from .model import progress_key, progress_marker_key
 
 logger = logging.getLogger("sqs_cluster")
 
 
 class ProgressWriter:
-    """Persists which tasks were confirmed sent, with at most one UpdateItem in flight.
+    """Persists, unit by unit, which tasks were confirmed sent.
 
-    Units that finish while a write is under way are merged into the next one, and writes are
-    at least ``interval`` apart, so a 100,000-task fan-out costs a few dozen progress writes
-    rather than one per unit. A crash loses at most the last interval's marks; a resume then
-    resends those tasks, and their claims absorb the duplicates. ``known`` maps a unit to the
-    tasks a resume found sent already: a marker of that unit lists them too. Tasks whose
-    progress could not be written anywhere end up in ``unrecorded`` (index -> why).
+    One conditional UpdateItem per unit that sent anything: a unit sent whole goes to
+    ``sentUnits``, the tasks of a unit sent in part to ``sentTasks``, and their number is added
+    to ``sentCount`` only if the unit (or the part's first task) is not in the set yet, so a
+    retried write counts once. ``known`` maps a unit to the tasks a resume found sent already:
+    a marker of that unit lists them too. Tasks whose progress could not be written anywhere end
+    up in ``unrecorded`` (index -> why).
     """
 
     def __init__(
-        self,
-        aws: AWS,
-        cluster: RecordKey,
-        *,
-        known: Mapping[int, set[int]] | None = None,
-        interval: float = 0.25,
+        self, aws: AWS, cluster: RecordKey, *, known: Mapping[int, set[int]] | None = None
     ) -> None:
-        self._aws, self._cluster, self._interval = aws, cluster, interval
+        self._aws, self._cluster = aws, cluster
         self._key = progress_key(cluster)
         self._known = known if known is not None else {}
-        self._units: dict[int, list[int]] = {}  # units sent whole -> their tasks sent now
-        self._tasks: dict[int, list[int]] = {}  # units sent in part -> their tasks sent now
-        self._count = 0
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = asyncio.Event()
         self.unrecorded: dict[int, str] = {}
 
-    def add(self, unit: Unit, failed: dict[int, str]) -> None:
-        """Note a finished unit: whole if nothing failed, else just the tasks that were sent."""
+    async def record(self, unit: Unit, failed: Mapping[int, str]) -> None:
+        """Record a finished unit: whole if nothing failed, else just the tasks that were sent."""
         sent = [p.index for p in unit.send if p.index not in failed]
-        self._count += len(sent)
-        if not failed:  # the whole unit is done, whatever an earlier call had sent of it
-            self._units[unit.number] = sent
-        elif sent:
-            self._tasks.setdefault(unit.number, []).extend(sent)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._drain())
-
-    async def close(self) -> None:
-        """Write whatever is still pending."""
-        self._closing.set()
-        if self._writer is not None:
-            await self._writer
-        await self._write()
-
-    async def _drain(self) -> None:
-        while self._units or self._tasks or self._count:
-            await self._write()
-            with contextlib.suppress(asyncio.TimeoutError):  # pace writes, unless closing
-                await asyncio.wait_for(self._closing.wait(), self._interval)
-
-    async def _write(self) -> None:
-        units, tasks, count = self._units, self._tasks, self._count
-        if not (units or tasks or count):
+        if not sent:
             return
-        self._units, self._tasks, self._count = {}, {}, 0
+        whole = not failed  # the whole unit is done, whatever an earlier call had sent of it
         try:
-            await self._update(units, tasks, count)
+            await self._update(unit.number, sent, whole)
         except Exception as exc:
             cause = f"{type(exc).__name__}: {exc}"
-            logger.warning("progress of %s not written (%s); writing markers", self._key, cause)
-            await self._mark(units, tasks, cause)
+            logger.warning("progress of %s not written (%s); writing a marker", self._key, cause)
+            await self._mark(unit.number, sent, whole, cause)
 
-    async def _update(
-        self, units: dict[int, list[int]], tasks: dict[int, list[int]], count: int
-    ) -> None:
-        values: dict[str, Any] = {
-            ":n": {"N": str(count)},
-            ":x": {"N": str(int(time.time()) + self._aws.config.record_ttl_seconds)},
-        }
-        adds = ["#c :n"]
-        if units:
-            adds.append("sentUnits :u")
-            values[":u"] = {"NS": [str(u) for u in sorted(units)]}
-        if tasks:
-            adds.append("sentTasks :t")
-            values[":t"] = {"NS": [str(t) for t in sorted(i for s in tasks.values() for i in s)]}
-        await update_raw(
+    async def _update(self, number: int, sent: list[int], whole: bool) -> None:
+        if whole:
+            field, members, guard = "sentUnits", [number], number
+        else:
+            field, members, guard = "sentTasks", sorted(sent), min(sent)
+        written = await update_if(
             self._aws,
             {
                 "TableName": self._aws.config.table,
                 "Key": key_item(self._key),
-                "UpdateExpression": "ADD " + ", ".join(adds) + " SET #x = if_not_exists(#x, :x)",
-                "ExpressionAttributeNames": {"#c": "sentCount", "#x": "expiresAt"},
-                "ExpressionAttributeValues": values,
+                "UpdateExpression": "ADD #c :n, #s :s SET #x = if_not_exists(#x, :x)",
+                # applied already when the unit (or the part's first task) is in the set: by
+                # this very write, whose answer was lost and which botocore sent again
+                "ConditionExpression": "NOT contains(#s, :g)",
+                "ExpressionAttributeNames": {"#c": "sentCount", "#s": field, "#x": "expiresAt"},
+                "ExpressionAttributeValues": {
+                    ":n": {"N": str(len(sent))},
+                    ":s": {"NS": [str(m) for m in members]},
+                    ":g": {"N": str(guard)},
+                    ":x": {"N": str(int(time.time()) + self._aws.config.record_ttl_seconds)},
+                },
             },
         )
+        if not written.applied:
+            logger.debug("progress of unit %d of %s was written already", number, self._key)
 
-    async def _mark(
-        self, units: dict[int, list[int]], tasks: dict[int, list[int]], cause: str
-    ) -> None:
-        """The fallback: one marker item per unit, ``whole`` or listing its sent tasks."""
+    async def _mark(self, number: int, sent: list[int], whole: bool, cause: str) -> None:
+        """The fallback: one marker item for the unit, ``whole`` or listing its sent tasks."""
         expires = {"N": str(int(time.time()) + self._aws.config.record_ttl_seconds)}
-        markers: list[Prepared] = []
-        for number in [*units, *tasks]:
-            key = progress_marker_key(self._cluster, number)
-            item: dict[str, Any] = {**key_item(key), "expiresAt": expires}
-            if number in units:
-                item["whole"] = {"BOOL": True}
-            else:
-                sent = {*tasks[number], *self._known.get(number, ())}
-                item["sentTasks"] = {"NS": [str(i) for i in sorted(sent)]}
-            markers.append(Prepared(number, key, item, {}, 0))
-        for chunk in chunked(markers, DDB_BATCH):
-            try:
-                failed = await write_records(self._aws, chunk)
-            except Exception as exc:
-                failed = {p.index: f"{type(exc).__name__}: {exc}" for p in chunk}
-            for number, error in failed.items():
-                why = f"progress not written ({cause}), nor its marker ({error})"
-                for index in units.get(number) or tasks.get(number, []):
-                    self.unrecorded[index] = why
+        key = progress_marker_key(self._cluster, number)
+        item: dict[str, Any] = {**key_item(key), "expiresAt": expires}
+        if whole:
+            item["whole"] = {"BOOL": True}
+        else:
+            tasks = {*sent, *self._known.get(number, ())}
+            item["sentTasks"] = {"NS": [str(i) for i in sorted(tasks)]}
+        marker = Prepared(number, key, item, {}, 0)
+        try:
+            failed = await write_records(self._aws, [marker])
+        except Exception as exc:
+            failed = {number: f"{type(exc).__name__}: {exc}"}
+        for error in failed.values():
+            why = f"progress not written ({cause}), nor its marker ({error})"
+            for index in sent:
+                self.unrecorded[index] = why

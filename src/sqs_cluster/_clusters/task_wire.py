@@ -63,6 +63,15 @@ class TaskWire:
         """The JSON of task ``index``'s record key, as its message attribute carries it."""
         return f"{self.key_head}{index}{self.key_tail}"
 
+    def fifo_id(self, index: int) -> str:
+        """Task ``index``'s FIFO deduplication id, and its default message group id.
+
+        Derived from the cluster id and the index only, so a resume (or botocore's retry of a
+        send whose answer was lost) sends the same id again, and SQS drops the duplicate within
+        its 5-minute deduplication window. At most 64 + 1 + 10 characters, within SQS's 128.
+        """
+        return f"{self.cluster.id}.{index}"
+
     def item_extra(self, index: int) -> dict[str, Any]:
         """The attributes a task record has beyond a message record's."""
         return {"clusterKey": self.cluster_key_attr, "taskIndex": {"N": str(index)}}

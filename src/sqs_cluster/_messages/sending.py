@@ -94,9 +94,14 @@ def _key_of(item: Mapping[str, Any]) -> tuple[str, str]:
 
 
 async def send_batch(aws: AWS, queue_url: str, batch: list[Prepared]) -> dict[int, str]:
-    """SendMessageBatch one chunk (≤ 10), retrying non-sender failures; returns failed indexes."""
+    """SendMessageBatch one chunk (≤ 10), retrying non-sender failures; returns failed indexes.
+
+    An entry refused with ``SenderFault: true`` is refused for good: it is not retried, and it
+    stays failed whatever later attempts of the other entries answer.
+    """
     pending = {str(p.index): p for p in batch}
-    failed: dict[int, str] = {}
+    refused: dict[int, str] = {}  # SenderFault: never retried, never forgotten
+    failed: dict[int, str] = {}  # the last attempt's retryable failures
     for attempt in range(aws.config.partial_retry_attempts):
         if attempt:
             await sleep_backoff(attempt)
@@ -115,14 +120,14 @@ async def send_batch(aws: AWS, queue_url: str, batch: list[Prepared]) -> dict[in
             prepared = pending[fault["Id"]]
             message = f"{fault.get('Code')}: {fault.get('Message', '')}".strip()
             if fault.get("SenderFault"):
-                failed[prepared.index] = message
+                refused[prepared.index] = message
             else:
                 retry[fault["Id"]] = prepared
                 failed[prepared.index] = message
         pending = retry
         if not pending:
             break
-    return failed
+    return {**failed, **refused}
 
 
 def pack_sqs_batches(items: list[Prepared]) -> list[list[Prepared]]:

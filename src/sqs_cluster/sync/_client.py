@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 1defad8b5c9642d0 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 0274a54e418a6253 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -274,6 +274,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         cluster_id: str | None = None,
         progress: Progress | None = None,
         tolerated_failures: int | str | None = None,
+        message_group_id: str | Callable[[Any], str] | None = None,
     ) -> RecordKey:
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
 
@@ -287,6 +288,13 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         then resumes what is left, or returns while the first is still sending.
         ``tolerated_failures`` (a count or ``"10%"``) decides whether the cluster ends
         ``COMPLETE`` or ``ERROR`` when tasks fail their last allowed receive.
+
+        On a FIFO queue (its URL ends in ``.fifo``) each task goes to the message group
+        ``message_group_id`` names (a string, or a function of the task returning one; by
+        default one group per task), with a deduplication id made of the cluster id and the
+        task's index, so a resume within SQS's 5-minute window sends no duplicate.
+        ``message_group_id`` on a standard queue, or a group id that is not a string of 1-128
+        characters, raises ValidationError before anything is written.
         """
         return self._call(
             self._core.create_message_cluster,
@@ -298,6 +306,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
             cluster_id=cluster_id,
             progress=progress,
             tolerated_failures=tolerated_failures,
+            message_group_id=message_group_id,
         )
 
     def get_message_cluster(
