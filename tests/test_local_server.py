@@ -374,8 +374,8 @@ def test_a_long_poll_on_the_default_server_holds_up_no_write() -> None:
         assert answered_during_the_poll
 
 
-def test_the_app_lets_only_sqs_requests_through_unlocked() -> None:
-    from sqs_cluster.local.server import CONCURRENT_SERVICES, SerialisedApp, signing_service
+def test_the_app_keeps_writes_and_sqs_under_separate_locks() -> None:
+    from sqs_cluster.local.server import SerialisedApp, signing_service
 
     def signed(service: str) -> dict[str, Any]:
         scope = f"testing/20261205/us-east-1/{service}/aws4_request"
@@ -391,14 +391,15 @@ def test_the_app_lets_only_sqs_requests_through_unlocked() -> None:
         if environ.get("block"):
             inside.set()
             release.wait(timeout=10)
+        start_response("200 OK", [])
         return [b"ok"]
 
-    wrapped = SerialisedApp(app, CONCURRENT_SERVICES)
+    wrapped = SerialisedApp(app)
     holder = threading.Thread(target=lambda: wrapped({**signed("dynamodb"), "block": 1}, print))
     holder.start()
-    assert inside.wait(timeout=10)  # a DynamoDB request holds the lock
-    assert wrapped(signed("sqs"), print) == [b"ok"]  # SQS does not wait for it
-    waiting = threading.Thread(target=lambda: wrapped(signed("s3"), print))
+    assert inside.wait(timeout=10)  # a DynamoDB request holds the write lock
+    assert wrapped(signed("sqs"), lambda *a: None) == [b"ok"]  # SQS does not wait for it
+    waiting = threading.Thread(target=lambda: wrapped(signed("s3"), lambda *a: None))
     waiting.start()
     waiting.join(timeout=0.2)
     s3_waited = waiting.is_alive()  # S3 waits for the lock
@@ -406,6 +407,35 @@ def test_the_app_lets_only_sqs_requests_through_unlocked() -> None:
     holder.join()
     waiting.join()
     assert s3_waited
+
+
+def test_a_message_goes_to_one_of_many_concurrent_receivers() -> None:
+    """SQS requests are atomic too: moto alone could hand one message to two receivers."""
+    with LocalAWS() as server:
+        sqs = _client("sqs", server.endpoint_url, pool=16)
+        url = sqs.create_queue(QueueName=f"one-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        for n in range(20):
+            sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "MessageBody": f"{n}-{i}"} for i in range(10)],
+            )
+        start = threading.Barrier(16)
+
+        def drain(_: int) -> list[str]:
+            start.wait(timeout=30)
+            got: list[str] = []
+            while True:
+                messages = sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300
+                ).get("Messages", [])
+                if not messages:
+                    return got
+                got.extend(m["MessageId"] for m in messages)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            received = [m for got in pool.map(drain, range(16)) for m in got]
+        assert len(received) == 200
+        assert len(set(received)) == 200  # no message handed out twice
 
 
 def test_serialised_app_runs_one_request_at_a_time() -> None:

@@ -10,20 +10,24 @@ or SIGINT (or, with ``--exit-on-stdin-eof``, until its parent closes stdin or di
 down and exits 0.
 
 The SQS speed-up from :mod:`sqs_cluster.local.sqs_patch` is applied here, in this process only.
-DynamoDB and S3 requests are handled one at a time, so that each write is atomic as on AWS
-(conditions, transactions, counters), which moto's threaded server does not guarantee on its
-own; SQS requests run concurrently, so a long poll never holds up the rest. ``--serialised``
-handles every request one at a time, SQS's too.
+Each request is atomic, as on AWS (conditions, transactions, counters; a message handed to
+one receiver at a time), which moto's threaded server does not guarantee on its own: DynamoDB
+and S3 requests take one lock, SQS requests another, and an SQS long poll waits outside it, so
+a long poll never holds up the rest. ``--serialised`` handles every request one at a time,
+long polls included.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -42,29 +46,31 @@ _DUMMY_AWS_ENV = {
 }
 
 
-CONCURRENT_SERVICES = frozenset({"sqs"})
-"""Services whose requests need no lock: moto's SQS answers concurrent requests as SQS may
-(at-least-once), and a long poll must not hold up DynamoDB and S3."""
-
-
 class SerialisedApp:
-    """WSGI wrapper that handles one request at a time, except those of ``concurrent``
-    services (by the service named in the request's signature).
+    """WSGI wrapper that makes each request atomic, as AWS does.
 
-    The lock is held until the response body has been read to the end and closed. The body is
-    buffered, so that a client that goes away cannot leave the lock held. A request whose
-    service cannot be told takes the lock.
+    By default DynamoDB and S3 requests take one lock and SQS requests another, so a long poll
+    never holds up a write. An SQS long poll is run as short receives, each under the SQS lock,
+    with the wait between them outside it: a message is never handed to two receivers at once,
+    and other SQS requests go on while a poller waits. With ``everything=True`` all requests
+    take the one lock, long polls included. A lock is held until the response body has been
+    read to the end and closed; the body is buffered, so that a client that goes away cannot
+    leave it held. A request whose service cannot be told takes the first lock.
     """
 
-    def __init__(self, app: WSGIApp, concurrent: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: WSGIApp, *, everything: bool = False) -> None:
         self._app = app
-        self._concurrent = concurrent
         self._lock = threading.Lock()
+        self._sqs_lock = self._lock if everything else threading.Lock()
+        self._everything = everything
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        if signing_service(environ) in self._concurrent:
-            return self._respond(environ, start_response)
-        with self._lock:
+        if self._everything or signing_service(environ) != "sqs":
+            with self._lock:
+                return self._respond(environ, start_response)
+        if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
+            return self._poll(environ, start_response)
+        with self._sqs_lock:
             return self._respond(environ, start_response)
 
     def _respond(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -75,6 +81,55 @@ class SerialisedApp:
             close = getattr(body, "close", None)
             if close is not None:
                 close()
+
+    def _poll(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """A ReceiveMessage (JSON protocol) as short receives until a message or the wait's end."""
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        request = json.loads(raw or b"{}")
+        wait = float(request.get("WaitTimeSeconds") or 0)
+        short = json.dumps({**request, "WaitTimeSeconds": 0}).encode()
+        deadline = time.monotonic() + wait
+        while True:
+            answer = _Answer()
+            attempt = {
+                **environ,
+                "wsgi.input": io.BytesIO(short),
+                "CONTENT_LENGTH": str(len(short)),
+            }
+            with self._sqs_lock:
+                body = self._respond(attempt, answer)
+            if (
+                "WaitTimeSeconds" not in request
+                or time.monotonic() >= deadline
+                or _has_messages(answer, body)
+            ):
+                start_response(*answer.args)
+                return body
+            time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+
+
+POLL_INTERVAL = 0.05
+"""Seconds between the short receives of a long poll."""
+
+
+class _Answer:
+    """A ``start_response`` that keeps the status and headers, to answer with them later."""
+
+    def __init__(self) -> None:
+        self.args: tuple[Any, ...] = ()
+
+    def __call__(self, *args: Any) -> Callable[[bytes], None]:
+        self.args = args
+        return lambda data: None
+
+
+def _has_messages(answer: _Answer, body: list[bytes]) -> bool:
+    if not answer.args or not str(answer.args[0]).startswith("200"):
+        return True  # an error: answer it at once
+    try:
+        return bool(json.loads(b"".join(body) or b"{}").get("Messages"))
+    except ValueError:
+        return True
 
 
 def signing_service(environ: dict[str, Any]) -> str | None:
@@ -106,7 +161,7 @@ def _build_app(serialised: bool) -> WSGIApp:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     app: WSGIApp = DomainDispatcherApplication(create_backend_app)
-    return SerialisedApp(app, frozenset() if serialised else CONCURRENT_SERVICES)
+    return SerialisedApp(app, everything=serialised)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
