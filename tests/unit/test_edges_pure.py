@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sqs_cluster import Config
 from sqs_cluster._clusters.model import tolerated_count
 
 
@@ -33,3 +34,7 @@ def test_the_reported_case() -> None:
     assert tolerated_count("9.2%", 750) == 69
     assert tolerated_count("100%", 750) == 750
     assert tolerated_count("0%", 750) == 0
+
+
+def test_completed_messages_are_kept_as_long_as_a_queue_keeps_a_copy() -> None:
+    assert Config(table="t").completed_retention_seconds >= 14 * 24 * 3600  # SQS's maximum

@@ -78,7 +78,7 @@ async def count_task(
     """Complete (or, with ``error``, finally fail) a task and count it; False if counted before."""
     assert message.cluster_key is not None and message.task_index is not None
     if error is None:
-        task = complete_update(aws, message.key, result)
+        task = complete_update(aws, message.key, result, task=True)
         field = "completed"
     else:
         entry = error_entry(error, message.receive_count)
