@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .._aws.clients import AWS
+from .._aws.clients import AWS, item_too_large
 from .._aws.conditional import delete_if, update_if
 from .._errors import ValidationError
 from .._records.codec import dumps, error_attr, key_item, now_iso, record_from_item
+from .._records.limits import MAX_RESULT_BYTES
 from .._records.model import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
 from .._records.store import get_raw
 from .._records.write_tokens import new_token
@@ -170,18 +171,25 @@ def raise_if_in_progress(result: Claim, key: RecordKey) -> bool:
 
 
 def complete_update(
-    aws: AWS, key: RecordKey, result: Any = None, *, task: bool = False
+    aws: AWS, key: RecordKey, result: Any = None, *, task: bool = False, drop_result: bool = False
 ) -> dict[str, Any]:
     """The UpdateItem parameters that mark a record complete (once: conditional).
 
-    A handler's non-None ``result`` is stored (as JSON text) in the same write. The write
-    carries a fresh settle token (see :func:`landed`). A plain message's record is then kept
+    A handler's non-None ``result`` is stored (as JSON text) in the same write, unless it is
+    too large for the record (or ``drop_result``: DynamoDB refused the item's size): it is then
+    dropped with a warning, and ``resultDropped`` holds its size in bytes. The write carries a
+    fresh settle token (see :func:`landed`). A plain message's record is then kept
     ``completed_retention_seconds``; a task's keeps the expiry it was created with, its
     cluster's, so a late duplicate of the task always finds it while the cluster lives.
     """
     cfg = aws.config
-    result = storable_result(result, key)
-    extra = ", #r = :result" if result is not None else ""
+    text = result_text(result, key)
+    dropped = None
+    if text is not None and (drop_result or len(text.encode()) > MAX_RESULT_BYTES):
+        dropped, text = len(text.encode()), None
+        _log_dropped(key, dropped)
+    extra = ", #r = :result" if text is not None else ""
+    extra += ", resultDropped = :dropped" if dropped is not None else ""
     expiry = "expiresAt = if_not_exists(expiresAt, :exp)" if task else "expiresAt = :exp"
     retention = cfg.record_ttl_seconds if task else cfg.completed_retention_seconds
     update: dict[str, Any] = {
@@ -203,10 +211,27 @@ def complete_update(
         },
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
-    if result is not None:
+    if text is not None:
         update["ExpressionAttributeNames"]["#r"] = "result"
-        update["ExpressionAttributeValues"][":result"] = {"S": dumps(result, field="result")}
+        update["ExpressionAttributeValues"][":result"] = {"S": text}
+    if dropped is not None:
+        update["ExpressionAttributeValues"][":dropped"] = {"N": str(dropped)}
     return update
+
+
+def stores_result(update: dict[str, Any]) -> bool:
+    """Whether a completion ``update`` stores a result (one to drop if the item grows too big)."""
+    return ":result" in update["ExpressionAttributeValues"]
+
+
+def _log_dropped(key: RecordKey, size: int) -> None:
+    logger.warning(
+        "not storing the result of %s: %d bytes as JSON do not fit its record (DynamoDB's "
+        "400 KB item limit); the message is complete, its record says resultDropped",
+        key.p_key,
+        size,
+        extra={"record_key": key.to_dict(), "result_bytes": size},
+    )
 
 
 def landed(update: dict[str, Any], item: dict[str, Any] | None) -> bool:
@@ -217,17 +242,17 @@ def landed(update: dict[str, Any], item: dict[str, Any] | None) -> bool:
     return item is not None and item.get(SETTLE_ATTRIBUTE, {}).get("S") == token
 
 
-def storable_result(result: Any, key: RecordKey) -> Any:
-    """The handler's result if it is JSON; else None and a warning. The work is done either
-    way, and an unstorable return value must not make the message fail forever."""
+def result_text(result: Any, key: RecordKey) -> str | None:
+    """The handler's result as JSON text; None (and a warning) when there is none or it is not
+    JSON. The work is done either way, and an unstorable return value must not make the
+    message fail forever."""
     if result is None:
         return None
     try:
-        dumps(result, field="result")
+        return dumps(result, field="result")
     except ValidationError as exc:
         logger.warning("not storing the result of %s: %s", key.p_key, exc)
         return None
-    return result
 
 
 async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool:
@@ -243,7 +268,13 @@ async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool
             },
         )
         return deleted.applied
-    written = await update_if(aws, update)
+    try:
+        written = await update_if(aws, update)
+    except Exception as exc:
+        if not (item_too_large(exc) and stores_result(update)):
+            raise
+        update = complete_update(aws, key, result, drop_result=True)
+        written = await update_if(aws, update)
     return written.applied or landed(update, written.item)
 
 
