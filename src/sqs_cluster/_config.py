@@ -56,8 +56,9 @@ class Config:
     ``callback_lease_seconds`` (default: ``lease_seconds``) is the same for a running
     ``on_cluster_complete`` callback, whose runner renews it every third of its length: a longer
     one survives slower renewals, at the price of a later rerun when the runner dies. Completed
-    records are kept ``completed_retention_seconds`` so late duplicates are still recognised,
-    unless ``delete_completed`` restores immediate deletion.
+    records are kept ``completed_retention_seconds`` (default 14 days, the longest a queue can
+    keep a message) so late duplicates are still recognised, unless ``delete_completed``
+    restores immediate deletion. A task's record lives as long as its cluster whatever this is.
     """
 
     table: str
@@ -66,7 +67,7 @@ class Config:
     endpoint_url: str | None = None
     max_concurrency: int = 32
     record_ttl_seconds: int = 30 * DAY
-    completed_retention_seconds: int = 4 * DAY
+    completed_retention_seconds: int = 14 * DAY  # SQS's longest retention: a late copy
     delete_completed: bool = False
     lease_seconds: int = 300
     callback_lease_seconds: int | None = None

@@ -155,3 +155,20 @@ def error_code(exc: BaseException) -> str | None:
         code = response.get("Error", {}).get("Code")
         return str(code) if code is not None else None
     return None
+
+
+def item_too_large(exc: BaseException) -> bool:
+    """True when DynamoDB refused a write because the item would exceed its 400 KB limit (a
+    ValidationException, or a transaction cancelled for that reason)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    messages = [str(response.get("Error", {}).get("Message", ""))]
+    if error_code(exc) == "TransactionCanceledException":
+        reasons = response.get("CancellationReasons") or []
+        messages = [
+            str(r.get("Message", "")) for r in reasons if r.get("Code") == "ValidationError"
+        ]
+    elif error_code(exc) != "ValidationException":
+        return False
+    return any("size" in m.lower() and "exceed" in m.lower() for m in messages)

@@ -19,13 +19,20 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._aws.clients import AWS
+from .._aws.clients import AWS, item_too_large
 from .._aws.conditional import conflicted, transact_if, update_if
 from .._aws.retry import sleep_backoff
 from .._concurrency import call_handler
 from .._errors import ConflictError
 from .._messages.event import ReceivedMessage
-from .._messages.tracking import complete_update, error_entry, fail_update, landed, lease_owner
+from .._messages.tracking import (
+    complete_update,
+    error_entry,
+    fail_update,
+    landed,
+    lease_owner,
+    stores_result,
+)
 from .._records.codec import error_attr, from_item, key_item, now_iso
 from .._records.model import STATUS_CODES, RecordKey, Status, StatusCode
 from .._records.store import get_raw
@@ -78,13 +85,19 @@ async def count_task(
     """Complete (or, with ``error``, finally fail) a task and count it; False if counted before."""
     assert message.cluster_key is not None and message.task_index is not None
     if error is None:
-        task = complete_update(aws, message.key, result)
+        task = complete_update(aws, message.key, result, task=True)
         field = "completed"
     else:
         entry = error_entry(error, message.receive_count)
         task = fail_update(aws, message.key, entry, final=True, owner=lease_owner(message))
         field = "failed"
-    counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
+    try:
+        counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
+    except Exception as exc:  # a result too large for the record must not fail the task
+        if not (item_too_large(exc) and stores_result(task)):
+            raise
+        task = complete_update(aws, message.key, result, task=True, drop_result=True)
+        counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
     return counted or landed(task, item)  # a lost answer: the retry met this very write
 
 

@@ -10,10 +10,10 @@ When the progress item cannot be written, a unit's progress goes to a marker ite
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any, Generic
 
 from .._errors import RecordNotFoundError, ValidationError
@@ -95,12 +95,12 @@ def tolerated_count(tolerated: int | str | None, total: int) -> int:
             raise ValidationError("tolerated_failures", f"must be >= 0, got {tolerated}")
         return tolerated
     if isinstance(tolerated, str) and tolerated.endswith("%"):
-        try:
-            percent = float(tolerated[:-1])
-        except ValueError:
-            percent = -1.0
-        if 0 <= percent <= 100:
-            return math.floor(total * percent / 100)
+        try:  # exact decimal arithmetic: "9.2%" of 750 is 69, not float's 68.99999...
+            percent = Decimal(tolerated[:-1].strip())
+        except InvalidOperation:
+            percent = Decimal(-1)
+        if percent.is_finite() and 0 <= percent <= 100:
+            return int(total * percent / 100)  # int() truncates: the floor of a value >= 0
     raise ValidationError(
         "tolerated_failures",
         f"expected a count >= 0 or a percentage '0%'-'100%', got {tolerated!r}",

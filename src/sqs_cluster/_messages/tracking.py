@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .._aws.clients import AWS
+from .._aws.clients import AWS, item_too_large
 from .._aws.conditional import delete_if, update_if
 from .._errors import ValidationError
 from .._records.codec import dumps, error_attr, key_item, now_iso, record_from_item
+from .._records.limits import MAX_RESULT_BYTES
 from .._records.model import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
 from .._records.store import get_raw
 from .._records.write_tokens import new_token
@@ -59,6 +60,22 @@ def lease_owner(message: ReceivedMessage[Any]) -> str:
     return message.receipt_handle or f"{message.message_id}#{message.receive_count}"
 
 
+def _claim_condition(message: ReceivedMessage[Any]) -> str:
+    """Claimable: not complete, not a task failed for good, not leased by a live delivery.
+
+    Only a message from a plain SDK may get its record created by the claim. A tracked one's
+    record was written before it was sent, so if it is gone the message was settled long ago
+    (its record expired, or was deleted on completion): re-creating it would run it again.
+    """
+    claimable = (
+        "(#s <> :done AND (#t <> :task OR statusCode <> :stopped) AND "
+        "(#s <> :prog OR leaseUntilMs < :now))"
+    )
+    if message.tracked:
+        return f"attribute_exists(pKey) AND {claimable}"
+    return f"attribute_not_exists(pKey) OR {claimable}"
+
+
 async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
     """Take the message's lease (creating the record for untracked messages)."""
     cfg = aws.config
@@ -95,11 +112,7 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
                 "body = if_not_exists(body, :body), expiresAt = if_not_exists(expiresAt, :exp) "
                 "ADD consumptionCount :one"
             ),
-            ConditionExpression=(
-                "attribute_not_exists(pKey) OR (#s <> :done AND "
-                "(#t <> :task OR statusCode <> :stopped) AND "
-                "(#s <> :prog OR leaseUntilMs < :now))"
-            ),
+            ConditionExpression=_claim_condition(message),
             ExpressionAttributeNames={"#s": "status", "#t": "type", "#url": "url"},
             ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
@@ -108,13 +121,18 @@ async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
     )
     if written.applied and written.item is not None:
         return Claim(ClaimOutcome.CLAIMED, record_from_item(written.item))
-    return await _lost_claim(aws, message.key, written.item, token)
+    return await _lost_claim(aws, message, written.item, token)
 
 
-async def _lost_claim(aws: AWS, key: RecordKey, item: dict[str, Any] | None, token: str) -> Claim:
+async def _lost_claim(
+    aws: AWS, message: ReceivedMessage[Any], item: dict[str, Any] | None, token: str
+) -> Claim:
     """A refused claim: why, from the item as it stood (read once if not returned)."""
     if item is None:
-        item = await get_raw(aws, key, consistent_read=True)
+        item = await get_raw(aws, message.key, consistent_read=True)
+    if item is None and message.tracked:
+        _log_settled_elsewhere(message)
+        return Claim(ClaimOutcome.COMPLETE, None)
     if item is None:  # deleted in between: treat as a live competitor; SQS will redeliver
         return Claim(ClaimOutcome.IN_PROGRESS, None)
     record = record_from_item(item)
@@ -127,6 +145,23 @@ async def _lost_claim(aws: AWS, key: RecordKey, item: dict[str, Any] | None, tok
     return Claim(ClaimOutcome.IN_PROGRESS, record)
 
 
+def _log_settled_elsewhere(message: ReceivedMessage[Any]) -> None:
+    """A tracked message without its record: its record was written before it was sent, so
+    it was settled and its record expired (or was deleted on completion). Running it again
+    would run it twice (and count a task twice): it is skipped."""
+    logger.warning(
+        "message %s: its record %s is gone (expired or deleted after it was settled): a late "
+        "duplicate, skipped without running it",
+        message.message_id,
+        message.key.p_key,
+        extra={
+            "message_id": message.message_id,
+            "record_key": message.key.to_dict(),
+            "cluster_key": message.cluster_key.to_dict() if message.cluster_key else None,
+        },
+    )
+
+
 def raise_if_in_progress(result: Claim, key: RecordKey) -> bool:
     """``is_complete``'s answer: True when complete, raise when leased elsewhere, else False."""
     if result.outcome is ClaimOutcome.IN_PROGRESS:
@@ -135,21 +170,34 @@ def raise_if_in_progress(result: Claim, key: RecordKey) -> bool:
     return result.outcome is ClaimOutcome.COMPLETE
 
 
-def complete_update(aws: AWS, key: RecordKey, result: Any = None) -> dict[str, Any]:
+def complete_update(
+    aws: AWS, key: RecordKey, result: Any = None, *, task: bool = False, drop_result: bool = False
+) -> dict[str, Any]:
     """The UpdateItem parameters that mark a record complete (once: conditional).
 
-    A handler's non-None ``result`` is stored (as JSON text) in the same write. The write
-    carries a fresh settle token (see :func:`landed`).
+    A handler's non-None ``result`` is stored (as JSON text) in the same write, unless it is
+    too large for the record (or ``drop_result``: DynamoDB refused the item's size): it is then
+    dropped with a warning, and ``resultDropped`` holds its size in bytes. The write carries a
+    fresh settle token (see :func:`landed`). A plain message's record is then kept
+    ``completed_retention_seconds``; a task's keeps the expiry it was created with, its
+    cluster's, so a late duplicate of the task always finds it while the cluster lives.
     """
     cfg = aws.config
-    result = storable_result(result, key)
-    extra = ", #r = :result" if result is not None else ""
+    text = result_text(result, key)
+    dropped = None
+    if text is not None and (drop_result or len(text.encode()) > MAX_RESULT_BYTES):
+        dropped, text = len(text.encode()), None
+        _log_dropped(key, dropped)
+    extra = ", #r = :result" if text is not None else ""
+    extra += ", resultDropped = :dropped" if dropped is not None else ""
+    expiry = "expiresAt = if_not_exists(expiresAt, :exp)" if task else "expiresAt = :exp"
+    retention = cfg.record_ttl_seconds if task else cfg.completed_retention_seconds
     update: dict[str, Any] = {
         "TableName": cfg.table,
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :done, statusCode = :donec, completedAt = :stamp, updatedAt = :stamp, "
-            f"expiresAt = :exp, #settle = :settle{extra} "
+            f"{expiry}, #settle = :settle{extra} "
             "REMOVE leaseUntilMs, leaseOwner, claimToken"
         ),
         "ConditionExpression": "attribute_exists(pKey) AND #s <> :done",
@@ -158,15 +206,32 @@ def complete_update(aws: AWS, key: RecordKey, result: Any = None) -> dict[str, A
             ":done": {"S": Status.COMPLETE.value},
             ":donec": {"N": str(int(StatusCode.COMPLETE))},
             ":stamp": {"S": now_iso()},
-            ":exp": {"N": str(int(time.time()) + cfg.completed_retention_seconds)},
+            ":exp": {"N": str(int(time.time()) + retention)},
             ":settle": {"S": new_token()},
         },
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
-    if result is not None:
+    if text is not None:
         update["ExpressionAttributeNames"]["#r"] = "result"
-        update["ExpressionAttributeValues"][":result"] = {"S": dumps(result, field="result")}
+        update["ExpressionAttributeValues"][":result"] = {"S": text}
+    if dropped is not None:
+        update["ExpressionAttributeValues"][":dropped"] = {"N": str(dropped)}
     return update
+
+
+def stores_result(update: dict[str, Any]) -> bool:
+    """Whether a completion ``update`` stores a result (one to drop if the item grows too big)."""
+    return ":result" in update["ExpressionAttributeValues"]
+
+
+def _log_dropped(key: RecordKey, size: int) -> None:
+    logger.warning(
+        "not storing the result of %s: %d bytes as JSON do not fit its record (DynamoDB's "
+        "400 KB item limit); the message is complete, its record says resultDropped",
+        key.p_key,
+        size,
+        extra={"record_key": key.to_dict(), "result_bytes": size},
+    )
 
 
 def landed(update: dict[str, Any], item: dict[str, Any] | None) -> bool:
@@ -177,17 +242,17 @@ def landed(update: dict[str, Any], item: dict[str, Any] | None) -> bool:
     return item is not None and item.get(SETTLE_ATTRIBUTE, {}).get("S") == token
 
 
-def storable_result(result: Any, key: RecordKey) -> Any:
-    """The handler's result if it is JSON; else None and a warning. The work is done either
-    way, and an unstorable return value must not make the message fail forever."""
+def result_text(result: Any, key: RecordKey) -> str | None:
+    """The handler's result as JSON text; None (and a warning) when there is none or it is not
+    JSON. The work is done either way, and an unstorable return value must not make the
+    message fail forever."""
     if result is None:
         return None
     try:
-        dumps(result, field="result")
+        return dumps(result, field="result")
     except ValidationError as exc:
         logger.warning("not storing the result of %s: %s", key.p_key, exc)
         return None
-    return result
 
 
 async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool:
@@ -203,7 +268,13 @@ async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool
             },
         )
         return deleted.applied
-    written = await update_if(aws, update)
+    try:
+        written = await update_if(aws, update)
+    except Exception as exc:
+        if not (item_too_large(exc) and stores_result(update)):
+            raise
+        update = complete_update(aws, key, result, drop_result=True)
+        written = await update_if(aws, update)
     return written.applied or landed(update, written.item)
 
 

@@ -140,6 +140,7 @@ def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
         cluster_key=RecordKey.coerce(cluster) if cluster else None,
         task_index=data.get("taskIndex"),
         result=json.loads(data["result"]) if "result" in data else None,
+        result_dropped=data.get("resultDropped"),
         **record_fields(data),
     )
 

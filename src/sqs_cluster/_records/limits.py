@@ -14,6 +14,11 @@ MAX_RECORD_DATA_BYTES = 380_000
 """Body, meta and own fields of one record: DynamoDB's 400 KB item limit (409,600 bytes) less
 29,600 bytes kept for the record's other attributes (keys, status, timestamps, error entries)."""
 
+MAX_RESULT_BYTES = 300_000
+"""A handler's result as JSON text, stored on its record at completion: a larger one is dropped
+(logged, and the record's ``resultDropped`` says its size). A smaller one that still does not
+fit beside a large body and meta is dropped the same way when DynamoDB refuses the item."""
+
 
 def check_meta_size(meta_text: str | None, field_name: str = "meta") -> int:
     """The size of a record's ``meta`` text in bytes, or ValidationError above the limit."""

@@ -150,6 +150,8 @@ class MessageRecord(Generic[Meta]):
     user: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
     result: Any = None
+    result_dropped: int | None = None
+    """The size in bytes of a handler's result too large to store (dropped), else None."""
 
     @property
     def p_key(self) -> str:

@@ -1,0 +1,189 @@
+"""Edge cases of records: late duplicates after expiry, oversized results, long error lists,
+skewed clocks. Each goes through the public client on the local server."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from sqs_cluster import ClusterRecord, Config, MessageClient, ReceivedMessage, Status
+from sqs_cluster._records.codec import key_item
+
+from .conftest import Queue, receive_event
+
+pytestmark = pytest.mark.asyncio
+
+
+class Runs:
+    """A handler that counts its runs per task index (or body) and returns a fixed result."""
+
+    def __init__(self, result: Any = None) -> None:
+        self.runs: Counter[Any] = Counter()
+        self.result = result
+
+    async def __call__(self, message: ReceivedMessage[Any]) -> Any:
+        self.runs[message.task["i"] if message.is_task else message.body] += 1
+        return self.result
+
+
+class Callbacks:
+    def __init__(self) -> None:
+        self.calls: list[ClusterRecord[Any, Any]] = []
+
+    async def __call__(self, cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+        self.calls.append(cluster)
+
+
+def expire(ddb: Any, config: Config, message: ReceivedMessage[Any]) -> None:
+    """What DynamoDB's TTL does once a record expired (the local server runs no TTL)."""
+    ddb.delete_item(TableName=config.table, Key=key_item(message.key))
+
+
+def by_task(client: MessageClient, event: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    records = {}
+    for record in event["Records"]:
+        records[client.read_sqs_record(record).task["i"]] = record
+    return records
+
+
+def event_of(event: dict[str, Any], *records: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "Records": list(records)}
+
+
+# -- 1. late duplicates ----------------------------------------------------------------------
+
+
+async def test_a_late_duplicate_of_an_expired_task_is_neither_run_nor_counted_again(
+    base_config: Config, queue: Queue, sqs: Any, ddb: Any
+) -> None:
+    config = base_config.with_changes(completed_retention_seconds=1)
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(
+            queue.url, [{"i": 0}, {"i": 1}], omit_globals=True
+        )
+        event = receive_event(sqs, queue.url)
+        tasks = by_task(client, event)
+        handler, callbacks = Runs(), Callbacks()
+        first = event_of(event, tasks[0])
+        assert await client.safe_process_batch(first, handler, on_cluster_complete=callbacks) == {
+            "batchItemFailures": []
+        }
+        expire(ddb, config, client.read_sqs_record(tasks[0]))
+
+        # SQS delivers a copy of task 0 late: it is skipped, not run and not counted again
+        late = await client.safe_process_batch(first, handler, on_cluster_complete=callbacks)
+        assert late == {"batchItemFailures": []}
+        assert handler.runs == {0: 1}
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+        assert (cluster.status, cluster.completed, cluster.failed) == (Status.IN_PROGRESS, 1, 0)
+        assert callbacks.calls == []
+
+        await client.safe_process_batch(
+            event_of(event, tasks[1]), handler, on_cluster_complete=callbacks
+        )
+        assert handler.runs == {0: 1, 1: 1}
+        assert [(c.status, c.completed) for c in callbacks.calls] == [(Status.COMPLETE, 2)]
+
+
+async def test_a_completed_task_record_lives_as_long_as_its_cluster(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    config = base_config.with_changes(completed_retention_seconds=1)
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(queue.url, [{"i": 0}], omit_globals=True)
+        event = receive_event(sqs, queue.url)
+        await client.safe_process_batch(event, Runs())
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+        task = await client.get_message_record(
+            client.read_sqs_record(event["Records"][0]).key, consistent_read=True
+        )
+        assert task.status is Status.COMPLETE and cluster.status is Status.COMPLETE
+        assert task.expires_at is not None and cluster.expires_at is not None
+        assert task.expires_at >= cluster.expires_at
+
+
+async def test_a_late_duplicate_of_an_expired_message_is_not_run_again(
+    client: MessageClient, queue: Queue, sqs: Any, ddb: Any
+) -> None:
+    await client.send_message(queue.url, "once")
+    event = receive_event(sqs, queue.url)
+    handler = Runs()
+    assert await client.safe_process_batch(event, handler) == {"batchItemFailures": []}
+    expire(ddb, client.config, client.read_sqs_record(event["Records"][0]))
+    assert await client.safe_process_batch(event, handler) == {"batchItemFailures": []}
+    assert await client.is_complete(event["Records"][0]) is True
+    assert handler.runs == {"once": 1}
+
+
+# -- 2. oversized results ----------------------------------------------------------------------
+
+BIG_RESULT = {"rows": ["x" * 1000] * 420}  # ~420 KB as JSON: more than a record can hold
+
+
+async def test_a_task_whose_result_is_too_large_is_counted_complete_without_it(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(queue.url, [{"i": 0}, {"i": 1}], omit_globals=True)
+    event = receive_event(sqs, queue.url)
+    handler, callbacks = Runs(BIG_RESULT), Callbacks()
+    response = await client.safe_process_batch(event, handler, on_cluster_complete=callbacks)
+    assert response == {"batchItemFailures": []}
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.status, cluster.completed, cluster.failed) == (Status.COMPLETE, 2, 0)
+    assert len(callbacks.calls) == 1
+    task = await client.get_message_record(
+        client.read_sqs_record(event["Records"][0]).key, consistent_read=True
+    )
+    assert task.status is Status.COMPLETE and task.result is None
+    assert task.result_dropped == len(json.dumps(BIG_RESULT, separators=(",", ":")).encode())
+
+
+async def test_a_result_that_fits_alone_but_not_beside_a_large_task_is_dropped(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(
+        queue.url,
+        [{"i": 0, "text": "é" * 100_000}],
+        omit_globals=True,  # 200 KB in UTF-8
+    )
+    event = receive_event(sqs, queue.url)
+    result = {"text": "ü" * 110_000}  # 220 KB in UTF-8: fits a record, not beside the task
+    assert await client.safe_process_batch(event, Runs(result)) == {"batchItemFailures": []}
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.status, cluster.completed, cluster.failed) == (Status.COMPLETE, 1, 0)
+    task = await client.get_message_record(
+        client.read_sqs_record(event["Records"][0]).key, consistent_read=True
+    )
+    assert task.status is Status.COMPLETE and task.result is None
+    assert task.result_dropped is not None and task.result_dropped > 220_000
+
+
+async def test_a_message_whose_result_does_not_fit_beside_its_body_completes(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    await client.send_message(queue.url, "é" * 100_000)  # 200 KB in UTF-8
+    event = receive_event(sqs, queue.url)
+    result = {"text": "ü" * 110_000}  # 220 KB in UTF-8: fits a record, not beside the body
+    assert await client.safe_process_batch(event, Runs(result)) == {"batchItemFailures": []}
+    record = await client.get_message_record(
+        client.read_sqs_record(event["Records"][0]).key, consistent_read=True
+    )
+    # (the local server applies part of an update it refuses for size, so only the outcome
+    # is checked here; the task test above checks the marker, through a transaction)
+    assert record.status is Status.COMPLETE and record.result is None
+
+
+async def test_a_result_that_fits_is_still_stored(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    await client.send_message(queue.url, "small")
+    event = receive_event(sqs, queue.url)
+    result = {"text": "ü" * 50_000}
+    assert await client.safe_process_batch(event, Runs(result)) == {"batchItemFailures": []}
+    record = await client.get_message_record(
+        client.read_sqs_record(event["Records"][0]).key, consistent_read=True
+    )
+    assert record.result == result and record.result_dropped is None
