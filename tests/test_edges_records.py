@@ -3,13 +3,23 @@ skewed clocks. Each goes through the public client on the local server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from sqs_cluster import ClusterRecord, Config, MessageClient, ReceivedMessage, Status
+from sqs_cluster import (
+    ClaimOutcome,
+    ClusterRecord,
+    Config,
+    MessageClient,
+    MessageInProgressError,
+    ReceivedMessage,
+    Status,
+)
 from sqs_cluster._records.codec import key_item
 
 from .conftest import Queue, receive_event
@@ -187,3 +197,55 @@ async def test_a_result_that_fits_is_still_stored(
         client.read_sqs_record(event["Records"][0]).key, consistent_read=True
     )
     assert record.result == result and record.result_dropped is None
+
+
+# -- 4. clock skew ---------------------------------------------------------------------------
+
+
+def run_fast(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """This process's wall clock runs ``seconds`` ahead of AWS's from now on."""
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + seconds)
+
+
+async def test_a_claimant_whose_clock_runs_fast_does_not_take_over_a_live_lease(
+    base_config: Config, queue: Queue, sqs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with MessageClient(base_config) as first:
+        await first.send_message(queue.url, "once")
+        (record,) = receive_event(sqs, queue.url)["Records"]
+        assert await first.is_complete(record) is False  # leased for lease_seconds (300 s)
+        run_fast(monkeypatch, 600)
+        async with MessageClient(base_config) as second:
+            with pytest.raises(MessageInProgressError):
+                await second.is_complete(record)
+            claim = await second.claim(record)
+            assert claim.outcome is ClaimOutcome.IN_PROGRESS
+
+
+async def test_a_runner_whose_clock_runs_fast_does_not_run_a_live_callback_again(
+    base_config: Config, queue: Queue, sqs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
+
+    def callback_of(who: str) -> Any:
+        async def callback(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+            calls.append(who)
+            if who == "first":  # runs until released; a second run would return at once
+                started.set()
+                await release.wait()
+
+        return callback
+
+    async with MessageClient(base_config) as first, MessageClient(base_config) as second:
+        key = await first.create_message_cluster(queue.url, [{"i": 0}], omit_globals=True)
+        await first.safe_process_batch(receive_event(sqs, queue.url), Runs())
+        running = asyncio.ensure_future(first.on_cluster_complete(key, callback_of("first")))
+        await started.wait()
+        run_fast(monkeypatch, 600)  # past the callback's lease (lease_seconds, 300 s)
+        await second.get_message_cluster(key)  # the second runner has heard from AWS
+        assert await second.on_cluster_complete(key, callback_of("second")) is False
+        release.set()
+        assert await running is True
+    assert calls == ["first"]

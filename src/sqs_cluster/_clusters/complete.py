@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -185,7 +184,7 @@ def callback_due(cluster: ClusterRecord[Any, Any]) -> bool:
 
 
 async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
-    now = int(time.time() * 1000)
+    now = await aws.synced_now_ms()  # AWS's clock: a skewed local clock cannot end a live lease
     claimed = await update_if(
         aws,
         {
@@ -222,13 +221,13 @@ async def _holds_callback(aws: AWS, key: RecordKey, token: str) -> bool:
     return _claimed_by(from_item(item or {}), token)
 
 
-def _claimed_by(item: Mapping[str, Any], token: str, *, live: bool = False) -> bool:
-    """Whether the cluster item says the callback's claim is ``token``'s (and, with ``live``,
-    that its lease has not run out)."""
+def _claimed_by(item: Mapping[str, Any], token: str, *, live_at: int | None = None) -> bool:
+    """Whether the cluster item says the callback's claim is ``token``'s (and, with
+    ``live_at``, AWS's now in ms, that its lease has not run out)."""
     return bool(
         item.get("callbackToken") == token
         and item.get("callbackState") == CallbackState.RUNNING
-        and (not live or int(item.get("callbackLeaseUntilMs", 0)) >= time.time() * 1000)
+        and (live_at is None or int(item.get("callbackLeaseUntilMs", 0)) >= live_at)
     )
 
 
@@ -290,7 +289,7 @@ async def run_callback(
         fresh = dataclasses.replace(cluster_from_items(items, cluster.key), client=cluster.client)
         # a store slow enough to hold back the renewals may have let the lease lapse
         main = next(i for i in items if i.get("type") == "cluster")
-        still_ours = _claimed_by(main, token, live=True)
+        still_ours = _claimed_by(main, token, live_at=aws.now_ms())
         if still_ours:
             await call_handler(callback, fresh, fresh.get_globals, limiter=limiter)
     except Exception as exc:
@@ -320,7 +319,7 @@ async def _renew_callback_lease(aws: AWS, key: RecordKey, token: str) -> None:
     period = aws.config.callback_lease / 3
     while True:
         await asyncio.sleep(period)
-        until = int(time.time() * 1000) + aws.config.callback_lease * 1000
+        until = aws.now_ms() + aws.config.callback_lease * 1000
         renewal = {
             "TableName": aws.config.table,
             "Key": key_item(key),

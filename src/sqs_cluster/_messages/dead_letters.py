@@ -11,7 +11,6 @@ exactly-once transaction as the normal path, then ends the cluster and runs its 
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._aws.clients import AWS
@@ -109,7 +108,7 @@ def dead_letter_update(aws: AWS, key: RecordKey, entry: ErrorEntry) -> dict[str,
     update = fail_update(aws, key, entry, final=True, owner="")
     values = dict(update["ExpressionAttributeValues"])
     del values[":owner"]
-    values[":now"] = {"N": str(int(time.time() * 1000))}
+    values[":now"] = {"N": str(aws.now_ms())}  # AWS's clock, as the lease was taken
     update["ExpressionAttributeValues"] = values
     update["ConditionExpression"] = (
         "attribute_exists(pKey) AND #s <> :done AND "
@@ -133,6 +132,7 @@ async def settle_dead_letter(
     if not message.tracked:
         return True  # nothing records it: nothing to settle
     aws = client._aws
+    await aws.synced_now_ms()  # leases are judged on AWS's clock (see dead_letter_update)
     update = dead_letter_update(aws, message.key, dead_letter_entry(message))
     if message.is_task:
         assert message.cluster_key is not None and message.task_index is not None

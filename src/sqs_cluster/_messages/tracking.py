@@ -8,7 +8,6 @@ delivery. Completing is one more write: two DynamoDB writes per successful messa
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
@@ -51,10 +50,6 @@ class Claim:
     record: MessageRecord[Any] | None
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def lease_owner(message: ReceivedMessage[Any]) -> str:
     """Who holds a claim: this delivery (its receipt handle is unique per receive)."""
     return message.receipt_handle or f"{message.message_id}#{message.receive_count}"
@@ -79,7 +74,7 @@ def _claim_condition(message: ReceivedMessage[Any]) -> str:
 async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
     """Take the message's lease (creating the record for untracked messages)."""
     cfg = aws.config
-    now = _now_ms()
+    now = await aws.synced_now_ms()  # AWS's clock: a skewed local clock cannot end a live lease
     token = uuid.uuid4().hex  # one per claim call: botocore's retries resend the same token
     values = {
         ":prog": {"S": Status.IN_PROGRESS.value},
@@ -206,7 +201,7 @@ def complete_update(
             ":done": {"S": Status.COMPLETE.value},
             ":donec": {"N": str(int(StatusCode.COMPLETE))},
             ":stamp": {"S": now_iso()},
-            ":exp": {"N": str(int(time.time()) + retention)},
+            ":exp": {"N": str(aws.now_ms() // 1000 + retention)},
             ":settle": {"S": new_token()},
         },
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -315,7 +310,7 @@ def fail_update(
             ":errc": {"N": str(int(code))},
             ":done": {"S": Status.COMPLETE.value},
             ":stamp": {"S": entry.at},
-            ":exp": {"N": str(int(time.time()) + aws.config.record_ttl_seconds)},
+            ":exp": {"N": str(aws.now_ms() // 1000 + aws.config.record_ttl_seconds)},
             ":empty": {"L": []},
             ":entry": {"L": [error_attr(entry)]},
             ":owner": {"S": owner},
