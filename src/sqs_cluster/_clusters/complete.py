@@ -27,6 +27,7 @@ from .._messages.event import ReceivedMessage
 from .._messages.tracking import (
     complete_update,
     error_entry,
+    error_list_full,
     fail_update,
     landed,
     lease_owner,
@@ -83,12 +84,13 @@ async def count_task(
 ) -> bool:
     """Complete (or, with ``error``, finally fail) a task and count it; False if counted before."""
     assert message.cluster_key is not None and message.task_index is not None
+    owner = lease_owner(message)
     if error is None:
         task = complete_update(aws, message.key, result, task=True)
         field = "completed"
     else:
         entry = error_entry(error, message.receive_count)
-        task = fail_update(aws, message.key, entry, final=True, owner=lease_owner(message))
+        task = fail_update(aws, message.key, entry, final=True, owner=owner)
         field = "failed"
     try:
         counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
@@ -96,6 +98,10 @@ async def count_task(
         if not (item_too_large(exc) and stores_result(task)):
             raise
         task = complete_update(aws, message.key, result, task=True, drop_result=True)
+        counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
+    if not counted and error is not None and error_list_full(item):  # its bounded form
+        entry = error_entry(error, message.receive_count)
+        task = fail_update(aws, message.key, entry, final=True, owner=owner, full=True)
         counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
     return counted or landed(task, item)  # a lost answer: the retry met this very write
 
