@@ -3,16 +3,26 @@ skewed clocks. Each goes through the public client on the local server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from sqs_cluster import ClusterRecord, Config, MessageClient, ReceivedMessage, Status
+from sqs_cluster import (
+    ClaimOutcome,
+    ClusterRecord,
+    Config,
+    MessageClient,
+    MessageInProgressError,
+    ReceivedMessage,
+    Status,
+)
 from sqs_cluster._records.codec import key_item
 
-from .conftest import Queue, receive_event
+from .conftest import Queue, make_queue, receive_event
 
 pytestmark = pytest.mark.asyncio
 
@@ -187,3 +197,112 @@ async def test_a_result_that_fits_is_still_stored(
         client.read_sqs_record(event["Records"][0]).key, consistent_read=True
     )
     assert record.result == result and record.result_dropped is None
+
+
+# -- 4. clock skew ---------------------------------------------------------------------------
+
+
+def run_fast(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """This process's wall clock runs ``seconds`` ahead of AWS's from now on."""
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + seconds)
+
+
+async def test_a_claimant_whose_clock_runs_fast_does_not_take_over_a_live_lease(
+    base_config: Config, queue: Queue, sqs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with MessageClient(base_config) as first:
+        await first.send_message(queue.url, "once")
+        (record,) = receive_event(sqs, queue.url)["Records"]
+        assert await first.is_complete(record) is False  # leased for lease_seconds (300 s)
+        run_fast(monkeypatch, 600)
+        async with MessageClient(base_config) as second:
+            with pytest.raises(MessageInProgressError):
+                await second.is_complete(record)
+            claim = await second.claim(record)
+            assert claim.outcome is ClaimOutcome.IN_PROGRESS
+
+
+async def test_a_runner_whose_clock_runs_fast_does_not_run_a_live_callback_again(
+    base_config: Config, queue: Queue, sqs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
+
+    def callback_of(who: str) -> Any:
+        async def callback(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+            calls.append(who)
+            if who == "first":  # runs until released; a second run would return at once
+                started.set()
+                await release.wait()
+
+        return callback
+
+    async with MessageClient(base_config) as first, MessageClient(base_config) as second:
+        key = await first.create_message_cluster(queue.url, [{"i": 0}], omit_globals=True)
+        await first.safe_process_batch(receive_event(sqs, queue.url), Runs())
+        running = asyncio.ensure_future(first.on_cluster_complete(key, callback_of("first")))
+        await started.wait()
+        run_fast(monkeypatch, 600)  # past the callback's lease (lease_seconds, 300 s)
+        await second.get_message_cluster(key)  # the second runner has heard from AWS
+        assert await second.on_cluster_complete(key, callback_of("second")) is False
+        release.set()
+        assert await running is True
+    assert calls == ["first"]
+
+
+# -- 3. bounded error lists --------------------------------------------------------------------
+
+
+class BigError(Exception):
+    """A failure whose message is 8 KB in UTF-8 (4,000 two-byte characters)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(f"failure {n}: " + "é" * 4000)
+
+
+def on_receive(record: dict[str, Any], count: int) -> dict[str, Any]:
+    """The same delivery as SQS would show it on its ``count``-th receive."""
+    return {**record, "attributes": {**record["attributes"], "ApproximateReceiveCount": str(count)}}
+
+
+async def test_sixty_large_failures_still_end_the_cluster(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(queue.url, [{"i": 0}], omit_globals=True)
+    (record,) = receive_event(sqs, queue.url)["Records"]
+    for n in range(60):  # receives that fail (the queue allows 3: these are not the last)
+        assert await client.is_complete(record) is False
+        assert await client.mark_failed(record, BigError(n)) is True
+    last = on_receive(record, 3)  # the last allowed receive fails too: the task fails for good
+    assert await client.is_complete(last) is False
+    assert await client.mark_failed(last, BigError(60)) is True
+
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.status, cluster.completed, cluster.failed) == (Status.ERROR, 0, 1)
+    task = await client.get_message_record(client.read_sqs_record(record).key, True)
+    kept = [e.message.split(":")[0] for e in task.errors]
+    assert kept == ["failure 0", "failure 57", "failure 58", "failure 59", "failure 60"]
+    assert task.errors_dropped == 56
+    assert all(len(e.message.encode()) <= 2000 for e in task.errors)
+
+
+async def test_a_dead_letter_with_a_full_error_list_is_settled(
+    client: MessageClient, base_config: Config, sqs: Any
+) -> None:
+    queue = await make_queue(base_config, max_receive_count=2, visibility_timeout=0)
+    key = await client.create_message_cluster(queue.url, [{"i": 0}], omit_globals=True)
+    (record,) = receive_event(sqs, queue.url, max_messages=1, visibility=0)["Records"]
+    for n in range(60):  # the first receive: not the last allowed one
+        assert await client.is_complete(record) is False
+        assert await client.mark_failed(record, BigError(n)) is True
+    # the last allowed receive's worker dies with nothing recorded; SQS gives up on the next
+    assert len(receive_event(sqs, queue.url, max_messages=1, visibility=0)["Records"]) == 1
+    assert receive_event(sqs, queue.url)["Records"] == []
+    dead = receive_event(sqs, queue.dlq_url)
+    assert len(dead["Records"]) == 1
+    assert await client.process_dead_letters(dead) == {"batchItemFailures": []}
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.status, cluster.failed) == (Status.ERROR, 1)
+    task = await client.get_message_record(client.read_sqs_record(record).key, True)
+    assert len(task.errors) == 5 and task.errors[-1].type == "ReceivesExhausted"

@@ -8,9 +8,11 @@ in flight. The connection pool is sized to the semaphore (botocore's default is 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from .._config import Config
@@ -25,6 +27,59 @@ RequestHook = Callable[[str, str, Mapping[str, Any]], None]
 """Called as ``hook(service, operation, params)`` before every AWS request is sent."""
 
 SERVICES = ("sqs", "dynamodb", "s3")
+
+
+SENT_AT = "sqs_cluster_sent_at"
+"""Request-context key: when (monotonic seconds) a request was about to be sent."""
+
+
+class AWSClock:
+    """AWS's clock, as told by the ``Date`` header of DynamoDB's answers, so that a wrong local
+    clock cannot end a live lease early.
+
+    The header is truncated to the second, and the answer was made between the request's
+    sending and its receipt, so each answer bounds ``aws_time - monotonic`` from both sides;
+    the bounds of successive answers narrow it to about a round trip. The local wall clock is
+    used as it is while it lies within those bounds (an NTP-synced clock does: full precision),
+    else the nearest bound is: a clock minutes or days off is read within the bounds (at most
+    about a second plus a round trip from AWS's, less once several answers narrowed them), and
+    a wall clock that jumps changes nothing. Bounds that contradict each other (drift, or a
+    step of AWS's clock) start over from the latest answer.
+    """
+
+    def __init__(self) -> None:
+        self._low: float | None = None
+        self._high = float("inf")
+
+    @property
+    def synced(self) -> bool:
+        """True once an answer told the time."""
+        return self._low is not None
+
+    def now_ms(self) -> int:
+        """Epoch milliseconds on AWS's clock (the local wall clock before any answer)."""
+        wall = time.time()
+        if self._low is None:
+            return int(wall * 1000)
+        monotonic = time.monotonic()
+        offset = min(max(wall - monotonic, self._low), self._high)
+        return int((monotonic + offset) * 1000)
+
+    def observe(self, parsed: Any = None, context: Any = None, **_: Any) -> None:
+        """``after-call`` hook: narrow the offset with the answer's ``Date`` header."""
+        received = time.monotonic()
+        try:
+            date = parsed["ResponseMetadata"]["HTTPHeaders"]["date"]
+            server = parsedate_to_datetime(date).timestamp()
+        except (KeyError, TypeError, ValueError, IndexError):
+            return
+        sent = context.get(SENT_AT, received) if isinstance(context, dict) else received
+        # the answer was made at some point in [sent, received], at a time in [date, date + 1)
+        low, high = server - received, server + 1 - sent
+        if self._low is None or max(low, self._low) > min(high, self._high):
+            self._low, self._high = low, high
+        else:
+            self._low, self._high = max(low, self._low), min(high, self._high)
 
 
 class AWS:
@@ -50,6 +105,20 @@ class AWS:
         self._semaphore: asyncio.Semaphore | None = None
         self.request_counts: Counter[str] = Counter()
         self._hooks: list[RequestHook] = []
+        self.clock = AWSClock()
+
+    def now_ms(self) -> int:
+        """Now on AWS's clock, in epoch milliseconds: what every lease is judged by (see
+        :class:`AWSClock`). Before DynamoDB's first answer, the local clock."""
+        return self.clock.now_ms()
+
+    async def synced_now_ms(self) -> int:
+        """:meth:`now_ms`, after hearing from DynamoDB once if this client has not yet (one
+        DescribeTable of ``Config.table``): a lease is never judged by the local clock."""
+        if not self.clock.synced:
+            async with self.slot():
+                await self.ddb.describe_table(TableName=self.config.table)
+        return self.now_ms()
 
     async def __aenter__(self) -> AWS:
         if self._stack is not None:
@@ -104,14 +173,17 @@ class AWS:
         return session.client(service, **kwargs)
 
     def _register_events(self, service: str, client: Any) -> None:
-        def before_call(model: Any, params: Any, **_: Any) -> None:
+        def before_call(model: Any, params: Any, context: Any = None, **_: Any) -> None:
+            if isinstance(context, dict):
+                context[SENT_AT] = time.monotonic()
             self.request_counts[f"{service}.{model.name}"] += 1
             for hook in list(self._hooks):
                 hook(service, model.name, params)
 
-        client.meta.events.register(
-            f"before-call.{client.meta.service_model.service_name}", before_call
-        )
+        name = client.meta.service_model.service_name
+        client.meta.events.register(f"before-call.{name}", before_call)
+        if service == "dynamodb":  # leases are judged on the clock of the store that holds them
+            client.meta.events.register(f"after-call.{name}", self.clock.observe)
 
     def add_request_hook(self, hook: RequestHook) -> Callable[[], None]:
         """Call ``hook`` before every request; returns a function that removes it."""

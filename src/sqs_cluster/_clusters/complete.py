@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from .._messages.event import ReceivedMessage
 from .._messages.tracking import (
     complete_update,
     error_entry,
+    error_list_full,
     fail_update,
     landed,
     lease_owner,
@@ -84,12 +84,13 @@ async def count_task(
 ) -> bool:
     """Complete (or, with ``error``, finally fail) a task and count it; False if counted before."""
     assert message.cluster_key is not None and message.task_index is not None
+    owner = lease_owner(message)
     if error is None:
         task = complete_update(aws, message.key, result, task=True)
         field = "completed"
     else:
         entry = error_entry(error, message.receive_count)
-        task = fail_update(aws, message.key, entry, final=True, owner=lease_owner(message))
+        task = fail_update(aws, message.key, entry, final=True, owner=owner)
         field = "failed"
     try:
         counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
@@ -97,6 +98,10 @@ async def count_task(
         if not (item_too_large(exc) and stores_result(task)):
             raise
         task = complete_update(aws, message.key, result, task=True, drop_result=True)
+        counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
+    if not counted and error is not None and error_list_full(item):  # its bounded form
+        entry = error_entry(error, message.receive_count)
+        task = fail_update(aws, message.key, entry, final=True, owner=owner, full=True)
         counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
     return counted or landed(task, item)  # a lost answer: the retry met this very write
 
@@ -185,7 +190,7 @@ def callback_due(cluster: ClusterRecord[Any, Any]) -> bool:
 
 
 async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
-    now = int(time.time() * 1000)
+    now = await aws.synced_now_ms()  # AWS's clock: a skewed local clock cannot end a live lease
     claimed = await update_if(
         aws,
         {
@@ -222,13 +227,13 @@ async def _holds_callback(aws: AWS, key: RecordKey, token: str) -> bool:
     return _claimed_by(from_item(item or {}), token)
 
 
-def _claimed_by(item: Mapping[str, Any], token: str, *, live: bool = False) -> bool:
-    """Whether the cluster item says the callback's claim is ``token``'s (and, with ``live``,
-    that its lease has not run out)."""
+def _claimed_by(item: Mapping[str, Any], token: str, *, live_at: int | None = None) -> bool:
+    """Whether the cluster item says the callback's claim is ``token``'s (and, with
+    ``live_at``, AWS's now in ms, that its lease has not run out)."""
     return bool(
         item.get("callbackToken") == token
         and item.get("callbackState") == CallbackState.RUNNING
-        and (not live or int(item.get("callbackLeaseUntilMs", 0)) >= time.time() * 1000)
+        and (live_at is None or int(item.get("callbackLeaseUntilMs", 0)) >= live_at)
     )
 
 
@@ -290,7 +295,7 @@ async def run_callback(
         fresh = dataclasses.replace(cluster_from_items(items, cluster.key), client=cluster.client)
         # a store slow enough to hold back the renewals may have let the lease lapse
         main = next(i for i in items if i.get("type") == "cluster")
-        still_ours = _claimed_by(main, token, live=True)
+        still_ours = _claimed_by(main, token, live_at=aws.now_ms())
         if still_ours:
             await call_handler(callback, fresh, fresh.get_globals, limiter=limiter)
     except Exception as exc:
@@ -320,7 +325,7 @@ async def _renew_callback_lease(aws: AWS, key: RecordKey, token: str) -> None:
     period = aws.config.callback_lease / 3
     while True:
         await asyncio.sleep(period)
-        until = int(time.time() * 1000) + aws.config.callback_lease * 1000
+        until = aws.now_ms() + aws.config.callback_lease * 1000
         renewal = {
             "TableName": aws.config.table,
             "Key": key_item(key),

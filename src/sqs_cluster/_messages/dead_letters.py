@@ -11,7 +11,6 @@ exactly-once transaction as the normal path, then ends the cluster and runs its 
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._aws.clients import AWS
@@ -23,7 +22,7 @@ from .._records.model import KEY_PREFIX, ErrorEntry, RecordKey, Status, StatusCo
 from .._records.store import get_raw
 from .batch import DEFAULT_BATCH_CONCURRENCY, BatchClient, PartialBatchResponse, run_records
 from .event import QueueArn, ReceivedMessage, event_records
-from .tracking import fail_update
+from .tracking import error_list_clause, error_list_full, fail_update
 
 if TYPE_CHECKING:
     import anyio
@@ -99,21 +98,24 @@ def dead_letter_entry(message: ReceivedMessage[Any]) -> ErrorEntry:
     )
 
 
-def dead_letter_update(aws: AWS, key: RecordKey, entry: ErrorEntry) -> dict[str, Any]:
+def dead_letter_update(
+    aws: AWS, key: RecordKey, entry: ErrorEntry, *, full: bool = False
+) -> dict[str, Any]:
     """UpdateItem parameters that fail a record for good, unless it is complete or leased.
 
     Unlike a handler's own failure, no delivery owns the record here: the write goes through
     only while no lease is live, so a worker that may still be running keeps its message.
     On a failed condition the record is returned as it stood, to tell why without a read.
     """
-    update = fail_update(aws, key, entry, final=True, owner="")
+    update = fail_update(aws, key, entry, final=True, owner="", full=full)
     values = dict(update["ExpressionAttributeValues"])
     del values[":owner"]
-    values[":now"] = {"N": str(int(time.time() * 1000))}
+    values[":now"] = {"N": str(aws.now_ms())}  # AWS's clock, as the lease was taken
     update["ExpressionAttributeValues"] = values
     update["ConditionExpression"] = (
         "attribute_exists(pKey) AND #s <> :done AND "
-        "(attribute_not_exists(leaseUntilMs) OR leaseUntilMs < :now)"
+        "(attribute_not_exists(leaseUntilMs) OR leaseUntilMs < :now) AND "
+        f"{error_list_clause(full)}"
     )
     update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     return update
@@ -133,15 +135,12 @@ async def settle_dead_letter(
     if not message.tracked:
         return True  # nothing records it: nothing to settle
     aws = client._aws
-    update = dead_letter_update(aws, message.key, dead_letter_entry(message))
-    if message.is_task:
-        assert message.cluster_key is not None and message.task_index is not None
-        counted, item = await count_once(
-            aws, update, message.cluster_key, message.task_index, "failed"
-        )
-    else:
-        written = await update_if(aws, not_stopped(update))
-        counted, item = written.applied, written.item
+    await aws.synced_now_ms()  # leases are judged on AWS's clock (see dead_letter_update)
+    entry = dead_letter_entry(message)
+    counted, item = await _fail_for_good(aws, message, dead_letter_update(aws, message.key, entry))
+    if not counted and error_list_full(item):  # the error list is at its cap: its bounded form
+        update = dead_letter_update(aws, message.key, entry, full=True)
+        counted, item = await _fail_for_good(aws, message, update)
     if counted:
         logger.warning(
             "message %s: receives exhausted with no outcome recorded; failed for good",
@@ -157,6 +156,18 @@ async def settle_dead_letter(
     if message.is_task:  # end the cluster and run a due callback, as the normal path does
         await client._after_task(message, callback, limiter)
     return True
+
+
+async def _fail_for_good(
+    aws: AWS, message: ReceivedMessage[Any], update: dict[str, Any]
+) -> tuple[bool, dict[str, Any] | None]:
+    """Write ``update`` (counting a task as failed once); whether it applied, and the item as
+    it stood when it did not."""
+    if message.is_task:
+        assert message.cluster_key is not None and message.task_index is not None
+        return await count_once(aws, update, message.cluster_key, message.task_index, "failed")
+    written = await update_if(aws, not_stopped(update))
+    return written.applied, written.item
 
 
 async def _settled(aws: AWS, message: ReceivedMessage[Any], item: dict[str, Any] | None) -> bool:

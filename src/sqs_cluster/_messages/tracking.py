@@ -8,7 +8,6 @@ delivery. Completing is one more write: two DynamoDB writes per successful messa
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
@@ -18,7 +17,12 @@ from .._aws.clients import AWS, item_too_large
 from .._aws.conditional import delete_if, update_if
 from .._errors import ValidationError
 from .._records.codec import dumps, error_attr, key_item, now_iso, record_from_item
-from .._records.limits import MAX_RESULT_BYTES
+from .._records.limits import (
+    ERRORS_KEPT,
+    MAX_ERROR_MESSAGE_BYTES,
+    MAX_RESULT_BYTES,
+    truncate_utf8,
+)
 from .._records.model import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
 from .._records.store import get_raw
 from .._records.write_tokens import new_token
@@ -51,10 +55,6 @@ class Claim:
     record: MessageRecord[Any] | None
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def lease_owner(message: ReceivedMessage[Any]) -> str:
     """Who holds a claim: this delivery (its receipt handle is unique per receive)."""
     return message.receipt_handle or f"{message.message_id}#{message.receive_count}"
@@ -79,7 +79,7 @@ def _claim_condition(message: ReceivedMessage[Any]) -> str:
 async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
     """Take the message's lease (creating the record for untracked messages)."""
     cfg = aws.config
-    now = _now_ms()
+    now = await aws.synced_now_ms()  # AWS's clock: a skewed local clock cannot end a live lease
     token = uuid.uuid4().hex  # one per claim call: botocore's retries resend the same token
     values = {
         ":prog": {"S": Status.IN_PROGRESS.value},
@@ -206,7 +206,7 @@ def complete_update(
             ":done": {"S": Status.COMPLETE.value},
             ":donec": {"N": str(int(StatusCode.COMPLETE))},
             ":stamp": {"S": now_iso()},
-            ":exp": {"N": str(int(time.time()) + retention)},
+            ":exp": {"N": str(aws.now_ms() // 1000 + retention)},
             ":settle": {"S": new_token()},
         },
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -281,12 +281,27 @@ async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool
 def error_entry(exc: BaseException, receive_count: int | None) -> ErrorEntry:
     """The error entry recorded for a failed attempt."""
     return ErrorEntry(
-        type=type(exc).__name__, message=str(exc)[:2000], at=now_iso(), receive_count=receive_count
+        type=type(exc).__name__,
+        message=truncate_utf8(str(exc), MAX_ERROR_MESSAGE_BYTES),
+        at=now_iso(),
+        receive_count=receive_count,
     )
 
 
+def error_list_clause(full: bool) -> str:
+    """The condition on the ``error`` list's length that goes with :func:`fail_update`'s form:
+    room left to append (``full`` False), or at its cap (``full`` True)."""
+    return "size(#e) >= :cap" if full else "(attribute_not_exists(#e) OR size(#e) < :cap)"
+
+
+def error_list_full(item: dict[str, Any] | None) -> bool:
+    """Whether ``item`` (a raw record, as a refused write returned it) has its ``error`` list at
+    the cap: the refusal may be only that, so the write is worth trying in its full form."""
+    return item is not None and len(item.get("error", {}).get("L", [])) >= ERRORS_KEPT
+
+
 def fail_update(
-    aws: AWS, key: RecordKey, entry: ErrorEntry, *, final: bool, owner: str
+    aws: AWS, key: RecordKey, entry: ErrorEntry, *, final: bool, owner: str, full: bool = False
 ) -> dict[str, Any]:
     """UpdateItem parameters recording a failure and releasing the lease.
 
@@ -294,33 +309,50 @@ def fail_update(
     expired and was taken over must not release the new owner's lease. The write carries a
     fresh settle token and is conditional on its absence, so a retry of a write that landed
     does not append the error twice (see :func:`landed`).
+
+    The ``error`` list is bounded (``ERRORS_KEPT``): this form appends while there is room;
+    refused with the list at its cap (:func:`error_list_full`), the ``full`` form keeps the
+    first entry, shifts the latest ones down over the oldest of them, puts this one last and
+    counts the dropped one in ``errorsDropped``.
     """
     code = StatusCode.STOPPED if final else StatusCode.ERROR
+    values: dict[str, Any] = {
+        ":err": {"S": Status.ERROR.value},
+        ":errc": {"N": str(int(code))},
+        ":done": {"S": Status.COMPLETE.value},
+        ":stamp": {"S": entry.at},
+        ":exp": {"N": str(aws.now_ms() // 1000 + aws.config.record_ttl_seconds)},
+        ":owner": {"S": owner},
+        ":settle": {"S": new_token()},
+        ":cap": {"N": str(ERRORS_KEPT)},
+    }
+    if full:
+        shifts = [f"#e[{i}] = #e[{i + 1}]" for i in range(1, ERRORS_KEPT - 1)]
+        append = ", ".join([*shifts, f"#e[{ERRORS_KEPT - 1}] = :entry"])
+        values[":entry"] = error_attr(entry)
+        values[":one"] = {"N": "1"}
+        dropped = " ADD errorsDropped :one"
+    else:
+        append = "#e = list_append(if_not_exists(#e, :empty), :entry)"
+        values[":empty"] = {"L": []}
+        values[":entry"] = {"L": [error_attr(entry)]}
+        dropped = ""
     return {
         "TableName": aws.config.table,
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :err, statusCode = :errc, updatedAt = :stamp, expiresAt = :exp, "
-            "#e = list_append(if_not_exists(#e, :empty), :entry), #settle = :settle "
-            "REMOVE leaseUntilMs, leaseOwner, claimToken"
+            f"{append}, #settle = :settle "
+            f"REMOVE leaseUntilMs, leaseOwner, claimToken{dropped}"
         ),
         "ConditionExpression": (
             "attribute_exists(pKey) AND #s <> :done AND "
             "(attribute_not_exists(leaseOwner) OR leaseOwner = :owner) AND "
-            "(attribute_not_exists(#settle) OR #settle <> :settle)"
+            "(attribute_not_exists(#settle) OR #settle <> :settle) AND "
+            f"{error_list_clause(full)}"
         ),
         "ExpressionAttributeNames": {"#s": "status", "#e": "error", "#settle": SETTLE_ATTRIBUTE},
-        "ExpressionAttributeValues": {
-            ":err": {"S": Status.ERROR.value},
-            ":errc": {"N": str(int(code))},
-            ":done": {"S": Status.COMPLETE.value},
-            ":stamp": {"S": entry.at},
-            ":exp": {"N": str(int(time.time()) + aws.config.record_ttl_seconds)},
-            ":empty": {"L": []},
-            ":entry": {"L": [error_attr(entry)]},
-            ":owner": {"S": owner},
-            ":settle": {"S": new_token()},
-        },
+        "ExpressionAttributeValues": values,
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
 
@@ -330,6 +362,10 @@ async def fail_message(
 ) -> bool:
     """Append the error to the record, set ``ERROR`` and release this delivery's lease."""
     entry = error_entry(exc, message.receive_count)
-    update = fail_update(aws, message.key, entry, final=final, owner=lease_owner(message))
+    owner = lease_owner(message)
+    update = fail_update(aws, message.key, entry, final=final, owner=owner)
     written = await update_if(aws, update)
+    if not written.applied and error_list_full(written.item):
+        update = fail_update(aws, message.key, entry, final=final, owner=owner, full=True)
+        written = await update_if(aws, update)
     return written.applied or landed(update, written.item)

@@ -141,6 +141,7 @@ def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
         task_index=data.get("taskIndex"),
         result=json.loads(data["result"]) if "result" in data else None,
         result_dropped=data.get("resultDropped"),
+        errors_dropped=int(data.get("errorsDropped", 0)),
         **record_fields(data),
     )
 

@@ -19,6 +19,19 @@ MAX_RESULT_BYTES = 300_000
 (logged, and the record's ``resultDropped`` says its size). A smaller one that still does not
 fit beside a large body and meta is dropped the same way when DynamoDB refuses the item."""
 
+ERRORS_KEPT = 5
+"""Entries a record's ``error`` list keeps: the first failure and the latest four. Each
+failure past them drops the oldest of the latest (``errorsDropped`` counts them), so a record
+never outgrows its item and a final failure can always be written."""
+MAX_ERROR_MESSAGE_BYTES = 2_000
+"""An error entry's message, in UTF-8 bytes: a longer one is cut (at a character boundary)."""
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
+
 
 def check_meta_size(meta_text: str | None, field_name: str = "meta") -> int:
     """The size of a record's ``meta`` text in bytes, or ValidationError above the limit."""

@@ -152,6 +152,8 @@ class MessageRecord(Generic[Meta]):
     result: Any = None
     result_dropped: int | None = None
     """The size in bytes of a handler's result too large to store (dropped), else None."""
+    errors_dropped: int = 0
+    """Failures left out of ``errors`` (it keeps the first and the latest ones)."""
 
     @property
     def p_key(self) -> str:
