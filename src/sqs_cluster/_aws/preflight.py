@@ -69,6 +69,27 @@ class Preflight:
         """
         return await self._once(f"queue {queue_url}", lambda: self._queue_size(queue_url))
 
+    async def queue_visibility(self, queue_url: str) -> int | None:
+        """The queue's VisibilityTimeout in seconds, read once per process and queue (what
+        caps the leases taken on it); ResourceMissingError if there is no queue there.
+
+        None when the role may not read the queue's attributes.
+        """
+        return await self._once(
+            self._visibility_check(queue_url), lambda: self._queue_visibility(queue_url)
+        )
+
+    def known_visibility(self, queue_url: str) -> int | None:
+        """The visibility timeout :meth:`queue_visibility` read in this process, without a
+        request; None when it was not read (or could not be)."""
+        check = self._visibility_check(queue_url)
+        value = _PASSED.get((self._aws.config.endpoint_url or "", self._region(), check))
+        return value if isinstance(value, int) else None
+
+    @staticmethod
+    def _visibility_check(queue_url: str) -> str:
+        return f"visibility {queue_url}"
+
     def _region(self) -> str:
         region = self._aws.config.region or getattr(self._aws.ddb.meta, "region_name", None)
         return str(region or "the default region")
@@ -116,6 +137,21 @@ class Preflight:
                 logger.warning("skipping the bucket check: s3:ListBucket denied (%s)", exc)
                 return
             raise
+
+    async def _queue_visibility(self, queue_url: str) -> int | None:
+        try:
+            value = await queue_attribute(self._aws, queue_url, "VisibilityTimeout")
+        except Exception as exc:
+            if error_code(exc) in ACCESS_DENIED_CODES:
+                logger.warning(
+                    "leases are not capped by the visibility timeout of %s: "
+                    "sqs:GetQueueAttributes denied (%s)",
+                    queue_url,
+                    exc,
+                )
+                return None
+            raise
+        return int(value) if value else None
 
     async def _queue_size(self, queue_url: str) -> int | None:
         try:

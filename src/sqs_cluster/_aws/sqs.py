@@ -7,12 +7,55 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._concurrency import chunked
-from .._errors import ResourceMissingError
+from .._errors import ResourceMissingError, SQSClusterError
 from .clients import AWS, error_code
 from .retry import sleep_backoff
 
 logger = logging.getLogger("sqs_cluster")
 MISSING_QUEUE_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+CONFIGURATION_CODES = MISSING_QUEUE_CODES | {
+    "AccessDenied",
+    "AccessDeniedException",
+    "KMS.AccessDeniedException",
+    "KmsAccessDenied",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidSecurity",
+    "MissingAuthenticationToken",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidAddress",
+    "ResourceNotFoundException",
+}
+"""Error codes that waiting will not fix: a missing queue or table, access denied, bad or
+expired credentials."""
+CONFIGURATION_EXCEPTIONS = {
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "NoRegionError",
+    "ParamValidationError",
+    "UnknownServiceError",
+}
+"""botocore's own errors that waiting will not fix either (by name: botocore loads lazily)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed request is worth trying again later: a timeout, a dropped connection, a
+    throttle or a 5xx that outlasted botocore's retries. Configuration errors (a missing queue,
+    access denied, bad credentials) and the library's own errors are not."""
+    code = error_code(exc)
+    if code is not None:
+        return code not in CONFIGURATION_CODES
+    if type(exc).__name__ in CONFIGURATION_EXCEPTIONS or isinstance(exc, SQSClusterError):
+        return False
+    if isinstance(exc, (OSError, TimeoutError)):
+        return True
+    from botocore.exceptions import BotoCoreError  # lazily: ``import sqs_cluster`` stays light
+
+    return isinstance(exc, BotoCoreError)
 
 
 async def receive(

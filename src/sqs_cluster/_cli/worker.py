@@ -2,9 +2,12 @@
 
 The same handler runs on Lambda, on ECS/EC2 and in tests. Each poller receives a batch, builds
 the event Lambda would (same field names), extends the messages' visibility while the handler
-runs, deletes what succeeded (honouring the partial batch response), and logs one line. On
-stop it finishes the batches in flight, then exits; messages it did not finish are released
-back to the queue, never dropped.
+runs, renews the DynamoDB lease of each message the handler claimed, deletes what succeeded
+(honouring the partial batch response), and logs one line. A transient AWS error (a timeout, a
+dropped connection, throttling) is logged and polling goes on after a jittered, capped
+back-off; a configuration error (a missing queue, access denied, bad credentials) stops the
+worker. On stop it finishes the batches in flight, then exits; messages it did not finish are
+released back to the queue, never dropped.
 """
 
 from __future__ import annotations
@@ -18,10 +21,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._aws.retry import backoff_delay
+from .._aws.sqs import is_transient
 from .._client.client import MessageClient
 from .._concurrency import call_handler
 from .._errors import ValidationError
+from .._messages.event import ReceivedMessage
 from .._messages.lambda_shape import lambda_event
+from .._messages.lease import MIN_RENEW_PERIOD, stop
+
+BACKOFF_BASE = 1.0
+"""Seconds: the first back-off after a failed poll is up to this long (full jitter)."""
+BACKOFF_CAP = 30.0
+"""Seconds: no back-off is longer, however many polls failed in a row."""
 
 logger = logging.getLogger("sqs_cluster.worker")
 
@@ -126,19 +138,28 @@ class Worker:
             self.queue_url
         )
         pollers = [asyncio.ensure_future(self._poll(visibility)) for _ in range(opts.concurrency)]
-        try:
-            await asyncio.gather(*pollers)
+        try:  # a poller that stops on an error stops the others after their batch in flight
+            outcomes = await asyncio.gather(*pollers, return_exceptions=True)
         finally:
             for poller in pollers:
                 poller.cancel()
             await asyncio.gather(*pollers, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return self.stats
 
     async def _poll(self, visibility: int) -> None:
         assert self._stopping is not None
-        empty = 0
+        empty = errors = 0
         while not self._stopping.is_set():
-            messages = await self._receive(visibility)
+            try:
+                messages = await self._receive(visibility)
+            except Exception as exc:
+                errors += 1
+                await self._back_off(exc, errors)
+                continue
+            errors = 0
             if not messages:
                 empty += 1
                 if (
@@ -148,7 +169,28 @@ class Worker:
                     return
                 continue
             empty = 0
-            await asyncio.shield(self._run_batch(messages, visibility))
+            try:
+                await asyncio.shield(self._run_batch(messages, visibility))
+            except Exception as exc:
+                await self._back_off(exc, 1)
+
+    async def _back_off(self, exc: Exception, errors: int) -> None:
+        """After a failed request: stop on a configuration error, else wait and poll again."""
+        assert self._stopping is not None
+        if not is_transient(exc):
+            self._stopping.set()  # the other pollers finish their batches, then stop too
+            raise exc
+        delay = backoff_delay(errors - 1, base=BACKOFF_BASE, cap=BACKOFF_CAP)
+        logger.warning(
+            "poll failed (%d in a row): %s: %s; polling again in %.1f s",
+            errors,
+            type(exc).__name__,
+            exc,
+            delay,
+            extra={"queue_url": self.queue_url, "errors_in_a_row": errors},
+        )
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _receive(self, visibility: int) -> list[dict[str, Any]]:
         assert self._stopping is not None
@@ -172,7 +214,11 @@ class Worker:
     async def _release(self, messages: list[dict[str, Any]]) -> None:
         if messages:
             handles = [m["ReceiptHandle"] for m in messages]
-            kept = await self.client.change_visibility(self.queue_url, handles, 0)
+            try:
+                kept = await self.client.change_visibility(self.queue_url, handles, 0)
+            except Exception as exc:  # they come back when their visibility timeout ends
+                logger.warning("could not release %d messages: %s", len(messages), exc)
+                kept = handles
             if kept:  # they come back when their visibility timeout ends instead
                 logger.warning("%d messages not released at once", len(kept))
             self.stats.released += len(messages)
@@ -182,19 +228,22 @@ class Worker:
         region = self.client.config.region or "us-east-1"
         event = lambda_event(messages, queue_url=self.queue_url, region=region)
         context = LambdaContext(self.options.function_name, deadline=started + visibility)
-        heartbeat = asyncio.ensure_future(self._extend(messages, visibility))
+        heartbeat = asyncio.ensure_future(self._extend(messages, visibility, context))
+        leases = asyncio.ensure_future(self._keep_leases(event, context))
         try:
             response = await call_handler(self.handler, event, context)
             failed = failed_ids(response, event)
         except Exception as exc:
             logger.warning(
-                "handler raised %s: %s; the whole batch returns", type(exc).__name__, exc
+                "handler raised %s: %s; the whole batch returns",
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
             )
             failed = {m["MessageId"] for m in messages}
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await stop(heartbeat)
+            await stop(leases)
         await self._settle(event, failed)
         self._count(messages, failed)
         logger.info(
@@ -205,17 +254,52 @@ class Worker:
             extra={"queue_url": self.queue_url, "received": len(messages), "failed": len(failed)},
         )
 
-    async def _extend(self, messages: list[dict[str, Any]], visibility: int) -> None:
+    async def _extend(
+        self, messages: list[dict[str, Any]], visibility: int, context: LambdaContext
+    ) -> None:
         handles = [m["ReceiptHandle"] for m in messages]
         while True:
             await asyncio.sleep(max(1.0, visibility / 2))
+            extended_at = time.monotonic()
             try:
                 kept = await self.client.change_visibility(self.queue_url, handles, visibility)
             except Exception as exc:
                 logger.warning("could not extend visibility: %s", exc)
-            else:
-                if kept:  # SQS may deliver these again while the handler still runs them
-                    logger.warning("visibility of %d messages not extended", len(kept))
+                continue
+            if kept:  # SQS may deliver these again while the handler still runs them
+                logger.warning("visibility of %d messages not extended", len(kept))
+            else:  # the handler's time (and so the leases it takes) runs on
+                context.deadline = extended_at + visibility
+
+    async def _keep_leases(self, event: Mapping[str, Any], context: LambdaContext) -> None:
+        """Renew the DynamoDB lease of every message of the batch while the handler runs.
+
+        Each renewal applies only to a message this delivery claimed and has not settled, so
+        it serves handlers that claim for themselves (``is_complete``) as well as
+        ``safe_process_batch`` (which renews its own too); the others are refused, unchanged.
+        """
+        messages: list[ReceivedMessage[Any]] = []
+        for record in event["Records"]:
+            with contextlib.suppress(Exception):  # a malformed record is the handler's to fail
+                messages.append(self.client.read_sqs_record(record))
+        while messages:
+            lease = await self._lease(context)
+            await asyncio.sleep(max(MIN_RENEW_PERIOD, lease / 3))
+            lease = await self._lease(context)
+            outcomes = await asyncio.gather(
+                *(self.client._renew_lease(m, lease) for m in messages), return_exceptions=True
+            )
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:
+                logger.warning(
+                    "could not renew %d leases: %s: %s",
+                    len(errors),
+                    type(errors[0]).__name__,
+                    errors[0],
+                )
+
+    async def _lease(self, context: LambdaContext) -> float:
+        return await self.client._lease_for(self.queue_url, context.get_remaining_time_in_millis())
 
     async def _settle(self, event: Mapping[str, Any], failed: set[str]) -> None:
         done = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from .._messages.batch import (
 from .._messages.dead_letters import process_dead_letters
 from .._messages.errors import PartialSendError
 from .._messages.event import ReceivedMessage, parse_record
+from .._messages.lease import effective_lease, renew_lease, should_warn, warn_burning
 from .._messages.outgoing import (
     Message,
     Prepared,
@@ -31,7 +33,14 @@ from .._messages.outgoing import (
     validate_queue_url,
 )
 from .._messages.sending import Progress, plain_units, resend_unsent, send_one, write_then_send
-from .._messages.tracking import Claim, claim, complete_message, fail_message, raise_if_in_progress
+from .._messages.tracking import (
+    Claim,
+    ClaimOutcome,
+    claim,
+    complete_message,
+    fail_message,
+    raise_if_in_progress,
+)
 from .._records.codec import dumps
 from .._records.limits import check_meta_size
 from .._records.model import MessageRecord, RecordKey
@@ -231,10 +240,56 @@ class MessageClient(QueueOperations, ClusterOperations):
         return replace(parsed, client=self)
 
     async def claim(self, record: RecordLike) -> Claim:
-        """Try to take the message's lease; see :class:`ClaimOutcome`."""
+        """Try to take the message's lease; see :class:`ClaimOutcome`.
+
+        The lease lasts ``Config.lease_seconds``, capped by the queue's visibility timeout (less
+        a margin), so a redelivery after a crash can take the message over.
+        """
         message = self.read_sqs_record(record)
+        return await self._claim(message, await self._lease_for(message.queue_url))
+
+    async def _claim(self, message: ReceivedMessage[Any], lease_seconds: float) -> Claim:
+        """Claim with a lease of ``lease_seconds`` (see :meth:`_lease_for`)."""
         await self._preflight.table()
-        return await claim(self._aws, message)
+        return await self._fit_lease(message, await claim(self._aws, message), lease_seconds)
+
+    async def _fit_lease(
+        self, message: ReceivedMessage[Any], result: Claim, lease_seconds: float
+    ) -> Claim:
+        """Shorten a lease just claimed for ``Config.lease_seconds`` to ``lease_seconds``.
+
+        One more conditional write, only when the derived lease is shorter than the
+        configured one; it goes away once the claim itself takes the lease's length.
+        """
+        record = result.record
+        if result.outcome is not ClaimOutcome.CLAIMED or record is None:
+            return result
+        until = int(time.time() * 1000 + lease_seconds * 1000)
+        if record.lease_until_ms is None or record.lease_until_ms <= until:
+            return result
+        if not await renew_lease(self._aws, message, lease_seconds):
+            return result
+        return replace(result, record=replace(record, lease_until_ms=until))
+
+    async def _renew_lease(self, message: ReceivedMessage[Any], lease_seconds: float) -> bool:
+        """Extend this delivery's lease by ``lease_seconds`` from now; False once it is lost."""
+        return await renew_lease(self._aws, message, lease_seconds)
+
+    async def _lease_for(self, queue_url: str, remaining_ms: int | None = None) -> float:
+        """The lease a delivery from ``queue_url`` takes now, in seconds: ``Config.lease_seconds``
+        capped by the queue's visibility timeout when this process has read it
+        (``queue_visibility_timeout``, as a worker does; no request here) and by the
+        invocation's ``remaining_ms``. Warns once when the configured lease outlives the
+        visibility timeout."""
+        lease = self.config.lease_seconds
+        visibility = self._preflight.known_visibility(queue_url)
+        if visibility is not None and should_warn(lease, queue_url, visibility):
+            try:
+                limit = await self.max_receive_count(queue_url)
+            except Exception:  # the warning matters more than the limit
+                limit = None
+            warn_burning(lease, queue_url, visibility, limit)
+        return effective_lease(lease, visibility=visibility, remaining_ms=remaining_ms)
 
     async def is_complete(self, record: RecordLike) -> bool:
         """True if the message was already processed (skip it); False once this call claims it.
@@ -244,8 +299,8 @@ class MessageClient(QueueOperations, ClusterOperations):
         lease: let it propagate so this delivery returns to the queue.
         """
         message = self.read_sqs_record(record)
-        await self._preflight.table()
-        return raise_if_in_progress(await claim(self._aws, message), message.key)
+        result = await self._claim(message, await self._lease_for(message.queue_url))
+        return raise_if_in_progress(result, message.key)
 
     async def mark_complete(self, record: RecordLike, result: Any = None) -> bool:
         """Mark the message complete; False if it already was (a duplicate completion).
@@ -290,6 +345,7 @@ class MessageClient(QueueOperations, ClusterOperations):
         concurrency: int = DEFAULT_BATCH_CONCURRENCY,
         delete_succeeded: bool = False,
         on_cluster_complete: ClusterCallback | None = None,
+        context: Any = None,
     ) -> PartialBatchResponse:
         """Run ``handler`` on each record and return Lambda's partial batch response.
 
@@ -300,6 +356,12 @@ class MessageClient(QueueOperations, ClusterOperations):
         ReportBatchItemFailures). A malformed event raises before any side effect.
         ``on_cluster_complete`` runs once per cluster, when the batch ends that cluster's last
         task (or finds an ended cluster whose callback has not run).
+
+        While a handler runs, its message's lease is renewed every third of its length, so a
+        duplicate delivery never takes over a live handler. The lease is ``Config.lease_seconds``
+        capped by the queue's visibility timeout and, given Lambda's ``context`` (or the local
+        worker's), by the invocation's remaining time: a delivery that dies mid-handler leaves a
+        lease that has ended by the time SQS delivers the message again.
         """
         return await process_batch(
             self,
@@ -309,6 +371,7 @@ class MessageClient(QueueOperations, ClusterOperations):
             concurrency=concurrency,
             delete_succeeded=delete_succeeded,
             on_cluster_complete=on_cluster_complete,
+            context=context,
         )
 
     async def process_dead_letters(
@@ -347,4 +410,5 @@ class MessageClient(QueueOperations, ClusterOperations):
                 "cluster_key": message.cluster_key.to_dict() if message.cluster_key else None,
                 "receive_count": message.receive_count,
             },
+            exc_info=exc,
         )

@@ -12,6 +12,7 @@ from .._messages.event import ReceivedMessage
 
 if TYPE_CHECKING:
     from .._aws.clients import AWS
+    from .._aws.preflight import Preflight
     from .._config import Config
 
 
@@ -21,6 +22,7 @@ class QueueOperations:
     _aws: AWS
     config: Config
     _max_receive: dict[str, int | None]
+    _preflight: Preflight
 
     async def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]:
         """DeleteMessageBatch (10 a call); returns the ids that could not be deleted.
@@ -68,7 +70,14 @@ class QueueOperations:
         return await queue_ops.change_visibility(self._aws, queue_url, receipt_handles, timeout)
 
     async def queue_visibility_timeout(self, queue_url: str) -> int:
-        """The queue's visibility timeout in seconds."""
+        """The queue's visibility timeout in seconds, read once per process.
+
+        Once read, it caps the leases taken on messages of this queue (see
+        ``MessageClient.claim``).
+        """
+        known = await self._preflight.queue_visibility(queue_url)
+        if known is not None:
+            return known
         return await queue_ops.visibility_timeout(self._aws, queue_url)
 
     async def max_receive_count(self, queue_url: str) -> int | None:

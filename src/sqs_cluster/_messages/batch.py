@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from .._concurrency import call_handler, run_bounded
 from .._errors import MalformedEventError, ValidationError
 from .._records.model import shown
 from .event import QueueArn, ReceivedMessage, event_records
+from .lease import RemainingMs, keep_lease, remaining_of, stop
 from .tracking import Claim, ClaimOutcome
 
 if TYPE_CHECKING:
@@ -54,6 +57,14 @@ class BatchClient(Protocol):
     def read_sqs_record(self, record: Any) -> ReceivedMessage[Any]: ...
 
     async def claim(self, record: Any) -> Claim: ...
+
+    async def max_receive_count(self, queue_url: str) -> int | None: ...
+
+    async def _claim(self, message: ReceivedMessage[Any], lease_seconds: float) -> Claim: ...
+
+    async def _renew_lease(self, message: ReceivedMessage[Any], lease_seconds: float) -> bool: ...
+
+    async def _lease_for(self, queue_url: str, remaining_ms: int | None = None) -> float: ...
 
     async def mark_complete(self, record: Any, result: Any = None) -> bool: ...
 
@@ -150,14 +161,16 @@ async def process_batch(
     concurrency: int = DEFAULT_BATCH_CONCURRENCY,
     delete_succeeded: bool = False,
     on_cluster_complete: ClusterCallback | None = None,
+    context: Any = None,
 ) -> PartialBatchResponse:
     """Process every record; FIFO groups stop at their first failure. See the client method."""
     _check_callable(handler, "handler")
+    remaining = remaining_of(context)
 
     async def one(message: ReceivedMessage[Any], limiter: anyio.CapacityLimiter) -> bool:
-        return await _process_one(
-            client, message, handler, track=track, limiter=limiter, callback=on_cluster_complete
-        )
+        if not track:
+            return await _process_untracked(client, message, handler, limiter)
+        return await _process_one(client, message, handler, limiter, on_cluster_complete, remaining)
 
     return await run_records(
         client,
@@ -220,25 +233,86 @@ async def run_records(
     return {"batchItemFailures": [{"itemIdentifier": i} for i in failures]}
 
 
+async def _process_untracked(
+    client: BatchClient,
+    message: ReceivedMessage[Any],
+    handler: Handler,
+    limiter: anyio.CapacityLimiter,
+) -> bool:
+    """``track=False``: the handler alone. Never raises."""
+    try:
+        await call_handler(handler, message, limiter=limiter)
+    except Exception as exc:
+        client.log_failure(message, exc)
+        return False
+    return True
+
+
 async def _process_one(
     client: BatchClient,
     message: ReceivedMessage[Any],
     handler: Handler,
-    *,
-    track: bool,
     limiter: anyio.CapacityLimiter,
-    callback: ClusterCallback | None = None,
+    callback: ClusterCallback | None,
+    remaining: RemainingMs,
 ) -> bool:
     """True when the message succeeded (or was already complete). Never raises: a fault in
     the handler or in AWS fails this record only, and SQS brings it back."""
     try:
-        if not track:
-            await call_handler(handler, message, limiter=limiter)
-            return True
-        return await _process_tracked(client, message, handler, limiter, callback)
+        return await _process_tracked(client, message, handler, limiter, callback, remaining)
     except Exception as exc:
         client.log_failure(message, exc)
         return False
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "an unknown time"
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+async def log_bounce(client: BatchClient, message: ReceivedMessage[Any], claim: Claim) -> None:
+    """Say why a delivery goes back to the queue: another delivery holds the lease."""
+    try:
+        limit: int | None = await client.max_receive_count(message.queue_url)
+    except Exception:  # the reason matters more than the limit
+        limit = None
+    until = claim.record.lease_until_ms if claim.record is not None else None
+    logger.warning(
+        "message %s: leased by another delivery until %s, receive %d/%s; returned to the queue",
+        message.message_id,
+        _when(until),
+        message.receive_count,
+        limit if limit is not None else "unlimited",
+        extra={
+            "message_id": message.message_id,
+            "record_key": message.key.to_dict(),
+            "receive_count": message.receive_count,
+            "lease_until_ms": until,
+        },
+    )
+
+
+async def run_leased(
+    client: BatchClient,
+    message: ReceivedMessage[Any],
+    handler: Handler,
+    limiter: anyio.CapacityLimiter,
+    remaining: RemainingMs,
+) -> Any:
+    """Call the handler while a heartbeat renews the message's lease; returns its result."""
+
+    async def length() -> float:
+        return await client._lease_for(message.queue_url, remaining())
+
+    async def renew(seconds: float) -> bool:
+        return await client._renew_lease(message, seconds)
+
+    heartbeat = asyncio.ensure_future(keep_lease(message, renew, length))
+    try:
+        return await call_handler(handler, message, limiter=limiter)
+    finally:
+        await stop(heartbeat)
 
 
 async def _process_tracked(
@@ -247,16 +321,19 @@ async def _process_tracked(
     handler: Handler,
     limiter: anyio.CapacityLimiter,
     callback: ClusterCallback | None,
+    remaining: RemainingMs,
 ) -> bool:
-    claim = await client.claim(message)
+    lease = await client._lease_for(message.queue_url, remaining())
+    claim = await client._claim(message, lease)
     if claim.outcome is ClaimOutcome.IN_PROGRESS:
+        await log_bounce(client, message, claim)
         return False
     if claim.outcome is ClaimOutcome.COMPLETE:
         if message.is_task:  # a redelivery may be what finishes a crashed fan-in
             await client._after_task(message, callback, limiter)
         return True
     try:
-        result = await call_handler(handler, message, limiter=limiter)
+        result = await run_leased(client, message, handler, limiter, remaining)
     except Exception as exc:
         client.log_failure(message, exc)
         if message.is_task and await client.is_last_receive(message):

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 0274a54e418a6253 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: b502b9eb08629da9 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -126,7 +126,11 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         return cast("ReceivedMessage[Any]", self._plain(self._core.read_sqs_record, record))
 
     def claim(self, record: RecordLike) -> Claim:
-        """Try to take the message's lease; see :class:`ClaimOutcome`."""
+        """Try to take the message's lease; see :class:`ClaimOutcome`.
+
+        The lease lasts ``Config.lease_seconds``, capped by the queue's visibility timeout (less
+        a margin), so a redelivery after a crash can take the message over.
+        """
         return self._call(self._core.claim, record)
 
     def is_complete(self, record: RecordLike) -> bool:
@@ -169,6 +173,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         concurrency: int = DEFAULT_BATCH_CONCURRENCY,
         delete_succeeded: bool = False,
         on_cluster_complete: ClusterCallback | None = None,
+        context: Any = None,
     ) -> PartialBatchResponse:
         """Run ``handler`` on each record and return Lambda's partial batch response.
 
@@ -179,6 +184,12 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         ReportBatchItemFailures). A malformed event raises before any side effect.
         ``on_cluster_complete`` runs once per cluster, when the batch ends that cluster's last
         task (or finds an ended cluster whose callback has not run).
+
+        While a handler runs, its message's lease is renewed every third of its length, so a
+        duplicate delivery never takes over a live handler. The lease is ``Config.lease_seconds``
+        capped by the queue's visibility timeout and, given Lambda's ``context`` (or the local
+        worker's), by the invocation's remaining time: a delivery that dies mid-handler leaves a
+        lease that has ended by the time SQS delivers the message again.
         """
         return self._call(
             self._core.safe_process_batch,
@@ -188,6 +199,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
             concurrency=concurrency,
             delete_succeeded=delete_succeeded,
             on_cluster_complete=self._callback(on_cluster_complete),
+            context=context,
         )
 
     def process_dead_letters(
@@ -256,7 +268,11 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         return self._call(self._core.change_visibility, queue_url, receipt_handles, timeout)
 
     def queue_visibility_timeout(self, queue_url: str) -> int:
-        """The queue's visibility timeout in seconds."""
+        """The queue's visibility timeout in seconds, read once per process.
+
+        Once read, it caps the leases taken on messages of this queue (see
+        ``MessageClient.claim``).
+        """
         return self._call(self._core.queue_visibility_timeout, queue_url)
 
     def max_receive_count(self, queue_url: str) -> int | None:

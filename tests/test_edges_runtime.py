@@ -1,0 +1,312 @@
+"""Runtime edges of consuming: leases renewed while a handler runs, leases that end before a
+redelivery, a worker that survives transient AWS errors, and bounces that say why."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from sqs_cluster import (
+    Config,
+    MessageClient,
+    ReceivedMessage,
+    ResourceMissingError,
+    Status,
+    ValidationError,
+    Worker,
+    WorkerOptions,
+)
+
+from .conftest import Queue, make_queue, receive_event
+from .faults import FaultyClient
+
+pytestmark = pytest.mark.asyncio
+
+
+async def redelivered(sqs: Any, queue_url: str, *, visibility: int = 30) -> dict[str, Any]:
+    """Wait for the queue's one message to become visible again; its next delivery's event."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        event = await asyncio.to_thread(
+            receive_event, sqs, queue_url, max_messages=1, visibility=visibility
+        )
+        if event["Records"]:
+            return event
+        await asyncio.sleep(0.2)
+    raise AssertionError("the message never came back")
+
+
+class Context:
+    """The part of Lambda's context that ``safe_process_batch`` reads."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+# -- the lease is renewed while a handler runs -------------------------------------------------
+
+
+async def test_a_handler_longer_than_its_lease_keeps_it_from_a_duplicate(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    config = base_config.with_changes(lease_seconds=2)
+    async with MessageClient(config) as client:
+        await client.send_message(queue.url, "slow")
+        first = receive_event(sqs, queue.url, max_messages=1, visibility=1)
+        started, release = asyncio.Event(), asyncio.Event()
+        calls: list[int] = []
+
+        async def handler(message: ReceivedMessage[Any]) -> None:
+            calls.append(message.receive_count)
+            if message.receive_count == 1:  # the first delivery runs until released
+                started.set()
+                await release.wait()
+
+        running = asyncio.ensure_future(client.safe_process_batch(first, handler))
+        await started.wait()
+        second = await redelivered(sqs, queue.url)  # a second delivery of the same message
+        await asyncio.sleep(config.lease_seconds + 1)  # the claimed lease alone has run out
+        duplicate = await client.safe_process_batch(second, handler)
+        release.set()
+        done = await running
+    assert calls == [1]  # the duplicate found the lease live and did not run the handler
+    second_id = second["Records"][0]["messageId"]
+    assert duplicate == {"batchItemFailures": [{"itemIdentifier": second_id}]}
+    assert done == {"batchItemFailures": []}
+    async with MessageClient(config) as client:
+        record = await client.read_sqs_record(first["Records"][0]).get_message_record(
+            consistent_read=True
+        )
+    assert record.status is Status.COMPLETE
+
+
+async def test_a_worker_renews_the_lease_of_a_handler_that_claims_itself(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    """A classic handler (``is_complete``, no ``safe_process_batch``) under the worker."""
+    config = base_config.with_changes(lease_seconds=2)
+    async with MessageClient(config) as client:
+        await client.send_message(queue.url, "slow")
+        started, release = asyncio.Event(), asyncio.Event()
+        calls: list[str] = []
+
+        async def handler(event: dict[str, Any], context: Any) -> None:
+            for record in event["Records"]:
+                if not await client.is_complete(record):
+                    calls.append(record["messageId"])
+                    started.set()
+                    await release.wait()
+                    await client.mark_complete(record)
+
+        options = WorkerOptions(wait_seconds=0, visibility_timeout=1, max_empty_polls=1)
+        worker = asyncio.ensure_future(Worker(client, queue.url, handler, options).run())
+        await started.wait()
+        await asyncio.sleep(config.lease_seconds + 1)  # the claimed lease alone has run out
+        duplicate = await client.safe_process_batch(
+            await redelivered(sqs, queue.url), lambda m: calls.append("duplicate")
+        )
+        release.set()
+        await worker
+    assert len(calls) == 1 and len(duplicate["batchItemFailures"]) == 1
+
+
+# -- the lease ends before a redelivery --------------------------------------------------------
+
+
+async def test_a_redelivery_after_a_lambda_crash_takes_over_instead_of_bouncing(
+    base_config: Config, sqs: Any
+) -> None:
+    short = await make_queue(base_config, visibility_timeout=5, max_receive_count=3)
+    async with MessageClient(base_config) as client:  # lease_seconds: the default 300
+        await client.send_message(short.url, "dies")
+        first = receive_event(sqs, short.url, max_messages=1, visibility=5)
+        started = asyncio.Event()
+        seen: list[int] = []
+
+        async def handler(message: ReceivedMessage[Any]) -> None:
+            seen.append(message.receive_count)
+            if message.receive_count == 1:  # the invocation dies mid-handler
+                started.set()
+                await asyncio.Event().wait()
+
+        context = Context(remaining_ms=5000)  # a function timeout within the visibility
+        crashed = asyncio.ensure_future(client.safe_process_batch(first, handler, context=context))
+        await started.wait()
+        crashed.cancel()  # killed: nothing settles the record or releases the lease
+        await asyncio.gather(crashed, return_exceptions=True)
+        second = await redelivered(sqs, short.url, visibility=5)
+        response = await client.safe_process_batch(second, handler, context=Context(5000))
+    assert response == {"batchItemFailures": []}
+    assert seen == [1, 2]
+
+
+async def test_a_worker_process_caps_leases_by_the_visibility_timeout(
+    base_config: Config, sqs: Any
+) -> None:
+    short = await make_queue(base_config, visibility_timeout=5, max_receive_count=3)
+    async with MessageClient(base_config) as client:  # lease_seconds: the default 300
+        assert await client.queue_visibility_timeout(short.url) == 5  # as a worker does first
+        await client.send_message(short.url, "dies")
+        first = receive_event(sqs, short.url, max_messages=1, visibility=5)
+        claim = await client.claim(first["Records"][0])  # then the worker dies
+        assert claim.outcome.value == "claimed"
+        second = await redelivered(sqs, short.url, visibility=5)
+        seen: list[int] = []
+        response = await client.safe_process_batch(second, lambda m: seen.append(m.receive_count))
+    assert response == {"batchItemFailures": []}
+    assert seen == [2]
+
+
+async def test_the_lease_ends_with_the_invocation(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(base_config) as client:
+        await client.send_message(queue.url, "x")
+        event = receive_event(sqs, queue.url, max_messages=1)
+        context = Context(remaining_ms=8000)
+        leases: list[tuple[int, int]] = []
+
+        async def handler(message: ReceivedMessage[Any]) -> None:
+            record = await message.get_message_record(consistent_read=True)
+            assert record.lease_until_ms is not None
+            leases.append((record.lease_until_ms, int(time.time() * 1000)))
+
+        response = await client.safe_process_batch(event, handler, context=context)
+    assert response == {"batchItemFailures": []}
+    ((until, now),) = leases
+    assert until <= now + 8000  # not the configured 300 s: it ends with the invocation
+
+
+async def test_a_context_without_remaining_time_is_rejected_up_front(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    event = receive_event(sqs, queue.url, max_messages=1)
+    before = dict(client.request_counts)
+    with pytest.raises(ValidationError, match=r"^context: expected Lambda's context"):
+        await client.safe_process_batch(event, print, context=object())
+    assert dict(client.request_counts) == before
+
+
+async def test_a_lease_that_would_burn_receives_is_warned_about_once(
+    base_config: Config, sqs: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    short = await make_queue(base_config, visibility_timeout=5, max_receive_count=3)
+    async with MessageClient(base_config) as client:
+        await client.queue_visibility_timeout(short.url)  # as a worker does first
+        await client.send_message_batch(short.url, ["a", "b"])
+        event = receive_event(sqs, short.url, max_messages=2, visibility=5)
+        with caplog.at_level(logging.WARNING, logger="sqs_cluster"):
+            for record in event["Records"]:
+                await client.safe_process_batch({"Records": [record]}, lambda m: None)
+    warnings = [r.getMessage() for r in caplog.records if "outlives" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "lease_seconds=300" in warnings[0] and short.url in warnings[0]
+    assert "3 receives" in warnings[0]
+
+
+# -- the worker survives transient AWS errors ----------------------------------------------------
+
+
+def _read_timeout(kwargs: dict[str, Any]) -> ReadTimeoutError:
+    return ReadTimeoutError(endpoint_url=kwargs.get("QueueUrl", "sqs"))
+
+
+async def test_a_worker_keeps_polling_after_a_transient_error(
+    base_config: Config, queue: Queue, real: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    state = {"left": 2}
+
+    async def stall(call: Any, kwargs: dict[str, Any]) -> Any:
+        if state["left"]:
+            state["left"] -= 1
+            raise _read_timeout(kwargs)
+        return await call(**kwargs)
+
+    sqs = FaultyClient(real["sqs"], receive_message=stall)
+    async with MessageClient(base_config, clients={**real, "sqs": sqs}) as client:
+        await client.send_message(queue.url, "after the stall")
+        seen: list[Any] = []
+
+        async def handler(event: Any, context: Any) -> Any:
+            return await client.safe_process_batch(event, lambda m: seen.append(m.body))
+
+        options = WorkerOptions(wait_seconds=0, max_empty_polls=1)
+        with caplog.at_level(logging.WARNING, logger="sqs_cluster.worker"):
+            stats = await Worker(client, queue.url, handler, options).run()
+    assert seen == ["after the stall"] and stats.succeeded == 1
+    assert caplog.text.count("ReadTimeoutError") == 2
+
+
+async def test_a_worker_stops_on_a_configuration_error(
+    base_config: Config, queue: Queue, real: dict[str, Any]
+) -> None:
+    async def gone(call: Any, kwargs: dict[str, Any]) -> Any:
+        error = {"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue", "Message": "gone"}}
+        raise ClientError(error, "ReceiveMessage")  # type: ignore[arg-type]
+
+    sqs = FaultyClient(real["sqs"], receive_message=gone)
+    async with MessageClient(base_config, clients={**real, "sqs": sqs}) as client:
+        worker = Worker(client, queue.url, lambda e, c: None, WorkerOptions(wait_seconds=0))
+        with pytest.raises(ResourceMissingError, match="no queue"):
+            await worker.run()
+    assert sqs.calls["receive_message"] == 1
+
+
+async def test_a_worker_stops_when_access_is_denied(
+    base_config: Config, queue: Queue, real: dict[str, Any]
+) -> None:
+    async def denied(call: Any, kwargs: dict[str, Any]) -> Any:
+        error = {"Error": {"Code": "AccessDenied", "Message": "not allowed"}}
+        raise ClientError(error, "ReceiveMessage")  # type: ignore[arg-type]
+
+    sqs = FaultyClient(real["sqs"], receive_message=denied)
+    async with MessageClient(base_config, clients={**real, "sqs": sqs}) as client:
+        worker = Worker(client, queue.url, lambda e, c: None, WorkerOptions(wait_seconds=0))
+        with pytest.raises(ClientError, match="AccessDenied"):
+            await worker.run()
+    assert sqs.calls["receive_message"] == 1
+
+
+# -- bounces and failures say why ---------------------------------------------------------------
+
+
+async def test_a_bounce_says_who_holds_the_lease(
+    base_config: Config, queue: Queue, sqs: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with MessageClient(base_config) as client:
+        await client.send_message(queue.url, "x")
+        first = receive_event(sqs, queue.url, max_messages=1, visibility=1)
+        await client.claim(first["Records"][0])  # a live delivery holds the lease
+        second = await redelivered(sqs, queue.url)
+        with caplog.at_level(logging.WARNING, logger="sqs_cluster"):
+            response = await client.safe_process_batch(second, lambda m: None)
+    message_id = second["Records"][0]["messageId"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": message_id}]}
+    (line,) = [r.getMessage() for r in caplog.records if "leased by another" in r.getMessage()]
+    assert line.startswith(f"message {message_id}: leased by another delivery until 20")
+    assert "receive 2/3" in line
+
+
+async def test_a_handler_exception_is_logged_with_its_traceback(
+    base_config: Config, queue: Queue, sqs: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with MessageClient(base_config) as client:
+        await client.send_message(queue.url, "x")
+        event = receive_event(sqs, queue.url, max_messages=1)
+
+        def broken_handler(message: ReceivedMessage[Any]) -> None:
+            raise KeyError("missing")
+
+        with caplog.at_level(logging.WARNING, logger="sqs_cluster"):
+            await client.safe_process_batch(event, broken_handler)
+    (failed,) = [r for r in caplog.records if "failed: KeyError" in r.getMessage()]
+    assert failed.exc_info is not None
+    assert "broken_handler" in caplog.text  # the frame that raised, from the traceback
