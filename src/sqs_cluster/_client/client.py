@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -35,7 +34,6 @@ from .._messages.outgoing import (
 from .._messages.sending import Progress, plain_units, resend_unsent, send_one, write_then_send
 from .._messages.tracking import (
     Claim,
-    ClaimOutcome,
     claim,
     complete_message,
     fail_message,
@@ -251,25 +249,7 @@ class MessageClient(QueueOperations, ClusterOperations):
     async def _claim(self, message: ReceivedMessage[Any], lease_seconds: float) -> Claim:
         """Claim with a lease of ``lease_seconds`` (see :meth:`_lease_for`)."""
         await self._preflight.table()
-        return await self._fit_lease(message, await claim(self._aws, message), lease_seconds)
-
-    async def _fit_lease(
-        self, message: ReceivedMessage[Any], result: Claim, lease_seconds: float
-    ) -> Claim:
-        """Shorten a lease just claimed for ``Config.lease_seconds`` to ``lease_seconds``.
-
-        One more conditional write, only when the derived lease is shorter than the
-        configured one; it goes away once the claim itself takes the lease's length.
-        """
-        record = result.record
-        if result.outcome is not ClaimOutcome.CLAIMED or record is None:
-            return result
-        until = int(time.time() * 1000 + lease_seconds * 1000)
-        if record.lease_until_ms is None or record.lease_until_ms <= until:
-            return result
-        if not await renew_lease(self._aws, message, lease_seconds):
-            return result
-        return replace(result, record=replace(record, lease_until_ms=until))
+        return await claim(self._aws, message, lease_seconds=lease_seconds)
 
     async def _renew_lease(self, message: ReceivedMessage[Any], lease_seconds: float) -> bool:
         """Extend this delivery's lease by ``lease_seconds`` from now; False once it is lost."""

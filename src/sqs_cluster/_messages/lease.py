@@ -108,7 +108,8 @@ def renew_update(
 
 async def renew_lease(aws: AWS, message: ReceivedMessage[Any], lease_seconds: float) -> bool:
     """Extend this delivery's lease; False when it is no longer this delivery's."""
-    written = await update_if(aws, renew_update(aws.config.table, message, lease_seconds))
+    update = renew_update(aws.config.table, message, lease_seconds, now_ms=aws.now_ms())
+    written = await update_if(aws, update)
     return written.applied
 
 

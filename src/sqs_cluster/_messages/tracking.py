@@ -76,17 +76,21 @@ def _claim_condition(message: ReceivedMessage[Any]) -> str:
     return f"attribute_not_exists(pKey) OR {claimable}"
 
 
-async def claim(aws: AWS, message: ReceivedMessage[Any]) -> Claim:
-    """Take the message's lease (creating the record for untracked messages)."""
+async def claim(
+    aws: AWS, message: ReceivedMessage[Any], *, lease_seconds: float | None = None
+) -> Claim:
+    """Take the message's lease, ``Config.lease_seconds`` long or ``lease_seconds`` when that
+    is shorter, creating the record for untracked messages."""
     cfg = aws.config
     now = await aws.synced_now_ms()  # AWS's clock: a skewed local clock cannot end a live lease
+    lease = min(lease_seconds or cfg.lease_seconds, cfg.lease_seconds)
     token = uuid.uuid4().hex  # one per claim call: botocore's retries resend the same token
     values = {
         ":prog": {"S": Status.IN_PROGRESS.value},
         ":progc": {"N": str(int(StatusCode.IN_PROGRESS))},
         ":done": {"S": Status.COMPLETE.value},
         ":now": {"N": str(now)},
-        ":lease": {"N": str(now + cfg.lease_seconds * 1000)},
+        ":lease": {"N": str(now + int(lease * 1000))},
         ":stamp": {"S": now_iso()},
         ":one": {"N": "1"},
         ":type": {"S": message.type.value},
