@@ -233,7 +233,9 @@ async def test_wire_format(
     claimed = raw_item.read_raw(base_config, key)
     assert types_of(claimed) == {**FRESH, "leaseUntilMs": "N", "leaseOwner": "S", "claimToken": "S"}
     lease = int(claimed["leaseUntilMs"]["N"])
-    assert abs(lease - (time.time() + base_config.lease_seconds) * 1000) < 60_000
+    # records.md: lease_seconds (300) capped by the queue's visibility timeout (30 s) less a tenth
+    assert base_config.lease_seconds == 300 and queue_visibility(base_config, queue.url) == 30
+    assert abs(lease - (time.time() + 27) * 1000) < 5_000
     assert raw_item.decode(claimed)["statusCode"] == StatusCode.IN_PROGRESS
 
     await client.mark_failed(record, ValueError("out of stock"))
@@ -381,3 +383,10 @@ def test_local_sync() -> None:
 
 async def test_local_async() -> None:
     assert await local_async.round_trip() is Status.PRE_FLIGHT
+
+
+def queue_visibility(config: Config, url: str) -> int:
+    """The queue's VisibilityTimeout, read with boto3 beside the library."""
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=config.endpoint_url)
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+    return int(attrs["Attributes"]["VisibilityTimeout"])

@@ -165,6 +165,41 @@ async def test_a_worker_process_caps_leases_by_the_visibility_timeout(
     assert seen == [2]
 
 
+async def test_a_lambda_handler_without_a_context_caps_leases_by_the_visibility_timeout(
+    base_config: Config, sqs: Any
+) -> None:
+    short = await make_queue(base_config, visibility_timeout=5, max_receive_count=3)
+    async with MessageClient(base_config) as client:  # lease_seconds: the default 300
+        await client.send_message(short.url, "dies")
+        first = receive_event(sqs, short.url, max_messages=1, visibility=5)
+        started = asyncio.Event()
+        seen: list[int] = []
+
+        async def handler(message: ReceivedMessage[Any]) -> None:
+            seen.append(message.receive_count)
+            if message.receive_count == 1:
+                started.set()
+                await asyncio.Event().wait()
+
+        # no context and no earlier read of the queue: the claim reads the timeout itself
+        crashed = asyncio.ensure_future(client.safe_process_batch(first, handler))
+        await started.wait()
+        record = await client.get_message_record(key_of(client, first), consistent_read=True)
+        assert record.lease_until_ms is not None
+        assert record.lease_until_ms <= time.time() * 1000 + 5000  # 4 s, not 300 s
+        crashed.cancel()
+        await asyncio.gather(crashed, return_exceptions=True)
+        second = await redelivered(sqs, short.url, visibility=5)
+        response = await client.safe_process_batch(second, handler)
+    assert response == {"batchItemFailures": []}
+    assert seen == [1, 2]
+
+
+def key_of(client: MessageClient, event: dict[str, Any]) -> Any:
+    """The record key of an event's one message."""
+    return client.read_sqs_record(event["Records"][0]).key
+
+
 async def test_the_lease_ends_with_the_invocation(
     base_config: Config, queue: Queue, sqs: Any
 ) -> None:

@@ -629,6 +629,7 @@ SCENARIOS: dict[str, Scenario] = {
     "safe_process_batch": Scenario(
         op_safe_process_batch,
         ops(
+            "sqs.GetQueueAttributes",  # the visibility timeout that caps leases, once per queue
             "dynamodb.UpdateItem",
             "dynamodb.TransactWriteItems",
             "dynamodb.GetItem",

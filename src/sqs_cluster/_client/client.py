@@ -79,6 +79,7 @@ class MessageClient(QueueOperations, ClusterOperations):
         self.config = config if config is not None else Config.from_env()
         self._aws = AWS(self.config, session=session, clients=clients)
         self._max_receive: dict[str, int | None] = {}
+        self._no_visibility: set[str] = set()
         self._preflight = Preflight(self._aws)
 
     async def __aenter__(self) -> MessageClient:
@@ -257,12 +258,15 @@ class MessageClient(QueueOperations, ClusterOperations):
 
     async def _lease_for(self, queue_url: str, remaining_ms: int | None = None) -> float:
         """The lease a delivery from ``queue_url`` takes now, in seconds: ``Config.lease_seconds``
-        capped by the queue's visibility timeout when this process has read it
-        (``queue_visibility_timeout``, as a worker does; no request here) and by the
-        invocation's ``remaining_ms``. Warns once when the configured lease outlives the
-        visibility timeout."""
+        capped by the queue's visibility timeout (one ``GetQueueAttributes`` per queue and
+        process, so a Lambda handler without a context is capped too) and by the invocation's
+        ``remaining_ms``. Warns once when the configured lease outlives the visibility timeout.
+
+        A queue whose attributes cannot be read (denied, or not found: a hand-built event) is
+        not capped, and not asked again by this client.
+        """
         lease = self.config.lease_seconds
-        visibility = self._preflight.known_visibility(queue_url)
+        visibility = await self._visibility_or_none(queue_url)
         if visibility is not None and should_warn(lease, queue_url, visibility):
             try:
                 limit = await self.max_receive_count(queue_url)
@@ -270,6 +274,22 @@ class MessageClient(QueueOperations, ClusterOperations):
                 limit = None
             warn_burning(lease, queue_url, visibility, limit)
         return effective_lease(lease, visibility=visibility, remaining_ms=remaining_ms)
+
+    async def _visibility_or_none(self, queue_url: str) -> int | None:
+        """The queue's visibility timeout, or None when it cannot be read (logged once)."""
+        if queue_url in self._no_visibility:
+            return None
+        try:
+            return await self._preflight.queue_visibility(queue_url)
+        except Exception as exc:
+            self._no_visibility.add(queue_url)
+            logger.warning(
+                "leases are not capped by the visibility timeout of %s: %s: %s",
+                queue_url,
+                type(exc).__name__,
+                exc,
+            )
+            return None
 
     async def is_complete(self, record: RecordLike) -> bool:
         """True if the message was already processed (skip it); False once this call claims it.
