@@ -128,6 +128,32 @@ async def test_a_late_duplicate_of_an_expired_message_is_not_run_again(
     assert handler.runs == {"once": 1}
 
 
+async def test_a_late_duplicate_of_a_task_whose_cluster_also_expired_is_skipped(
+    base_config: Config, queue: Queue, sqs: Any, ddb: Any
+) -> None:
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, [{"i": 0}], omit_globals=True)
+        event = receive_event(sqs, queue.url)
+        handler, callbacks = Runs(), Callbacks()
+        assert await client.safe_process_batch(event, handler, on_cluster_complete=callbacks) == {
+            "batchItemFailures": []
+        }
+        # DynamoDB's TTL removed the task record and every item of its cluster
+        expire(ddb, base_config, client.read_sqs_record(event["Records"][0]))
+        items = ddb.query(
+            TableName=base_config.table,
+            KeyConditionExpression="pKey = :p",
+            ExpressionAttributeValues={":p": {"S": key.p_key}},
+        )["Items"]
+        assert items
+        for item in items:
+            ddb.delete_item(TableName=base_config.table, Key={k: item[k] for k in ("pKey", "rKey")})
+
+        late = await client.safe_process_batch(event, handler, on_cluster_complete=callbacks)
+        assert late == {"batchItemFailures": []}  # settled: not retried into the DLQ
+        assert handler.runs == {0: 1} and len(callbacks.calls) == 1
+
+
 # -- 2. oversized results ----------------------------------------------------------------------
 
 BIG_RESULT = {"rows": ["x" * 1000] * 420}  # ~420 KB as JSON: more than a record can hold
@@ -261,6 +287,21 @@ class BigError(Exception):
         super().__init__(f"failure {n}: " + "é" * 4000)
 
 
+def raised(n: int, depth: int = 60) -> BigError:
+    """A BigError raised ``depth`` frames deep and caught: its traceback is long too."""
+
+    def dive(level: int) -> None:
+        if level == 0:
+            raise BigError(n)
+        dive(level - 1)
+
+    try:
+        dive(depth)
+    except BigError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
 def on_receive(record: dict[str, Any], count: int) -> dict[str, Any]:
     """The same delivery as SQS would show it on its ``count``-th receive."""
     return {**record, "attributes": {**record["attributes"], "ApproximateReceiveCount": str(count)}}
@@ -273,10 +314,10 @@ async def test_sixty_large_failures_still_end_the_cluster(
     (record,) = receive_event(sqs, queue.url)["Records"]
     for n in range(60):  # receives that fail (the queue allows 3: these are not the last)
         assert await client.is_complete(record) is False
-        assert await client.mark_failed(record, BigError(n)) is True
+        assert await client.mark_failed(record, raised(n)) is True
     last = on_receive(record, 3)  # the last allowed receive fails too: the task fails for good
     assert await client.is_complete(last) is False
-    assert await client.mark_failed(last, BigError(60)) is True
+    assert await client.mark_failed(last, raised(60)) is True
 
     cluster = await client.get_message_cluster(key, consistent_read=True)
     assert (cluster.status, cluster.completed, cluster.failed) == (Status.ERROR, 0, 1)
@@ -285,6 +326,57 @@ async def test_sixty_large_failures_still_end_the_cluster(
     assert kept == ["failure 0", "failure 57", "failure 58", "failure 59", "failure 60"]
     assert task.errors_dropped == 56
     assert all(len(e.message.encode()) <= 2000 for e in task.errors)
+    for entry in task.errors:  # the end of each traceback: the innermost frames and the error
+        assert entry.traceback is not None and len(entry.traceback.encode()) <= 3000
+        assert "in dive" in entry.traceback and "BigError: failure" in entry.traceback
+
+
+async def test_a_handler_failure_keeps_its_traceback_on_the_record(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    await client.send_message(queue.url, {"sku": "A-1"})
+    event = receive_event(sqs, queue.url)
+
+    def reserve(sku: str) -> None:
+        raise KeyError(sku)
+
+    def handler(message: ReceivedMessage[Any]) -> None:
+        reserve(message.body["sku"])
+
+    response = await client.safe_process_batch(event, handler)
+    assert len(response["batchItemFailures"]) == 1
+    record = await client.get_message_record(client.read_sqs_record(event["Records"][0]).key, True)
+    (entry,) = record.errors
+    assert (entry.type, entry.message, entry.receive_count) == ("KeyError", "'A-1'", 1)
+    assert entry.traceback is not None
+    assert entry.traceback.startswith("Traceback (most recent call last):")
+    assert "in handler" in entry.traceback and "in reserve" in entry.traceback
+    assert entry.traceback.rstrip().endswith("KeyError: 'A-1'")
+
+
+async def test_a_callback_failing_on_every_retry_keeps_the_cluster_record_bounded(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(queue.url, [{"i": 0}], omit_globals=True)
+    await client.safe_process_batch(receive_event(sqs, queue.url), Runs())
+    failures = 0
+
+    async def broken(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+        nonlocal failures
+        failures += 1
+        raise raised(failures)
+
+    for _ in range(40):  # 40 retries of 5 KB entries: unbounded, 200 KB of errors
+        with pytest.raises(BigError):
+            await client.on_cluster_complete(key, broken)
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.callback_state == "FAILED"
+    kept = [e.message.split(":")[0] for e in cluster.errors]
+    assert kept == ["failure 1", "failure 37", "failure 38", "failure 39", "failure 40"]
+    assert cluster.errors_dropped == 35
+    callbacks = Callbacks()
+    assert await client.on_cluster_complete(key, callbacks) is True  # still runs once fixed
+    assert len(callbacks.calls) == 1
 
 
 async def test_a_dead_letter_with_a_full_error_list_is_settled(

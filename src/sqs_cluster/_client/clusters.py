@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,11 +14,13 @@ from .._clusters.globals import read_globals, update_globals
 from .._clusters.model import ClusterCallback, ClusterRecord, globals_object_key
 from .._clusters.plan import plan_cluster
 from .._clusters.read import coerce_cluster_key, iter_task_records, read_cluster
-from .._errors import ConfigError
+from .._errors import ConfigError, RecordNotFoundError
 from .._messages.event import ReceivedMessage
 from .._messages.sending import Progress
 from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn, update_record
+
+logger = logging.getLogger("sqs_cluster")
 
 if TYPE_CHECKING:
     import anyio
@@ -174,9 +177,22 @@ class ClusterOperations:
         callback: ClusterCallback | None,
         limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
-        """For a task seen complete again: end its cluster and run a due callback (recovery)."""
+        """For a task seen complete again: end its cluster and run a due callback (recovery).
+
+        A late copy may outlive its cluster (every record expired): there is nothing left to
+        end, and the copy is settled rather than retried into the dead-letter queue.
+        """
         assert message.cluster_key is not None
-        cluster = await finalize_if_done(self._aws, message.cluster_key)
+        try:
+            cluster = await finalize_if_done(self._aws, message.cluster_key)
+        except RecordNotFoundError:
+            logger.warning(
+                "message %s: its cluster %s is gone (expired): a late duplicate of a settled "
+                "task, with no cluster left to end",
+                message.message_id,
+                message.cluster_key.id,
+            )
+            return
         if callback is not None:
             await run_callback(self._aws, self._bind(cluster), callback, limiter)
 

@@ -25,16 +25,18 @@ from .._concurrency import call_handler
 from .._errors import ConflictError
 from .._messages.event import ReceivedMessage
 from .._messages.tracking import (
+    bounded_append,
     complete_update,
     error_entry,
+    error_list_clause,
     error_list_full,
     fail_update,
     landed,
     lease_owner,
     stores_result,
 )
-from .._records.codec import error_attr, from_item, key_item, now_iso
-from .._records.model import STATUS_CODES, RecordKey, Status, StatusCode
+from .._records.codec import from_item, key_item, now_iso
+from .._records.model import STATUS_CODES, ErrorEntry, RecordKey, Status, StatusCode
 from .._records.store import get_raw
 from .model import (
     CallbackState,
@@ -240,35 +242,49 @@ def _claimed_by(item: Mapping[str, Any], token: str, *, live_at: int | None = No
 async def _settle_callback(
     aws: AWS, key: RecordKey, token: str, error: BaseException | None
 ) -> None:
+    """Record how the callback ended, under our claim; a failure's error joins the cluster's
+    bounded ``error`` list (a callback failing on every retry never outgrows the item)."""
+    entry = None if error is None else error_entry(error, None)
+    params = _settle_params(aws, key, token, entry, full=False)
+    written = await update_if(aws, params)
+    if entry is not None and not written.applied and error_list_full(written.item):
+        await update_if(aws, _settle_params(aws, key, token, entry, full=True))
+    # refused otherwise: taken over, or already settled by a retry
+
+
+def _settle_params(
+    aws: AWS, key: RecordKey, token: str, entry: ErrorEntry | None, *, full: bool
+) -> dict[str, Any]:
     values: dict[str, Any] = {
         ":token": {"S": token},
         ":running": {"S": CallbackState.RUNNING},
         ":now": {"S": now_iso()},
     }
-    if error is None:
+    # still running under our claim: a retry of a settle that landed changes nothing
+    condition = "callbackToken = :token AND callbackState = :running"
+    params: dict[str, Any] = {"TableName": aws.config.table, "Key": key_item(key)}
+    if entry is None:
         expression = (
             "SET callbackState = :done, callbackCompletedAt = :now REMOVE callbackLeaseUntilMs"
         )
         values[":done"] = {"S": CallbackState.DONE}
     else:
-        expression = (
-            "SET callbackState = :failed, updatedAt = :now, "
-            "#e = list_append(if_not_exists(#e, :empty), :entry) REMOVE callbackLeaseUntilMs"
-        )
+        append, dropped, entry_values = bounded_append(entry, full)
+        values.update(entry_values)
         values[":failed"] = {"S": CallbackState.FAILED}
-        values[":empty"] = {"L": []}
-        values[":entry"] = {"L": [error_attr(error_entry(error, None))]}
-    params: dict[str, Any] = {
-        "TableName": aws.config.table,
-        "Key": key_item(key),
+        expression = (
+            f"SET callbackState = :failed, updatedAt = :now, {append} "
+            f"REMOVE callbackLeaseUntilMs{dropped}"
+        )
+        condition = f"{condition} AND {error_list_clause(full)}"
+        params["ExpressionAttributeNames"] = {"#e": "error"}
+        params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return {
+        **params,
         "UpdateExpression": expression,
-        # still running under our claim: a retry of a settle that landed changes nothing
-        "ConditionExpression": "callbackToken = :token AND callbackState = :running",
+        "ConditionExpression": condition,
         "ExpressionAttributeValues": values,
     }
-    if error is not None:
-        params["ExpressionAttributeNames"] = {"#e": "error"}
-    await update_if(aws, params)  # refused: taken over, or already settled by a retry
 
 
 async def run_callback(

@@ -150,7 +150,10 @@ class ClusterRecord(Generic[Meta, Globals]):
     callback_attempts: int = 0
     """How many times a runner claimed the callback."""
     errors: list[ErrorEntry] = field(default_factory=list)
-    """Errors recorded on the cluster (a failed callback's among them)."""
+    """Errors recorded on the cluster (a failed callback's among them): the first and the latest
+    ones (``ERRORS_KEPT``)."""
+    errors_dropped: int = 0
+    """Errors left out of ``errors``."""
     user: dict[str, Any] = field(default_factory=dict)
     """Your own fields, set with ``update_message_cluster``."""
     revision: int = 0

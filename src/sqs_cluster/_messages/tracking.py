@@ -8,6 +8,7 @@ delivery. Completing is one more write: two DynamoDB writes per successful messa
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from dataclasses import dataclass
 from enum import Enum
@@ -21,6 +22,8 @@ from .._records.limits import (
     ERRORS_KEPT,
     MAX_ERROR_MESSAGE_BYTES,
     MAX_RESULT_BYTES,
+    MAX_TRACEBACK_BYTES,
+    tail_utf8,
     truncate_utf8,
 )
 from .._records.model import ErrorEntry, MessageRecord, RecordKey, RecordType, Status, StatusCode
@@ -283,13 +286,54 @@ async def complete_message(aws: AWS, key: RecordKey, result: Any = None) -> bool
 
 
 def error_entry(exc: BaseException, receive_count: int | None) -> ErrorEntry:
-    """The error entry recorded for a failed attempt."""
+    """The error entry recorded for a failed attempt, with the end of its traceback when it
+    was raised (an exception built but never raised has none)."""
+    trace = None
+    if exc.__traceback__ is not None:
+        trace = traceback_text(exc)
     return ErrorEntry(
         type=type(exc).__name__,
         message=truncate_utf8(str(exc), MAX_ERROR_MESSAGE_BYTES),
         at=now_iso(),
         receive_count=receive_count,
+        traceback=trace,
     )
+
+
+TRACEBACK_HEADER = "Traceback (most recent call last):\n"
+
+
+def traceback_text(exc: BaseException) -> str:
+    """The exception's traceback as Python prints it, within ``MAX_TRACEBACK_BYTES``: its
+    innermost frames (the outer ones are cut first) and a last line whose message is cut to
+    a few hundred bytes (the entry's ``message`` has it at length)."""
+    last = f"{type(exc).__name__}: {truncate_utf8(str(exc), 300)}\n"
+    room = MAX_TRACEBACK_BYTES - len(TRACEBACK_HEADER) - len(last.encode())
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    return TRACEBACK_HEADER + tail_utf8(frames, room) + last
+
+
+def bounded_append(entry: ErrorEntry, full: bool) -> tuple[str, str, dict[str, Any]]:
+    """How to append ``entry`` to a record's bounded ``error`` list (``#e``): the SET clause,
+    the ADD clause (empty, or counting a dropped entry) and their values.
+
+    While there is room the entry is appended; with the list at ``ERRORS_KEPT`` (``full``), the
+    first entry stays, the latest ones shift down over the oldest of them, the entry goes last
+    and ``errorsDropped`` counts the one dropped. Pair it with :func:`error_list_clause`.
+    """
+    values: dict[str, Any] = {":cap": {"N": str(ERRORS_KEPT)}}
+    if full:
+        shifts = [f"#e[{i}] = #e[{i + 1}]" for i in range(1, ERRORS_KEPT - 1)]
+        values[":entry"] = error_attr(entry)
+        values[":one"] = {"N": "1"}
+        return (
+            ", ".join([*shifts, f"#e[{ERRORS_KEPT - 1}] = :entry"]),
+            " ADD errorsDropped :one",
+            values,
+        )
+    values[":empty"] = {"L": []}
+    values[":entry"] = {"L": [error_attr(entry)]}
+    return "#e = list_append(if_not_exists(#e, :empty), :entry)", "", values
 
 
 def error_list_clause(full: bool) -> str:
@@ -328,19 +372,9 @@ def fail_update(
         ":exp": {"N": str(aws.now_ms() // 1000 + aws.config.record_ttl_seconds)},
         ":owner": {"S": owner},
         ":settle": {"S": new_token()},
-        ":cap": {"N": str(ERRORS_KEPT)},
     }
-    if full:
-        shifts = [f"#e[{i}] = #e[{i + 1}]" for i in range(1, ERRORS_KEPT - 1)]
-        append = ", ".join([*shifts, f"#e[{ERRORS_KEPT - 1}] = :entry"])
-        values[":entry"] = error_attr(entry)
-        values[":one"] = {"N": "1"}
-        dropped = " ADD errorsDropped :one"
-    else:
-        append = "#e = list_append(if_not_exists(#e, :empty), :entry)"
-        values[":empty"] = {"L": []}
-        values[":entry"] = {"L": [error_attr(entry)]}
-        dropped = ""
+    append, dropped, entry_values = bounded_append(entry, full)
+    values.update(entry_values)
     return {
         "TableName": aws.config.table,
         "Key": key_item(key),

@@ -141,7 +141,6 @@ def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
         task_index=data.get("taskIndex"),
         result=json.loads(data["result"]) if "result" in data else None,
         result_dropped=data.get("resultDropped"),
-        errors_dropped=int(data.get("errorsDropped", 0)),
         **record_fields(data),
     )
 
@@ -159,6 +158,7 @@ def record_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         "updated_at": data.get("updatedAt"),
         "expires_at": data.get("expiresAt"),
         "errors": [error_entry_from(e) for e in data.get("error", [])],
+        "errors_dropped": int(data.get("errorsDropped", 0)),
         "user": json.loads(data["user"]) if "user" in data else {},
         "revision": int(data.get("rev", 0)),
     }
@@ -171,19 +171,16 @@ def error_entry_from(raw: Mapping[str, Any]) -> ErrorEntry:
         message=str(raw.get("message", "")),
         at=str(raw.get("at", "")),
         receive_count=raw.get("receiveCount"),
+        traceback=raw.get("traceback"),
     )
 
 
 def error_attr(entry: ErrorEntry) -> dict[str, Any]:
     """The wire form of one error entry."""
-    attr: dict[str, Any] = to_attr(
-        {
-            "type": entry.type,
-            "message": entry.message,
-            "at": entry.at,
-            "receiveCount": entry.receive_count,
-        }
-        if entry.receive_count is not None
-        else {"type": entry.type, "message": entry.message, "at": entry.at}
-    )
+    wire: dict[str, Any] = {"type": entry.type, "message": entry.message, "at": entry.at}
+    if entry.receive_count is not None:
+        wire["receiveCount"] = entry.receive_count
+    if entry.traceback is not None:
+        wire["traceback"] = entry.traceback
+    attr: dict[str, Any] = to_attr(wire)
     return attr

@@ -25,12 +25,21 @@ failure past them drops the oldest of the latest (``errorsDropped`` counts them)
 never outgrows its item and a final failure can always be written."""
 MAX_ERROR_MESSAGE_BYTES = 2_000
 """An error entry's message, in UTF-8 bytes: a longer one is cut (at a character boundary)."""
+MAX_TRACEBACK_BYTES = 3_000
+"""An error entry's traceback, in UTF-8 bytes: a longer one keeps its end (the innermost frames
+and the exception line), so ``ERRORS_KEPT`` full entries stay within the room kept for them."""
 
 
 def truncate_utf8(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
     data = text.encode()
     return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
+
+
+def tail_utf8(text: str, limit: int) -> str:
+    """The end of ``text``, at most ``limit`` bytes of UTF-8, never inside a character."""
+    data = text.encode()
+    return text if len(data) <= limit else data[-limit:].decode("utf-8", "ignore")
 
 
 def check_meta_size(meta_text: str | None, field_name: str = "meta") -> int:

@@ -125,6 +125,8 @@ class ErrorEntry:
     message: str
     at: str
     receive_count: int | None = None
+    traceback: str | None = None
+    """The end of the exception's formatted traceback (``MAX_TRACEBACK_BYTES``), when known."""
 
 
 @dataclass(frozen=True)

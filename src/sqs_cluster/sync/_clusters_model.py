@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: 5d80dac211e29e85 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: fee6276ae7128c8d (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -116,8 +116,15 @@ class ClusterRecord(
 
     @property
     def errors(self) -> list[ErrorEntry]:
-        """Errors recorded on the cluster (a failed callback's among them)."""
+        """Errors recorded on the cluster (a failed callback's among them): the first and the latest
+        ones (``ERRORS_KEPT``).
+        """
         return self._core.errors
+
+    @property
+    def errors_dropped(self) -> int:
+        """Errors left out of ``errors``."""
+        return self._core.errors_dropped
 
     @property
     def user(self) -> dict[str, Any]:
