@@ -7,9 +7,9 @@ containers would have). Each consumer loops: ReceiveMessage (10) -> a Lambda-sha
 until the callback has run. Then it checks that the cluster counted every task once and that
 the callback ran exactly once, and reports times, requests and DynamoDB writes per task.
 
-The local server is serialised by default, so conditional writes are atomic as on AWS (the
-exactly-once checks rely on that); ``--server concurrent`` uses moto's threaded mode. The
-local server's Query reads one partition, as DynamoDB's does (see ``local/ddb_patch.py``).
+The local server makes every write atomic, as on AWS (the exactly-once checks rely on that),
+and lets SQS long polls wait outside its locks. Its Query reads one partition, as DynamoDB's
+does (see ``local/ddb_patch.py``).
 
     .venv/bin/python benchmarks/cluster_e2e.py --tasks 10000 --workers 4
 """
@@ -178,12 +178,12 @@ class Options:
 
 
 @contextmanager
-def local_server(serialised: bool, endpoint: str | None) -> Iterator[tuple[str, int | None]]:
+def local_server(endpoint: str | None) -> Iterator[tuple[str, int | None]]:
     """The endpoint and server PID: a fresh local AWS unless ``endpoint`` is given."""
     if endpoint is not None:
         yield endpoint, None
         return
-    with LocalAWS(serialised=serialised) as aws:
+    with LocalAWS() as aws:
         yield aws.endpoint_url, aws.pid
 
 
@@ -386,9 +386,6 @@ def main() -> None:
     parser.add_argument(
         "--batch-concurrency", type=int, default=10, help="safe_process_batch concurrency"
     )
-    parser.add_argument(
-        "--server", choices=("serialised", "concurrent"), default="serialised", help="local mode"
-    )
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="give up after seconds")
     parser.add_argument("--endpoint", help="use this AWS endpoint instead of a local server")
     parser.add_argument("--json", help="result path (default results/e2e-<N>-<W>.json)")
@@ -400,10 +397,9 @@ def main() -> None:
         args.tasks, args.workers, args.concurrency, args.batch_concurrency, args.timeout
     )
     started, digest = time.time(), src_digest()
-    serialised = args.server == "serialised"
-    with local_server(serialised, args.endpoint) as (endpoint, pid):
+    with local_server(args.endpoint) as (endpoint, pid):
         result = asyncio.run(run(options, endpoint, pid))
-    server = "external" if args.endpoint else f"LocalAWS({args.server})"
+    server = "external" if args.endpoint else "LocalAWS()"
     title = f"cluster end to end: {args.tasks} tasks, {args.workers} consumers, {server}"
     print_report(result, title)
     path = Path(args.json) if args.json else RESULTS / f"e2e-{args.tasks}-{args.workers}.json"

@@ -108,7 +108,7 @@ def main() -> None:
             **result_header("facade", started),
             "calls": args.calls,
             "rounds": args.rounds,
-            "server": "LocalAWS(serialised=True)",
+            "server": "LocalAWS()",
             "async_s": [round(t, 4) for t in async_times],
             "facade_s": [round(t, 4) for t in sync_times],
             "async_ms_per_call_best": round(best_async / args.calls * 1e3, 3),

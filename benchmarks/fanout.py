@@ -351,7 +351,7 @@ class Server:
         """What served the run, for the JSON."""
         if self._latency_ms is not None:
             return f"latency server ({self._latency_ms:g} ms per request)"
-        return "external" if self._given else "LocalAWS(serialised=False)"
+        return "external" if self._given else "LocalAWS()"
 
     @contextmanager
     def running(self) -> Iterator[Server]:
@@ -370,7 +370,7 @@ class Server:
             return
         from sqs_cluster.local import LocalAWS
 
-        with LocalAWS(serialised=False) as aws:
+        with LocalAWS() as aws:
             self.endpoint, self.pid = aws.endpoint_url, aws.pid
             self._provision()
             yield self

@@ -1,7 +1,7 @@
 """Benchmark (not a test): draining a cluster with local workers against a raw consumer.
 
-Both sides run against one embedded local AWS (serialised, so conditional writes are atomic as
-on AWS), each on a fresh queue holding ``--tasks`` messages (filled before the clock starts):
+Both sides run against one embedded local AWS (every write atomic, as on AWS), each on a
+fresh queue holding ``--tasks`` messages (filled before the clock starts):
 
 * ``library``: a cluster made by ``create_message_cluster``, drained by ``sqs_cluster.Worker``
   with ``--pollers`` pollers and a Lambda-style ``handler(event, context)`` that calls
@@ -228,14 +228,14 @@ def main() -> None:
         parser.error("--tasks and --pollers must be >= 1")
     setup_env()
     started = time.time()
-    with LocalAWS(serialised=True) as aws:
+    with LocalAWS() as aws:
         results = asyncio.run(run(args, aws.endpoint_url, aws.pid))
     raw, lib = results
     ok = lib["callback_runs"] == 1 and raw["deleted"] >= args.tasks
     ratio = round(lib["wall_s"] / raw["wall_s"], 3)
     from rich.table import Table
 
-    table = Table(title=f"drain {args.tasks} tasks, {args.pollers} pollers, serialised local AWS")
+    table = Table(title=f"drain {args.tasks} tasks, {args.pollers} pollers, local AWS")
     for column in ("variant", "wall s", "tasks/s", "req/task", "DDB writes/task", "WCU/task"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     table.add_column("client CPU us/task", justify="right")
@@ -263,7 +263,7 @@ def main() -> None:
             **result_header("processing", started),
             "tasks": args.tasks,
             "pollers": args.pollers,
-            "server": "LocalAWS(serialised=True)",
+            "server": "LocalAWS()",
             "summary": {r["variant"]: r for r in results},
             "ratios": {"library/raw wall": ratio},
             "peak_rss_mib": peak_rss_mib(),

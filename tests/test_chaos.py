@@ -141,8 +141,8 @@ async def test_chaos_every_effect_once(base_config: Config, ddb: Any) -> None:
 
 
 async def test_chaos_every_effect_once_small(base_config: Config, ddb: Any) -> None:
-    """The same scenario, smaller: fewer tasks, and fewer pollers holding the serialised
-    server's lock in their long polls."""
+    """The same scenario, smaller (fewer tasks and pollers), on the default local server: it
+    runs in the default suite."""
     await run_chaos(base_config, ddb, tasks=SMALL_TASKS, workers=SMALL_WORKERS, concurrency=1)
 
 
@@ -153,7 +153,7 @@ async def run_chaos(
     ledger = make_ledger(ddb)
     # a claim left by a killed worker must lapse before its message is visible again (10 s);
     # the callback's lease has no such bound, and a longer one survives the renewals that a
-    # loaded, serialised local server can hold back for seconds
+    # loaded local server can hold back for seconds
     config = base_config.with_changes(lease_seconds=8, callback_lease_seconds=60)
     async with MessageClient(config) as client:
         key = await client.create_message_cluster(

@@ -282,12 +282,12 @@ def test_fifo_groups_and_deduplication(sqs: Any) -> None:
     assert _counts(sqs, url) == (0, 0, 0)
 
 
-# -- serialised mode ----------------------------------------------------------------------------
+# -- atomic writes -------------------------------------------------------------------------------
 
 
-def test_serialised_conditional_put_has_one_winner() -> None:
+def test_a_conditional_put_has_one_winner() -> None:
     writers = 32
-    with LocalAWS(serialised=True) as server:
+    with LocalAWS() as server:
         ddb = _client("dynamodb", server.endpoint_url, pool=writers)
         ddb.create_table(
             TableName="race",

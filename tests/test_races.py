@@ -1,4 +1,5 @@
-"""Races on the serialised local server: conditional writes decide, exactly one caller wins.
+"""Races on the local server (every write atomic, as on AWS): conditional writes decide,
+exactly one caller wins.
 
 Several clients (each with its own connections) do the same thing at once; the outcome must
 be the one a single caller would get, with exactly one winner where one is expected.

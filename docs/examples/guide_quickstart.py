@@ -13,7 +13,7 @@ async def main() -> list[Status]:
     """Provision a table, a bucket and a queue locally, send three orders, read their records."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")  # any credentials will do locally
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    async with LocalAWS(serialised=True) as aws:
+    async with LocalAWS() as aws:
         resources = await aws.aprovision(prefix="quickstart")  # table, bucket, queue and DLQ
         assert resources.queue_url is not None
         async with MessageClient(resources.config) as client:

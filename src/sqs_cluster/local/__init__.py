@@ -65,16 +65,13 @@ class LocalAWS:
     Nothing happens until :meth:`start`, or until the sync or async context manager is entered.
     One endpoint serves every AWS service that moto supports. Any dummy credentials and region
     will do. DynamoDB and S3 requests are handled one at a time, so every write is atomic as on
-    AWS (conditions, transactions, counters), while SQS requests run concurrently (a long poll
-    holds up nothing); ``serialised=True`` handles every request one at a time. The server is
+    AWS (conditions, transactions, counters), while SQS requests take a lock of their own and a
+    long poll waits outside it (it holds up nothing). There is one mode: it is both. The server is
     stopped by :meth:`stop`, when the context exits, when this object is garbage-collected, at
     interpreter exit, and (because it watches its stdin) when this process dies.
     """
 
-    def __init__(
-        self, *, serialised: bool = False, host: str = "127.0.0.1", startup_timeout: float = 30.0
-    ) -> None:
-        self.serialised = serialised
+    def __init__(self, *, host: str = "127.0.0.1", startup_timeout: float = 30.0) -> None:
         self.host = host
         self.startup_timeout = startup_timeout
         self._lock = threading.Lock()
@@ -84,7 +81,7 @@ class LocalAWS:
 
     def __repr__(self) -> str:
         where = self._endpoint or "not running"
-        return f"LocalAWS({where}, pid={self.pid}, serialised={self.serialised})"
+        return f"LocalAWS({where}, pid={self.pid})"
 
     @property
     def endpoint_url(self) -> str:
@@ -223,8 +220,7 @@ class LocalAWS:
 
     def _command(self) -> list[str]:
         command = [sys.executable, "-m", "sqs_cluster.local.server", "--host", self.host]
-        command += ["--port", "0", "--exit-on-stdin-eof"]
-        return [*command, "--serialised"] if self.serialised else command
+        return [*command, "--port", "0", "--exit-on-stdin-eof"]
 
     def _discard(self) -> None:
         """Forget the current server and make sure its process and files are gone."""

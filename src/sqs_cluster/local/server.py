@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m sqs_cluster.local.server --host 127.0.0.1 --port 0 [--serialised]
+    python -m sqs_cluster.local.server --host 127.0.0.1 --port 0
 
 Port 0 lets the OS pick a free port. Once the socket is listening, the process prints exactly one
 line, ``READY <port>``, to stdout; anything printed later goes to stderr. It serves until SIGTERM
@@ -13,8 +13,7 @@ The SQS speed-up from :mod:`sqs_cluster.local.sqs_patch` is applied here, in thi
 Each request is atomic, as on AWS (conditions, transactions, counters; a message handed to
 one receiver at a time), which moto's threaded server does not guarantee on its own: DynamoDB
 and S3 requests take one lock, SQS requests another, and an SQS long poll waits outside it, so
-a long poll never holds up the rest. ``--serialised`` handles every request one at a time,
-long polls included.
+a long poll never holds up the rest.
 """
 
 from __future__ import annotations
@@ -49,23 +48,21 @@ _DUMMY_AWS_ENV = {
 class SerialisedApp:
     """WSGI wrapper that makes each request atomic, as AWS does.
 
-    By default DynamoDB and S3 requests take one lock and SQS requests another, so a long poll
-    never holds up a write. An SQS long poll is run as short receives, each under the SQS lock,
-    with the wait between them outside it: a message is never handed to two receivers at once,
-    and other SQS requests go on while a poller waits. With ``everything=True`` all requests
-    take the one lock, long polls included. A lock is held until the response body has been
+    DynamoDB and S3 requests take one lock and SQS requests another, so a long poll never holds
+    up a write. An SQS long poll is run as short receives, each under the SQS lock, with the
+    wait between them outside it: a message is never handed to two receivers at once, and other
+    SQS requests go on while a poller waits. A lock is held until the response body has been
     read to the end and closed; the body is buffered, so that a client that goes away cannot
     leave it held. A request whose service cannot be told takes the first lock.
     """
 
-    def __init__(self, app: WSGIApp, *, everything: bool = False) -> None:
+    def __init__(self, app: WSGIApp) -> None:
         self._app = app
         self._lock = threading.Lock()
-        self._sqs_lock = self._lock if everything else threading.Lock()
-        self._everything = everything
+        self._sqs_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        if self._everything or signing_service(environ) != "sqs":
+        if signing_service(environ) != "sqs":
             with self._lock:
                 return self._respond(environ, start_response)
         if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
@@ -145,9 +142,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     parser.add_argument(
-        "--serialised", action="store_true", help="handle every request one at a time, SQS's too"
-    )
-    parser.add_argument(
         "--exit-on-stdin-eof",
         action="store_true",
         help="shut down when stdin closes (the parent exited), so servers are never orphaned",
@@ -155,13 +149,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _build_app(serialised: bool) -> WSGIApp:
-    """moto's multi-service WSGI app: DynamoDB and S3 one request at a time (everything, when
-    ``serialised``)."""
+def _build_app() -> WSGIApp:
+    """moto's multi-service WSGI app: DynamoDB and S3 one request at a time, SQS under a lock of
+    its own."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     app: WSGIApp = DomainDispatcherApplication(create_backend_app)
-    return SerialisedApp(app, everything=serialised)
+    return SerialisedApp(app)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -208,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stop = threading.Event()
     _stop_on_signals(stop)
-    app = _build_app(args.serialised)
+    app = _build_app()
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
