@@ -108,7 +108,14 @@ def key_attribute(p_key: str, r_key: str) -> dict[str, Any]:
 def task_record(ctx: Ctx, body_p_key: str, **body: Any) -> dict[str, Any]:
     """A task of cluster ``ctx.cluster`` whose body names ``body_p_key`` as its cluster."""
     own = ctx.cluster
-    task_body = {"pKey": body_p_key, "rKey": own.r_key, "task": 1, "type": "task", "index": 0}
+    task_body = {
+        "pKey": body_p_key,
+        "rKey": own.r_key,
+        "task": 1,
+        "type": "task",
+        "index": 0,
+        "shards": 1,
+    }
     task_body.update(body)
     return sqs_record(ctx, task_body, messageAttributes=key_attribute(f"{own.p_key}.0", own.r_key))
 

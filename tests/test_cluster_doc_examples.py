@@ -54,8 +54,6 @@ def test_clusters_md_names_every_public_cluster_method() -> None:
         "process_dead_letters",
         "mark_complete",
         "mark_failed",
-        "COUNTER_SHARDS",
-        "counter_shard",
     ):
         assert f"`{name}" in text, name
 
@@ -281,8 +279,22 @@ async def test_record_layout(
         "total": "N",
         "url": "S",
         "expiresAt": "N",
+        "shards": "N",
+        "shardsLeft": "N",
     }
     assert created["total"]["N"] == "3" and created["url"]["S"] == queue.url
+    assert created["shards"]["N"] == "1" and created["shardsLeft"]["N"] == "1"
+    # its one counter shard, in a partition of its own, has room for the three tasks
+    (shard,) = cluster_records.partition(base_config, f"{key.p_key}#0").values()
+    assert types_of(shard) == {
+        "pKey": "S",
+        "rKey": "S",
+        "room": "N",
+        "completed": "N",
+        "failed": "N",
+        "expiresAt": "N",
+    }
+    assert shard["rKey"]["S"] == "SQSMessage$shard" and shard["room"]["N"] == "3"
     main = items[key.r_key]
     assert types_of(main) == {
         "pKey": "S",
@@ -329,7 +341,7 @@ async def test_record_layout(
     assert task["clusterKey"]["M"] == {"pKey": {"S": key.p_key}, "rKey": {"S": key.r_key}}
     assert "meta" not in task and task["status"]["S"] == "PRE FLIGHT"
     body = json.loads(task["body"]["S"])
-    assert list(body) == ["pKey", "rKey", "task", "type", "index", "globals"]
+    assert list(body) == ["pKey", "rKey", "task", "type", "index", "shards", "globals"]
     assert body["task"] == {"customer": "c1", "hours": 2} and body["index"] == 1
     assert body["globals"] == {"Bucket": base_config.bucket, "Key": f"{key.p_key}-globals.json"}
 
@@ -343,16 +355,9 @@ async def test_record_layout(
     await client.is_complete(records[0])
     await client.mark_complete(records[0])
     items = cluster_records.partition(base_config, key.p_key)
-    counter = items["SQSMessage$counter#0"]
-    assert types_of(counter) == {
-        "pKey": "S",
-        "rKey": "S",
-        "total": "N",
-        "url": "S",
-        "expiresAt": "N",
-        "completed": "N",
-        "updatedAt": "S",
-    }
-    assert cluster_records.counts(items) == {"completed": 1, "failed": 0, "sent": 3}
+    (shard,) = cluster_records.partition(base_config, f"{key.p_key}#0").values()
+    assert shard["room"]["N"] == "2" and shard["completed"]["N"] == "1"  # one of three counted
+    assert "updatedAt" in shard
+    assert cluster_records.counts(base_config, items) == {"completed": 1, "failed": 0, "sent": 3}
     value, encryption = cluster_records.globals_object(base_config, key.p_key)
     assert value == {"rate": RATE, "amounts": {}} and encryption == "AES256"

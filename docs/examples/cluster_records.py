@@ -11,7 +11,8 @@ from sqs_cluster import Config
 
 
 def partition(config: Config, p_key: str) -> dict[str, dict[str, Any]]:
-    """The cluster item, its counter shards and its progress item, by rKey (one Query)."""
+    """The items of one partition by rKey (one Query): for a cluster's pKey, the cluster item,
+    its top counter and its progress item; for ``<pKey>#<n>``, its counter shard ``n``."""
     ddb = boto3.client("dynamodb", region_name=config.region, endpoint_url=config.endpoint_url)
     pages = ddb.get_paginator("query").paginate(
         TableName=config.table,
@@ -22,15 +23,22 @@ def partition(config: Config, p_key: str) -> dict[str, dict[str, Any]]:
     return {item["rKey"]["S"]: item for page in pages for item in page["Items"]}
 
 
-def counts(items: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Counts as the library computes them: shards summed, sentCount from the progress item."""
+def counts(config: Config, items: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Counts as the library computes them: the shards the top counter names, summed (one
+    BatchGetItem), and sentCount from the progress item."""
+    top = items["SQSMessage$counter#0"]
+    p_key, shards = top["pKey"]["S"], int(top["shards"]["N"])
+    ddb = boto3.client("dynamodb", region_name=config.region, endpoint_url=config.endpoint_url)
+    keys = [
+        {"pKey": {"S": f"{p_key}#{n}"}, "rKey": {"S": "SQSMessage$shard"}} for n in range(shards)
+    ]
+    got = ddb.batch_get_item(RequestItems={config.table: {"Keys": keys, "ConsistentRead": True}})
     total = {"completed": 0, "failed": 0, "sent": 0}
-    for r_key, item in items.items():
-        if r_key.startswith("SQSMessage$counter#"):
-            for name in ("completed", "failed"):
-                total[name] += int(item.get(name, {"N": "0"})["N"])
-        elif r_key == "SQSMessage$progress":
-            total["sent"] = int(item["sentCount"]["N"])
+    for shard in got["Responses"][config.table]:
+        for name in ("completed", "failed"):
+            total[name] += int(shard[name]["N"])
+    if "SQSMessage$progress" in items:
+        total["sent"] = int(items["SQSMessage$progress"]["sentCount"]["N"])
     return total
 
 

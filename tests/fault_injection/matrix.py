@@ -634,6 +634,7 @@ SCENARIOS: dict[str, Scenario] = {
             "dynamodb.TransactWriteItems",
             "dynamodb.GetItem",
             "dynamodb.Query",
+            "dynamodb.BatchGetItem",  # the counter shards
             "s3.GetObject",
             "s3.PutObject",
             "sqs.DeleteMessageBatch",
@@ -665,6 +666,7 @@ SCENARIOS: dict[str, Scenario] = {
             "dynamodb.GetItem",
             "dynamodb.TransactWriteItems",
             "dynamodb.Query",
+            "dynamodb.BatchGetItem",  # the counter shards
         ),
         ops("claim", "is_complete", "mark_complete", "is_last_receive", "max_receive_count"),
     ),
@@ -676,6 +678,7 @@ SCENARIOS: dict[str, Scenario] = {
             "dynamodb.GetItem",
             "dynamodb.TransactWriteItems",
             "dynamodb.Query",
+            "dynamodb.BatchGetItem",  # the counter shards
         ),
         ops("mark_failed", "is_last_receive", "max_receive_count"),
     ),
@@ -686,6 +689,7 @@ SCENARIOS: dict[str, Scenario] = {
             "dynamodb.GetItem",
             "dynamodb.TransactWriteItems",
             "dynamodb.Query",
+            "dynamodb.BatchGetItem",  # the counter shards
             "s3.GetObject",
         ),
         ops("process_dead_letters"),
@@ -697,12 +701,18 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "update_message_cluster": Scenario(
         op_update_message_cluster,
-        ops("dynamodb.Query", "dynamodb.GetItem", "dynamodb.UpdateItem"),
+        ops("dynamodb.Query", "dynamodb.BatchGetItem", "dynamodb.GetItem", "dynamodb.UpdateItem"),
         ops("update_message_cluster"),
     ),
     "on_cluster_complete": Scenario(
         op_on_cluster_complete,
-        ops("dynamodb.GetItem", "dynamodb.Query", "dynamodb.UpdateItem", "s3.GetObject"),
+        ops(
+            "dynamodb.GetItem",
+            "dynamodb.Query",
+            "dynamodb.BatchGetItem",
+            "dynamodb.UpdateItem",
+            "s3.GetObject",
+        ),
         ops("on_cluster_complete"),
     ),
     "resend_unsent": Scenario(

@@ -83,6 +83,33 @@ async def transact_if(aws: AWS, actions: list[dict[str, Any]]) -> Written:
     return Written(True)
 
 
+async def transact_reasons(aws: AWS, actions: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """TransactWriteItems whose every action may carry a condition: None when it applied,
+    else the cancellation reasons, one per action in order (``Code``, and ``Item`` as it stood
+    for an action that asked with ``ReturnValuesOnConditionCheckFailure``). Any other error is
+    raised as it is."""
+    try:
+        async with aws.slot():
+            await aws.ddb.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+    except Exception as exc:
+        reasons = _reasons(exc)
+        if error_code(exc) == TRANSACTION_CANCELED and len(reasons) == len(actions):
+            return reasons
+        raise
+    return None
+
+
+def condition_failed(reason: dict[str, Any]) -> bool:
+    """Whether a cancellation reason of :func:`transact_reasons` is its action's condition."""
+    return reason.get("Code") == "ConditionalCheckFailed"
+
+
+def contended(reason: dict[str, Any]) -> bool:
+    """Whether a cancellation reason is contention on its item (another transaction on it, or
+    its write budget spent): the same transaction is worth trying again after a pause."""
+    return reason.get("Code") in ("TransactionConflict", "ThrottlingError")
+
+
 def conflicted(exc: BaseException) -> bool:
     """True when a transaction was cancelled by a conflicting write: worth trying again."""
     codes = [reason.get("Code") for reason in _reasons(exc)]

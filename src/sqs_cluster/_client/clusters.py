@@ -8,8 +8,17 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._clusters.complete import count_task, finalize_if_done, run_callback
+from .._clusters.complete import (
+    finalize_if_done,
+    finish_counted,
+    message_entry,
+    run_callback,
+    settle_task,
+    task_entry,
+)
+from .._clusters.count import Entry, Outcome
 from .._clusters.create import create_cluster
+from .._clusters.fanin import FanIn
 from .._clusters.globals import read_globals, update_globals
 from .._clusters.model import ClusterCallback, ClusterRecord, globals_object_key
 from .._clusters.plan import plan_cluster
@@ -17,6 +26,7 @@ from .._clusters.read import coerce_cluster_key, iter_task_records, read_cluster
 from .._errors import ConfigError, RecordNotFoundError
 from .._messages.event import ReceivedMessage
 from .._messages.sending import Progress
+from .._messages.tracking import complete_message
 from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn, update_record
 
@@ -163,10 +173,60 @@ class ClusterOperations:
 
         Returns whether this call counted it, and the cluster once every task was counted.
         """
-        counted = await count_task(self._aws, message, error=error, result=result)
+        entry = task_entry(self._aws, message, error=error, result=result)
+        outcome, cluster = await settle_task(self._aws, message, entry)
+        return outcome.applied, await self._ended(message, outcome, cluster)
+
+    async def _ended(
+        self,
+        message: ReceivedMessage[Any],
+        outcome: Outcome,
+        cluster: ClusterRecord[Any, Any] | None,
+    ) -> ClusterRecord[Any, Any] | None:
+        """The task's cluster once every task was counted, bound to this client. A task that
+        this call did not count was settled by another delivery: look whether that one ended
+        the cluster (it may have died before ending it)."""
         assert message.cluster_key is not None
-        cluster = await finalize_if_done(self._aws, message.cluster_key)
-        return counted, self._bind(cluster)
+        if not outcome.applied:
+            cluster = await finalize_if_done(self._aws, message.cluster_key)
+        return self._bind(cluster)
+
+    def _fan_in(self) -> FanIn:
+        """A batch's group commit: what its messages settle together is one transaction."""
+        return FanIn(self._aws)
+
+    def _entry_for(
+        self, message: ReceivedMessage[Any], *, error: BaseException | None, result: Any
+    ) -> Entry | None:
+        """What settling ``message`` writes in the batch's transaction; None when it is written
+        on its own (a plain message's record deleted on completion)."""
+        if message.is_task:
+            return task_entry(self._aws, message, error=error, result=result)
+        if self._aws.config.delete_completed or error is not None:
+            return None
+        return message_entry(self._aws, message, result)
+
+    async def _after_settled(
+        self, message: ReceivedMessage[Any], outcome: Outcome
+    ) -> ClusterRecord[Any, Any] | None:
+        """After a batch's transaction: a task's cluster, once this write ended it."""
+        if not message.is_task:
+            return None
+        assert message.cluster_key is not None
+        ended = None
+        if outcome.applied:
+            ended = await finish_counted(self._aws, message.cluster_key, outcome)
+        return await self._ended(message, outcome, ended)
+
+    async def _settle_alone(
+        self, message: ReceivedMessage[Any], *, error: BaseException | None, result: Any
+    ) -> ClusterRecord[Any, Any] | None:
+        """Settle a message outside the batch's transaction (see ``_entry_for``)."""
+        if message.is_task:
+            _, cluster = await self._finish_task(message, error, result)
+            return cluster
+        await complete_message(self._aws, message.key, result)
+        return None
 
     def _bind(self, cluster: ClusterRecord[Any, Any] | None) -> ClusterRecord[Any, Any] | None:
         return None if cluster is None else dataclasses.replace(cluster, client=self)

@@ -1,10 +1,11 @@
 """Fan-in: count each task exactly once, end the cluster once, run its callback once.
 
-Counting a task is one TransactWriteItems: the task record moves to ``COMPLETE`` (or, on its
-last allowed receive, ``ERROR``/stopped) only if it has not already, and the cluster's counter
-shard is incremented in the same transaction, so a crash can never leave a task counted twice
-or not at all. Whoever then sees ``completed + failed == total`` ends the cluster with a
-conditional update (one winner), which leaves the callback ``PENDING``. The callback is claimed
+Counting a task is part of one TransactWriteItems per batch (``count``): the task record moves
+to ``COMPLETE`` (or, on its last allowed receive, ``ERROR``/stopped) only if it has not
+already, and a counter shard of its cluster counts it in the same transaction, so a crash can
+never leave a task counted twice or not at all. The write that counts the last task says so,
+and its caller ends the cluster with a conditional update (one winner), which leaves the
+callback ``PENDING``. The callback is claimed
 with a lease, like a message, so it runs once, and again only if its runner died.
 """
 
@@ -18,9 +19,8 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._aws.clients import AWS, item_too_large
-from .._aws.conditional import conflicted, transact_if, update_if
-from .._aws.retry import sleep_backoff
+from .._aws.clients import AWS
+from .._aws.conditional import update_if
 from .._concurrency import call_handler
 from .._errors import ConflictError
 from .._messages.event import ReceivedMessage
@@ -31,22 +31,15 @@ from .._messages.tracking import (
     error_list_clause,
     error_list_full,
     fail_update,
-    landed,
     lease_owner,
     stores_result,
 )
 from .._records.codec import from_item, key_item, now_iso
 from .._records.model import STATUS_CODES, ErrorEntry, RecordKey, Status, StatusCode
 from .._records.store import get_raw
-from .model import (
-    CallbackState,
-    ClusterCallback,
-    ClusterRecord,
-    cluster_from_items,
-    counter_key,
-    counter_shard,
-)
-from .read import read_cluster, read_cluster_items, read_counts
+from .count import Entry, Outcome, settle
+from .model import CallbackState, ClusterCallback, ClusterRecord, cluster_from_items
+from .read import read_cluster, read_cluster_items, read_shards, shards_left
 
 NOT_STOPPED = " AND statusCode <> :stopped"
 
@@ -54,16 +47,6 @@ if TYPE_CHECKING:
     import anyio
 
 logger = logging.getLogger("sqs_cluster")
-
-
-def _counter_update(aws: AWS, cluster: RecordKey, index: int, field: str) -> dict[str, Any]:
-    return {
-        "TableName": aws.config.table,
-        "Key": key_item(counter_key(cluster, counter_shard(index))),
-        "UpdateExpression": "ADD #f :one SET updatedAt = :now",
-        "ExpressionAttributeNames": {"#f": field},
-        "ExpressionAttributeValues": {":one": {"N": "1"}, ":now": {"S": now_iso()}},
-    }
 
 
 def not_stopped(update: dict[str, Any]) -> dict[str, Any]:
@@ -77,77 +60,90 @@ def not_stopped(update: dict[str, Any]) -> dict[str, Any]:
     return update
 
 
-async def count_task(
+def task_entry(
     aws: AWS,
     message: ReceivedMessage[Any],
     *,
     error: BaseException | None = None,
     result: Any = None,
-) -> bool:
-    """Complete (or, with ``error``, finally fail) a task and count it; False if counted before."""
-    assert message.cluster_key is not None and message.task_index is not None
+) -> Entry:
+    """What settling a task writes: complete it (with its result) or, with ``error``, fail it
+    for good; either way, count it once in its cluster (see ``count``)."""
+    assert message.cluster_key is not None and message.cluster_shards is not None
     owner = lease_owner(message)
+    key = message.key
     if error is None:
-        task = complete_update(aws, message.key, result, task=True)
-        field = "completed"
+
+        def refit(why: str) -> dict[str, Any] | None:
+            if why == "size" and stores_result(update):
+                return not_stopped(complete_update(aws, key, result, task=True, drop_result=True))
+            return None
+
+        update = not_stopped(complete_update(aws, key, result, task=True))
+        tally = "completed"
     else:
         entry = error_entry(error, message.receive_count)
-        task = fail_update(aws, message.key, entry, final=True, owner=owner)
-        field = "failed"
-    try:
-        counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
-    except Exception as exc:  # a result too large for the record must not fail the task
-        if not (item_too_large(exc) and stores_result(task)):
-            raise
-        task = complete_update(aws, message.key, result, task=True, drop_result=True)
-        counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
-    if not counted and error is not None and error_list_full(item):  # its bounded form
-        entry = error_entry(error, message.receive_count)
-        task = fail_update(aws, message.key, entry, final=True, owner=owner, full=True)
-        counted, item = await count_once(aws, task, message.cluster_key, message.task_index, field)
-    return counted or landed(task, item)  # a lost answer: the retry met this very write
+
+        def refit(why: str) -> dict[str, Any] | None:
+            if why != "errors":
+                return None
+            return not_stopped(fail_update(aws, key, entry, final=True, owner=owner, full=True))
+
+        update = not_stopped(fail_update(aws, key, entry, final=True, owner=owner))
+        tally = "failed"
+    return Entry(update, message.cluster_key, message.cluster_shards, tally, refit)
 
 
-async def count_once(
-    aws: AWS, task: dict[str, Any], cluster: RecordKey, index: int, field: str
-) -> tuple[bool, dict[str, Any] | None]:
-    """The exactly-once count: ``task`` (an UpdateItem of the task record, made conditional on
-    the task not being counted yet) and its counter shard's ``field`` + 1, in one transaction.
+def message_entry(aws: AWS, message: ReceivedMessage[Any], result: Any = None) -> Entry:
+    """What completing a plain message writes (a result that does not fit is dropped)."""
+    key = message.key
 
-    Returns (True, None) when it counted, else (False, the task item as it stood when ``task``
-    asks for it with ``ReturnValuesOnConditionCheckFailure``, None when it is absent).
-    """
-    items = [
-        {"Update": not_stopped(task)},
-        {"Update": _counter_update(aws, cluster, index, field)},
-    ]
-    for attempt in range(aws.config.partial_retry_attempts):
-        if attempt:
-            await sleep_backoff(attempt)
-        try:
-            written = await transact_if(aws, items)
-        except Exception as exc:
-            if not conflicted(exc):
-                raise
-            continue
-        return written.applied, written.item
-    key = task["Key"]["pKey"]["S"]
-    raise ConflictError(
-        f"counting task {key}: {aws.config.partial_retry_attempts} transactions in a row were "
-        "cancelled by conflicts; the task was not counted and its record not changed, so a "
-        "redelivery (or calling again) counts it"
-    )
+    def refit(why: str) -> dict[str, Any] | None:
+        if why == "size" and stores_result(update):
+            return complete_update(aws, key, result, drop_result=True)
+        return None
+
+    update = complete_update(aws, key, result)
+    return Entry(update, refit=refit)
+
+
+async def settle_task(
+    aws: AWS, message: ReceivedMessage[Any], entry: Entry
+) -> tuple[Outcome, ClusterRecord[Any, Any] | None]:
+    """Settle one task alone (``mark_complete``, ``mark_failed``, a dead letter): its outcome,
+    and its cluster once every task was counted."""
+    assert message.cluster_key is not None
+    (outcome,) = await settle(aws, [entry])
+    ended = await finish_counted(aws, message.cluster_key, outcome) if outcome.applied else None
+    return outcome, ended
+
+
+async def finish_counted(
+    aws: AWS, cluster: RecordKey, outcome: Outcome
+) -> ClusterRecord[Any, Any] | None:
+    """After a task was settled: end its cluster when this write ended the counting (or may
+    have: its answer was lost), and return the cluster once every task was counted."""
+    if outcome.ended:
+        return await end_cluster(aws, cluster)
+    if outcome.earlier:
+        return await finalize_if_done(aws, cluster)
+    return None
 
 
 async def finalize_if_done(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any] | None:
     """If every task was counted, end the cluster (one conditional winner) and return it.
 
-    Reads only the counter shards first (a few hundred bytes), so the common case, a task
-    that is not the last, costs one small Query. None while tasks are outstanding.
+    Reads only the small top counter first, so a task that is not the last costs one GetItem;
+    RecordNotFoundError when the cluster is gone. None while tasks are outstanding.
     """
-    counts = await read_counts(aws, key)
-    if counts is not None and counts[1] + counts[2] < counts[0]:
+    if await shards_left(aws, key) > 0:
         return None
+    return await end_cluster(aws, key)
+
+
+async def end_cluster(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any]:
+    """Every task was counted: set the cluster's status (one conditional winner, which also
+    leaves the callback ``PENDING``) and return the cluster."""
     cluster = await read_cluster(aws, key, consistent_read=True)
     if cluster.is_finished or cluster.completed + cluster.failed < cluster.total:
         return cluster
@@ -308,6 +304,7 @@ async def run_callback(
     heartbeat = asyncio.ensure_future(_renew_callback_lease(aws, cluster.key, token))
     try:
         items = await read_cluster_items(aws, cluster.key, consistent_read=True)
+        items += await read_shards(aws, items)
         fresh = dataclasses.replace(cluster_from_items(items, cluster.key), client=cluster.client)
         # a store slow enough to hold back the renewals may have let the lease lapse
         main = next(i for i in items if i.get("type") == "cluster")

@@ -32,6 +32,7 @@ from .globals import write_globals
 from .model import counter_key, progress_key, progress_marker_key
 from .plan import ClusterPlan, prepare_task
 from .progress import ProgressWriter
+from .shards import quota, shard_count, shard_key
 
 logger = logging.getLogger("sqs_cluster")
 NOT_ATTEMPTED = "not attempted: the fan-out stopped first"
@@ -45,18 +46,39 @@ async def create_cluster_record(aws: AWS, plan: ClusterPlan) -> bool:
     cluster (or another queue) must fail here, before anything else is written.
     """
     expires = str(int(time.time()) + aws.config.record_ttl_seconds)
+    total = len(plan.tasks)
+    shards = shard_count(total)
     counter = {
         "pKey": {"S": plan.key.p_key},
         "rKey": {"S": counter_key(plan.key).r_key},
-        "total": {"N": str(len(plan.tasks))},
+        "total": {"N": str(total)},
         "url": {"S": plan.queue_url},
         "expiresAt": {"N": expires},
+        "shards": {"N": str(shards)},
+        "shardsLeft": {"N": str(shards)},
     }
     fresh = await _put_if_absent(aws, counter)
     if not fresh:
         await _check_same_cluster(aws, plan)
-    await _put_if_absent(aws, _cluster_item(aws, plan, expires))  # a crash may come in between
+    # before any task is sent, so nothing can count before its shard exists; a crash may come
+    # in between, and a resume writes what is missing (each write applies only if absent)
+    await asyncio.gather(
+        *(_put_if_absent(aws, _shard_item(plan, shard, shards, expires)) for shard in range(shards))
+    )
+    await _put_if_absent(aws, _cluster_item(aws, plan, expires))
     return fresh
+
+
+def _shard_item(plan: ClusterPlan, shard: int, shards: int, expires: str) -> dict[str, Any]:
+    key = shard_key(plan.key, shard)
+    return {
+        "pKey": {"S": key.p_key},
+        "rKey": {"S": key.r_key},
+        "room": {"N": str(quota(len(plan.tasks), shards, shard))},
+        "completed": {"N": "0"},
+        "failed": {"N": "0"},
+        "expiresAt": {"N": expires},
+    }
 
 
 def _cluster_item(aws: AWS, plan: ClusterPlan, expires: str) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """Cluster records: keys, the typed view, counters and the failure policy. Pure, no AWS calls.
 
 A cluster's items share its ``pKey``: the cluster item itself (``rKey`` = ``SQSMessage$<url>``),
-counter shards (``rKey`` = ``SQSMessage$counter#<n>``) and a fan-out progress item
-(``rKey`` = ``SQSMessage$progress``, which also holds the fan-out lease). Tasks are ordinary
-records keyed ``SQSMessage$<cluster id>.<index>``, so no item grows with the number of tasks.
-When the progress item cannot be written, a unit's progress goes to a marker item keyed
-``SQSMessage$<cluster id>.unit<n>`` / ``SQSMessage$progress``.
+its top counter (``rKey`` = ``SQSMessage$counter#0``) and a fan-out progress item
+(``rKey`` = ``SQSMessage$progress``, which also holds the fan-out lease). Its counter shards
+have partitions of their own (``<pKey>#<n>`` / ``SQSMessage$shard``, see ``shards``). Tasks
+are ordinary records keyed ``SQSMessage$<cluster id>.<index>``, so no item grows with the
+number of tasks. When the progress item cannot be written, a unit's progress goes to a marker
+item keyed ``SQSMessage$<cluster id>.unit<n>`` / ``SQSMessage$progress``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from .._errors import RecordNotFoundError, ValidationError
 from .._records.codec import record_fields
 from .._records.model import KEY_PREFIX, ErrorEntry, RecordKey, Status, StatusCode
 from .._types import Globals, Meta
+from .shards import SHARD_R_KEY
 
 COUNTER_PREFIX = f"{KEY_PREFIX}counter#"
 PROGRESS_R_KEY = f"{KEY_PREFIX}progress"
-COUNTER_SHARDS = 1  # one counter item today; more shards need no API change (see docs)
 CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -56,7 +57,8 @@ def task_key(cluster: RecordKey, index: int) -> RecordKey:
 
 
 def counter_key(cluster: RecordKey, shard: int = 0) -> RecordKey:
-    """A counter shard of the cluster."""
+    """The cluster's top counter: its total and queue (which claim the id), its number of
+    counter shards and how many of them still have room (``shards``)."""
     return RecordKey(cluster.p_key, f"{COUNTER_PREFIX}{shard}")
 
 
@@ -72,11 +74,6 @@ def progress_marker_key(cluster: RecordKey, unit: int) -> RecordKey:
     whose writes failed, and is read with the unit's task records when a create resumes.
     """
     return RecordKey(f"{cluster.p_key}.unit{unit}", PROGRESS_R_KEY)
-
-
-def counter_shard(index: int) -> int:
-    """The counter shard a task counts into."""
-    return index % COUNTER_SHARDS
 
 
 def globals_object_key(cluster: RecordKey) -> str:
@@ -218,7 +215,7 @@ def cluster_from_items(
         if item.get("type") == "cluster":
             main = item
             key = RecordKey(item["pKey"], r_key)
-        elif r_key.startswith(COUNTER_PREFIX):
+        elif r_key == SHARD_R_KEY:
             completed += int(item.get("completed", 0))
             failed += int(item.get("failed", 0))
         elif r_key == PROGRESS_R_KEY:

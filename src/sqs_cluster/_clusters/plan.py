@@ -31,6 +31,7 @@ from .._records.limits import check_meta_size
 from .._records.model import RecordKey, RecordType
 from .globals import globals_body
 from .model import cluster_key, globals_object_key, tolerated_count, validate_cluster_id
+from .shards import shard_count
 from .task_wire import TaskWire
 
 GroupId = str | Callable[[Any], str]
@@ -58,7 +59,7 @@ class ClusterPlan:
     @cached_property
     def wire(self) -> TaskWire:
         """The templates of this cluster's task bodies and keys."""
-        return TaskWire.for_cluster(self.key, self.location)
+        return TaskWire.for_cluster(self.key, self.location, shard_count(len(self.tasks)))
 
 
 async def plan_cluster(

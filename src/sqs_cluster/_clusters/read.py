@@ -17,12 +17,13 @@ from .._records.store import (
     query_partition,
 )
 from .model import (
-    COUNTER_SHARDS,
+    COUNTER_PREFIX,
     ClusterRecord,
     cluster_from_items,
     counter_key,
     task_key,
 )
+from .shards import shard_key
 
 
 def coerce_cluster_key(key: Any) -> RecordKey:
@@ -39,8 +40,24 @@ def coerce_cluster_key(key: Any) -> RecordKey:
 async def read_cluster(
     aws: AWS, key: RecordKey, *, consistent_read: bool = False
 ) -> ClusterRecord[Any, Any]:
-    """The cluster item, its counter shards and its progress, in one Query."""
-    return cluster_from_items(await read_cluster_items(aws, key, consistent_read), key)
+    """The cluster item, its top counter and its progress in one Query, then its counter
+    shards (each in a partition of its own) in one BatchGetItem: exact counts."""
+    items = await read_cluster_items(aws, key, consistent_read)
+    return cluster_from_items(items + await read_shards(aws, items, consistent_read), key)
+
+
+async def read_shards(
+    aws: AWS, items: list[dict[str, Any]], consistent_read: bool = True
+) -> list[dict[str, Any]]:
+    """The counter shards named by the cluster's top counter among ``items``, deserialised."""
+    top = next((i for i in items if i["rKey"].startswith(COUNTER_PREFIX)), None)
+    shards = int(top.get("shards", 0)) if top else 0
+    if not shards:
+        return []
+    cluster = RecordKey(top["pKey"], "") if top else RecordKey("", "")
+    keys = [shard_key(cluster, shard) for shard in range(shards)]
+    raw = await batch_get_raw(aws, keys, consistent_read=consistent_read)
+    return [from_item(i) for i in raw]
 
 
 async def read_cluster_items(
@@ -54,24 +71,14 @@ async def read_cluster_items(
     return items
 
 
-async def read_counts(aws: AWS, key: RecordKey) -> tuple[int, int, int] | None:
-    """(total, completed, failed) from the counter shards alone, read strongly consistent.
-
-    The shard keys are derivable, so this is one small GetItem (BatchGetItem once there are
-    several shards). None when no shard carries the total (then read the whole cluster).
-    """
-    keys = [counter_key(key, shard) for shard in range(COUNTER_SHARDS)]
-    if len(keys) == 1:
-        raw = await get_raw(aws, keys[0], consistent_read=True)
-        shards = [from_item(raw)] if raw else []
-    else:
-        shards = [from_item(i) for i in await batch_get_raw(aws, keys, consistent_read=True)]
-    totals = [int(s["total"]) for s in shards if "total" in s]
-    if not totals:
-        return None
-    completed = sum(int(s.get("completed", 0)) for s in shards)
-    failed = sum(int(s.get("failed", 0)) for s in shards)
-    return totals[0], completed, failed
+async def shards_left(aws: AWS, key: RecordKey) -> int:
+    """How many counter shards of the cluster still have room (0 once every task was
+    counted), from its small top counter, read strongly consistent; RecordNotFoundError when
+    the cluster is gone."""
+    raw = await get_raw(aws, counter_key(key), consistent_read=True, projection="shardsLeft")
+    if raw is None:
+        raise RecordNotFoundError(key)
+    return int(from_item(raw).get("shardsLeft", 0))
 
 
 async def iter_task_records(

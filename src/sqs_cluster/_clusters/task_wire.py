@@ -23,9 +23,10 @@ def _json(value: Any) -> str:
 class TaskWire:
     """Templates for one cluster's task bodies, task keys and key attributes.
 
-    The body is the design's ``{"pKey", "rKey", "task", "type": "task"}`` plus ``index`` and,
-    when the cluster has globals, ``globals`` (where they live), exactly as ``json.dumps`` of
-    that dict would write it.
+    The body is the design's ``{"pKey", "rKey", "task", "type": "task"}`` plus ``index``,
+    ``shards`` (how many counter shards the cluster counts into) and, when the cluster has
+    globals, ``globals`` (where they live), exactly as ``json.dumps`` of that dict would write
+    it.
     """
 
     cluster: RecordKey
@@ -37,10 +38,13 @@ class TaskWire:
     cluster_key_attr: Mapping[str, Any]
 
     @classmethod
-    def for_cluster(cls, cluster: RecordKey, location: Mapping[str, str] | None) -> TaskWire:
+    def for_cluster(
+        cls, cluster: RecordKey, location: Mapping[str, str] | None, shards: int
+    ) -> TaskWire:
         """Serialise the parts every task of ``cluster`` shares."""
         p_key, r_key = _json(cluster.p_key), _json(cluster.r_key)
-        tail = "}" if location is None else f',"globals":{_json(dict(location))}}}'
+        tail = f',"shards":{shards}'
+        tail += "}" if location is None else f',"globals":{_json(dict(location))}}}'
         return cls(
             cluster=cluster,
             body_head=f'{{"pKey":{p_key},"rKey":{r_key},"task":',

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 from .._concurrency import call_handler, run_bounded
 from .._errors import MalformedEventError, ValidationError
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import anyio
 
     from .._aws.preflight import Preflight
+    from .._clusters.count import Entry, Outcome
     from .._clusters.model import ClusterCallback, ClusterRecord
 
 Handler = Callable[[ReceivedMessage[Any]], Awaitable[Any] | Any]
@@ -28,6 +29,7 @@ Handler = Callable[[ReceivedMessage[Any]], Awaitable[Any] | Any]
 A non-None return value (any JSON value) is stored on the record as its ``result``."""
 
 logger = logging.getLogger("sqs_cluster")
+T = TypeVar("T")
 
 DEFAULT_BATCH_CONCURRENCY = 10
 
@@ -42,6 +44,16 @@ class PartialBatchResponse(TypedDict):
     """Lambda's ReportBatchItemFailures response shape."""
 
     batchItemFailures: list[BatchItemFailure]
+
+
+class FanInLike(Protocol):
+    """The batch's group commit (``_clusters.fanin.FanIn``)."""
+
+    def join(self) -> None: ...
+
+    def leave(self) -> None: ...
+
+    async def settle(self, entry: Entry) -> Outcome: ...
 
 
 class BatchClient(Protocol):
@@ -76,12 +88,19 @@ class BatchClient(Protocol):
 
     def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None: ...
 
-    async def _finish_task(
-        self,
-        message: ReceivedMessage[Any],
-        error: BaseException | None = None,
-        result: Any = None,
-    ) -> tuple[bool, ClusterRecord[Any, Any] | None]: ...
+    def _fan_in(self) -> FanInLike: ...
+
+    def _entry_for(
+        self, message: ReceivedMessage[Any], *, error: BaseException | None, result: Any
+    ) -> Entry | None: ...
+
+    async def _after_settled(
+        self, message: ReceivedMessage[Any], outcome: Outcome
+    ) -> ClusterRecord[Any, Any] | None: ...
+
+    async def _settle_alone(
+        self, message: ReceivedMessage[Any], *, error: BaseException | None, result: Any
+    ) -> ClusterRecord[Any, Any] | None: ...
 
     async def _after_task(
         self,
@@ -166,11 +185,14 @@ async def process_batch(
     """Process every record; FIFO groups stop at their first failure. See the client method."""
     _check_callable(handler, "handler")
     remaining = remaining_of(context)
+    fanin = client._fan_in()
 
     async def one(message: ReceivedMessage[Any], limiter: anyio.CapacityLimiter) -> bool:
         if not track:
             return await _process_untracked(client, message, handler, limiter)
-        return await _process_one(client, message, handler, limiter, on_cluster_complete, remaining)
+        return await _process_one(
+            client, message, handler, limiter, on_cluster_complete, remaining, fanin
+        )
 
     return await run_records(
         client,
@@ -255,11 +277,12 @@ async def _process_one(
     limiter: anyio.CapacityLimiter,
     callback: ClusterCallback | None,
     remaining: RemainingMs,
+    fanin: FanInLike,
 ) -> bool:
     """True when the message succeeded (or was already complete). Never raises: a fault in
     the handler or in AWS fails this record only, and SQS brings it back."""
     try:
-        return await _process_tracked(client, message, handler, limiter, callback, remaining)
+        return await _process_tracked(client, message, handler, limiter, callback, remaining, fanin)
     except Exception as exc:
         client.log_failure(message, exc)
         return False
@@ -296,11 +319,11 @@ async def log_bounce(client: BatchClient, message: ReceivedMessage[Any], claim: 
 async def run_leased(
     client: BatchClient,
     message: ReceivedMessage[Any],
-    handler: Handler,
-    limiter: anyio.CapacityLimiter,
+    work: Callable[[], Awaitable[T]],
     remaining: RemainingMs,
-) -> Any:
-    """Call the handler while a heartbeat renews the message's lease; returns its result."""
+) -> T:
+    """Run ``work`` (the handler, then writing its outcome) while a heartbeat renews the
+    message's lease; returns what ``work`` returns."""
 
     async def length() -> float:
         return await client._lease_for(message.queue_url, remaining())
@@ -310,7 +333,7 @@ async def run_leased(
 
     heartbeat = asyncio.ensure_future(keep_lease(message, renew, length))
     try:
-        return await call_handler(handler, message, limiter=limiter)
+        return await work()
     finally:
         await stop(heartbeat)
 
@@ -322,29 +345,68 @@ async def _process_tracked(
     limiter: anyio.CapacityLimiter,
     callback: ClusterCallback | None,
     remaining: RemainingMs,
+    fanin: FanInLike,
 ) -> bool:
-    lease = await client._lease_for(message.queue_url, remaining())
-    claim = await client._claim(message, lease)
-    if claim.outcome is ClaimOutcome.IN_PROGRESS:
-        await log_bounce(client, message, claim)
-        return False
-    if claim.outcome is ClaimOutcome.COMPLETE:
-        if message.is_task:  # a redelivery may be what finishes a crashed fan-in
-            await client._after_task(message, callback, limiter)
-        return True
+    """Claim, run and settle one message; its settlement joins the batch's group commit."""
+    member = _Member(fanin)
     try:
-        result = await run_leased(client, message, handler, limiter, remaining)
-    except Exception as exc:
-        client.log_failure(message, exc)
-        if message.is_task and await client.is_last_receive(message):
-            _, cluster = await client._finish_task(message, exc)
-            await client._run_callback(cluster, callback, limiter)
-        else:
-            await client.mark_failed(message, exc)
-        return False
-    if message.is_task:
-        _, cluster = await client._finish_task(message, result=result)
+        lease = await client._lease_for(message.queue_url, remaining())
+        claim = await client._claim(message, lease)
+        if claim.outcome is ClaimOutcome.IN_PROGRESS:
+            member.leave()
+            await log_bounce(client, message, claim)
+            return False
+        if claim.outcome is ClaimOutcome.COMPLETE:
+            member.leave()
+            if message.is_task:  # a redelivery may be what finishes a crashed fan-in
+                await client._after_task(message, callback, limiter)
+            return True
+
+        async def work() -> tuple[bool, ClusterRecord[Any, Any] | None]:
+            try:
+                result = await call_handler(handler, message, limiter=limiter)
+            except Exception as exc:
+                client.log_failure(message, exc)
+                if message.is_task and await client.is_last_receive(message):
+                    return False, await member.settle(client, message, error=exc)
+                member.leave()
+                await client.mark_failed(message, exc)
+                return False, None
+            return True, await member.settle(client, message, result=result)
+
+        succeeded, cluster = await run_leased(client, message, work, remaining)
         await client._run_callback(cluster, callback, limiter)
-    else:
-        await client.mark_complete(message, result)
-    return True
+        return succeeded
+    finally:
+        member.leave()
+
+
+class _Member:
+    """One message's place in the batch's group commit: it hands in once or leaves once."""
+
+    def __init__(self, fanin: FanInLike) -> None:
+        self._fanin: FanInLike | None = fanin
+        fanin.join()
+
+    def leave(self) -> None:
+        fanin, self._fanin = self._fanin, None
+        if fanin is not None:
+            fanin.leave()
+
+    async def settle(
+        self,
+        client: BatchClient,
+        message: ReceivedMessage[Any],
+        *,
+        error: BaseException | None = None,
+        result: Any = None,
+    ) -> ClusterRecord[Any, Any] | None:
+        """Write the message's outcome with the batch's; the cluster once it ended."""
+        entry = client._entry_for(message, error=error, result=result)
+        fanin = self._fanin
+        if entry is None or fanin is None:  # written on its own (a deletion, say)
+            self.leave()
+            return await client._settle_alone(message, error=error, result=result)
+        self._fanin = None  # handing in counts as leaving
+        outcome = await fanin.settle(entry)
+        return await client._after_settled(message, outcome)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._aws.clients import AWS
 from .._aws.conditional import update_if
-from .._clusters.complete import count_once, not_stopped
+from .._clusters.complete import not_stopped
+from .._clusters.count import Entry, Outcome, settle
 from .._errors import MalformedEventError, ValidationError
 from .._records.codec import now_iso, record_from_item
 from .._records.model import KEY_PREFIX, ErrorEntry, RecordKey, Status, StatusCode
@@ -137,11 +138,11 @@ async def settle_dead_letter(
     aws = client._aws
     await aws.synced_now_ms()  # leases are judged on AWS's clock (see dead_letter_update)
     entry = dead_letter_entry(message)
-    counted, item = await _fail_for_good(aws, message, dead_letter_update(aws, message.key, entry))
-    if not counted and error_list_full(item):  # the error list is at its cap: its bounded form
+    outcome = await _fail_for_good(aws, message, dead_letter_update(aws, message.key, entry))
+    if not outcome.applied and error_list_full(outcome.item):  # at its cap: the bounded form
         update = dead_letter_update(aws, message.key, entry, full=True)
-        counted, item = await _fail_for_good(aws, message, update)
-    if counted:
+        outcome = await _fail_for_good(aws, message, update)
+    if outcome.applied:
         logger.warning(
             "message %s: receives exhausted with no outcome recorded; failed for good",
             message.message_id,
@@ -151,23 +152,29 @@ async def settle_dead_letter(
                 "cluster_key": message.cluster_key.to_dict() if message.cluster_key else None,
             },
         )
-    elif not await _settled(aws, message, item):
+        if message.is_task:  # end the cluster if this was its last task, and run the callback
+            cluster = await client._after_settled(message, outcome)
+            await client._run_callback(cluster, callback, limiter)
+        return True
+    if not await _settled(aws, message, outcome.item):
         return False
-    if message.is_task:  # end the cluster and run a due callback, as the normal path does
+    if message.is_task:  # settled by another: end the cluster and run a due callback
         await client._after_task(message, callback, limiter)
     return True
 
 
 async def _fail_for_good(
     aws: AWS, message: ReceivedMessage[Any], update: dict[str, Any]
-) -> tuple[bool, dict[str, Any] | None]:
+) -> Outcome:
     """Write ``update`` (counting a task as failed once); whether it applied, and the item as
     it stood when it did not."""
     if message.is_task:
-        assert message.cluster_key is not None and message.task_index is not None
-        return await count_once(aws, update, message.cluster_key, message.task_index, "failed")
+        assert message.cluster_key is not None and message.cluster_shards is not None
+        entry = Entry(not_stopped(update), message.cluster_key, message.cluster_shards, "failed")
+        (outcome,) = await settle(aws, [entry])
+        return outcome
     written = await update_if(aws, not_stopped(update))
-    return written.applied, written.item
+    return Outcome(written.applied, written.item)
 
 
 async def _settled(aws: AWS, message: ReceivedMessage[Any], item: dict[str, Any] | None) -> bool:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic
 
 from .._errors import MalformedEventError, ValidationError
+from .._records.limits import MAX_SHARDS
 from .._records.model import KEY_PREFIX, MessageRecord, RecordKey, RecordType, shown
 from .._types import Body
 from .outgoing import KEY_ATTRIBUTE
@@ -83,6 +84,8 @@ class ReceivedMessage(Generic[Body]):
     """For a task, its index in the cluster's task list."""
     cluster_key: RecordKey | None = None
     """For a task, the key of its cluster's record."""
+    cluster_shards: int | None = None
+    """For a task, how many counter shards its cluster counts into."""
     globals_location: Mapping[str, str] | None = None
     """For a task, where its cluster's globals live in S3 (``Bucket``, ``Key``)."""
     attributes: Mapping[str, Any] = field(default_factory=dict)
@@ -206,6 +209,7 @@ def parse_record(
             task=body.get("task"),
             task_index=_int(body.get("index"), None),
             cluster_key=RecordKey(body["pKey"], body["rKey"]),
+            cluster_shards=body["shards"],
             globals_location=_globals_location(body),
             **base,
         )
@@ -230,6 +234,13 @@ def check_task_body(body: Mapping[str, Any], key: RecordKey, bucket: str | None)
     if own_index != str(index):
         raise MalformedEventError(
             "body.index", f"the body says task {index}, the message's key says {own_index}"
+        )
+    shards = body.get("shards")
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise MalformedEventError(
+            "body.shards",
+            f"expected the cluster's counter shards, 1 to {MAX_SHARDS}, got {shards!r} (a task "
+            "sent by sqs-cluster 0.1 has none: let 0.1 consumers finish its cluster)",
         )
     location = _globals_location(body)
     if location is None:

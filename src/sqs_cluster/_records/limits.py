@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from .._errors import ValidationError
 
+MAX_SHARDS = 64
+"""The most counter shards a cluster counts into (``_clusters.shards``): a task message
+naming more is malformed."""
 MAX_META_BYTES = 300_000
 """A record's ``meta`` as JSON text."""
 MAX_RECORD_DATA_BYTES = 380_000

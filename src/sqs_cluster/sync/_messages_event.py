@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._messages.event.
-# Body digest: f4b1fbd21b159f23 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 03d7be498b9ba0b1 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._messages.event`` (generated)."""
 
 from __future__ import annotations
@@ -96,6 +96,11 @@ class ReceivedMessage(
     def cluster_key(self) -> RecordKey | None:
         """For a task, the key of its cluster's record."""
         return self._core.cluster_key
+
+    @property
+    def cluster_shards(self) -> int | None:
+        """For a task, how many counter shards its cluster counts into."""
+        return self._core.cluster_shards
 
     @property
     def globals_location(self) -> Mapping[str, str] | None:
