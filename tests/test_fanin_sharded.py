@@ -19,14 +19,18 @@ pytestmark = pytest.mark.asyncio
 
 def top_counter(ddb: Any, config: Config, p_key: str) -> dict[str, Any]:
     key = {"pKey": {"S": p_key}, "rKey": {"S": "SQSMessage$counter#0"}}
-    item: dict[str, Any] = ddb.get_item(TableName=config.table, Key=key, ConsistentRead=True)
-    return item["Item"]
+    item: dict[str, Any] = ddb.get_item(TableName=config.table, Key=key, ConsistentRead=True)[
+        "Item"
+    ]
+    return item
 
 
 def shard(ddb: Any, config: Config, p_key: str, n: int) -> dict[str, Any]:
     key = {"pKey": {"S": f"{p_key}#{n}"}, "rKey": {"S": "SQSMessage$shard"}}
-    item: dict[str, Any] = ddb.get_item(TableName=config.table, Key=key, ConsistentRead=True)
-    return item["Item"]
+    item: dict[str, Any] = ddb.get_item(TableName=config.table, Key=key, ConsistentRead=True)[
+        "Item"
+    ]
+    return item
 
 
 def delta(client: MessageClient, before: dict[str, int]) -> dict[str, int]:
