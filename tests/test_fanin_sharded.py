@@ -150,3 +150,16 @@ async def test_tasks_of_two_clusters_and_plain_messages_share_one_transaction(
     for record in event["Records"]:
         message = client.read_sqs_record(record)
         assert (await message.get_message_record(consistent_read=True)).is_complete
+
+
+async def test_a_fresh_client_hears_from_aws_once_for_a_whole_batch(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(base_config) as producer:
+        await producer.send_message_batch(queue.url, list(range(10)))
+    event = receive_event(sqs, queue.url, max_messages=10)
+    assert len(event["Records"]) == 10
+    async with MessageClient(base_config) as fresh:  # as a new Lambda container's first batch
+        assert await fresh.safe_process_batch(event, lambda m: None) == {"batchItemFailures": []}
+        # the ten claims judge leases on AWS's clock, learnt from one request, not ten
+        assert fresh.request_counts["dynamodb.DescribeTable"] <= 1

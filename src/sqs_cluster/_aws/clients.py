@@ -103,6 +103,7 @@ class AWS:
         self._stack: AsyncExitStack | None = None
         self._clients: dict[str, Any] = {}
         self._semaphore: asyncio.Semaphore | None = None
+        self._syncing: asyncio.Lock | None = None
         self.request_counts: Counter[str] = Counter()
         self._hooks: list[RequestHook] = []
         self.clock = AWSClock()
@@ -116,14 +117,19 @@ class AWS:
         """:meth:`now_ms`, after hearing from DynamoDB once if this client has not yet (one
         DescribeTable of ``Config.table``): a lease is never judged by the local clock."""
         if not self.clock.synced:
-            async with self.slot():
-                await self.ddb.describe_table(TableName=self.config.table)
+            if self._syncing is None:  # made on first use: no loop is bound at construction
+                self._syncing = asyncio.Lock()
+            async with self._syncing:  # concurrent first claims share one request
+                if not self.clock.synced:
+                    async with self.slot():
+                        await self.ddb.describe_table(TableName=self.config.table)
         return self.now_ms()
 
     async def __aenter__(self) -> AWS:
         if self._stack is not None:
             raise SQSClusterError("this client is already open; enter it once")
         self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
+        self._syncing = None
         stack = AsyncExitStack()
         try:
             for service in SERVICES:
