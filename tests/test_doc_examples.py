@@ -17,6 +17,7 @@ from docs.examples import (
     config_from_env,
     lambda_batch,
     local_async,
+    local_budget,
     local_sync,
     provision,
     raw_item,
@@ -383,6 +384,16 @@ def test_local_sync() -> None:
 
 async def test_local_async() -> None:
     assert await local_async.round_trip() is Status.PRE_FLIGHT
+
+
+def test_local_budget() -> None:
+    result = local_budget.hammer_one_item()
+    done, throttled, stats = result["done"], result["throttled"], result["stats"]
+    assert done + throttled == 200 and done >= 20  # the burst at least, then 20 a second
+    assert result["counter"] == done  # a throttled write wrote nothing
+    assert stats["throttled"].get("UpdateItem", 0) == throttled
+    assert stats["consumed_wcu"]["UpdateItem"] == done  # a small item: 1 unit a write
+    assert stats["by_item_top"] == [["counters", '{"pk":{"S":"hot"}}', done, throttled]]
 
 
 def queue_visibility(config: Config, url: str) -> int:

@@ -14,6 +14,8 @@ end the server by PID. This module does not import moto.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
 import queue
 import subprocess
@@ -69,11 +71,26 @@ class LocalAWS:
     long poll waits outside it (it holds up nothing). There is one mode: it is both. The server is
     stopped by :meth:`stop`, when the context exits, when this object is garbage-collected, at
     interpreter exit, and (because it watches its stdin) when this process dies.
+
+    ``item_write_budget`` (WCU per second, per item) makes the server throttle a DynamoDB item
+    written harder than that, as AWS throttles a hot partition past 1,000 WCU a second; None
+    (the default) throttles nothing. See ``docs/local.md``.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 30.0,
+        item_write_budget: float | None = None,
+    ) -> None:
+        if item_write_budget is not None and not (
+            item_write_budget > 0 and math.isfinite(item_write_budget)
+        ):
+            raise ValueError(f"item_write_budget must be positive, not {item_write_budget!r}")
         self.host = host
         self.startup_timeout = startup_timeout
+        self.item_write_budget = item_write_budget
         self._lock = threading.Lock()
         self._server: _ServerProcess | None = None
         self._finalizer: Callable[[], object] | None = None
@@ -140,6 +157,17 @@ class LocalAWS:
                 response.read()
         except OSError as exc:
             raise LocalAWSError(f"resetting the local AWS server at {url} failed: {exc}") from exc
+
+    def budget_stats(self) -> dict[str, Any]:
+        """The server's write-budget counts (``GET /_budget/stats``: throttles per operation,
+        units billed, the most written items); all empty when it runs without a budget."""
+        url = f"{self.endpoint_url}/_budget/stats"
+        try:
+            with _OPENER.open(url, timeout=30.0) as response:
+                data: dict[str, Any] = json.load(response)
+        except (OSError, ValueError) as exc:
+            raise LocalAWSError(f"reading the write-budget stats at {url} failed: {exc}") from exc
+        return data
 
     # -- provisioning -------------------------------------------------------------------------
 
@@ -220,6 +248,8 @@ class LocalAWS:
 
     def _command(self) -> list[str]:
         command = [sys.executable, "-m", "sqs_cluster.local.server", "--host", self.host]
+        if self.item_write_budget is not None:
+            command += ["--item-write-budget", repr(float(self.item_write_budget))]
         return [*command, "--port", "0", "--exit-on-stdin-eof"]
 
     def _discard(self) -> None:

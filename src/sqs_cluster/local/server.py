@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m sqs_cluster.local.server --host 127.0.0.1 --port 0
+    python -m sqs_cluster.local.server --host 127.0.0.1 --port 0 [--item-write-budget 20]
 
 Port 0 lets the OS pick a free port. Once the socket is listening, the process prints exactly one
 line, ``READY <port>``, to stdout; anything printed later goes to stderr. It serves until SIGTERM
@@ -14,6 +14,10 @@ Each request is atomic, as on AWS (conditions, transactions, counters; a message
 one receiver at a time), which moto's threaded server does not guarantee on its own: DynamoDB
 and S3 requests take one lock, SQS requests another, and an SQS long poll waits outside it, so
 a long poll never holds up the rest.
+
+With ``--item-write-budget B``, each DynamoDB item may take B write units a second, as AWS
+throttles a hot partition at 1,000 (see :mod:`sqs_cluster.local.budget`); the counts are served
+at ``GET /_budget/stats``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import io
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -30,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from sqs_cluster.local.budget import STATS_PATH, ItemWriteBudget, budget_stats
 from sqs_cluster.local.ddb_patch import apply_ddb_query_patch, apply_ddb_transaction_patch
 from sqs_cluster.local.sqs_patch import apply_sqs_counter_patch
 
@@ -54,16 +60,29 @@ class SerialisedApp:
     SQS requests go on while a poller waits. A lock is held until the response body has been
     read to the end and closed; the body is buffered, so that a client that goes away cannot
     leave it held. A request whose service cannot be told takes the first lock.
+
+    With a ``budget``, DynamoDB writes go through it under the first lock, and
+    ``GET /_budget/stats`` is answered at once, under neither lock.
     """
 
-    def __init__(self, app: WSGIApp) -> None:
+    def __init__(self, app: WSGIApp, budget: ItemWriteBudget | None = None) -> None:
         self._app = app
+        self._budget = budget
         self._lock = threading.Lock()
         self._sqs_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        if signing_service(environ) != "sqs":
+        path = environ.get("PATH_INFO")
+        if path == STATS_PATH and environ.get("REQUEST_METHOD") == "GET":
+            return _json_answer(budget_stats(self._budget), start_response)
+        service = signing_service(environ)
+        if service != "sqs":
             with self._lock:
+                if self._budget is not None:
+                    if service == "dynamodb":
+                        return self._budget.respond(environ, start_response, self._respond)
+                    if path == "/moto-api/reset":
+                        self._budget.clear()
                 return self._respond(environ, start_response)
         if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
             return self._poll(environ, start_response)
@@ -120,6 +139,14 @@ class _Answer:
         return lambda data: None
 
 
+def _json_answer(data: Any, start_response: Callable[..., Any]) -> list[bytes]:
+    body = json.dumps(data).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
 def _has_messages(answer: _Answer, body: list[bytes]) -> bool:
     if not answer.args or not str(answer.args[0]).startswith("200"):
         return True  # an error: answer it at once
@@ -146,16 +173,35 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="shut down when stdin closes (the parent exited), so servers are never orphaned",
     )
+    parser.add_argument(
+        "--item-write-budget",
+        type=_positive_float,
+        default=None,
+        metavar="WCU",
+        help="write units per second each DynamoDB item may take (burst: one second's worth); "
+        "absent: no budget",
+    )
     return parser.parse_args(argv)
 
 
-def _build_app() -> WSGIApp:
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _build_app(item_write_budget: float | None = None) -> WSGIApp:
     """moto's multi-service WSGI app: DynamoDB and S3 one request at a time, SQS under a lock of
-    its own."""
+    its own, and DynamoDB writes within their budget if one is given."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     app: WSGIApp = DomainDispatcherApplication(create_backend_app)
-    return SerialisedApp(app)
+    budget = ItemWriteBudget(item_write_budget) if item_write_budget is not None else None
+    return SerialisedApp(app, budget)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -202,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stop = threading.Event()
     _stop_on_signals(stop)
-    app = _build_app()
+    app = _build_app(args.item_write_budget)
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
