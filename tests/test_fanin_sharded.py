@@ -163,3 +163,20 @@ async def test_a_fresh_client_hears_from_aws_once_for_a_whole_batch(
         assert await fresh.safe_process_batch(event, lambda m: None) == {"batchItemFailures": []}
         # the ten claims judge leases on AWS's clock, learnt from one request, not ten
         assert fresh.request_counts["dynamodb.DescribeTable"] <= 1
+
+
+async def test_concurrent_failures_of_a_fresh_client_read_the_redrive_policy_once(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(base_config) as producer:
+        await producer.send_message_batch(queue.url, list(range(10)))
+    event = receive_event(sqs, queue.url, max_messages=10)
+
+    def fail(message: ReceivedMessage[Any]) -> None:
+        raise RuntimeError("no")
+
+    async with MessageClient(base_config) as fresh:
+        response = await fresh.safe_process_batch(event, fail)
+        assert len(response["batchItemFailures"]) == 10
+        # the visibility timeout (leases) and the redrive policy (last receive?): one each
+        assert fresh.request_counts["sqs.GetQueueAttributes"] <= 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -79,6 +80,7 @@ class MessageClient(QueueOperations, ClusterOperations):
         self.config = config if config is not None else Config.from_env()
         self._aws = AWS(self.config, session=session, clients=clients)
         self._max_receive: dict[str, int | None] = {}
+        self._max_receive_locks: dict[str, asyncio.Lock] = {}
         self._no_visibility: set[str] = set()
         self._preflight = Preflight(self._aws)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ class QueueOperations:
     _aws: AWS
     config: Config
     _max_receive: dict[str, int | None]
+    _max_receive_locks: dict[str, asyncio.Lock]
     _preflight: Preflight
 
     async def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]:
@@ -85,7 +87,10 @@ class QueueOperations:
         if self.config.max_receive_count is not None:
             return self.config.max_receive_count
         if queue_url not in self._max_receive:
-            self._max_receive[queue_url] = await self._redrive_limit(queue_url)
+            lock = self._max_receive_locks.setdefault(queue_url, asyncio.Lock())
+            async with lock:  # concurrent first callers share one request
+                if queue_url not in self._max_receive:
+                    self._max_receive[queue_url] = await self._redrive_limit(queue_url)
         return self._max_receive[queue_url]
 
     async def _redrive_limit(self, queue_url: str) -> int | None:
