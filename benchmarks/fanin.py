@@ -185,11 +185,17 @@ async def child_rtt(endpoint: str, delay_ms: float, batches: int) -> dict[str, A
     }
 
 
-async def child_ceiling(endpoint: str, tasks: int, consumers: int) -> dict[str, Any]:
-    """Completion rate of one cluster drained by ``consumers`` clients."""
+async def child_ceiling(
+    endpoint: str, tasks: int, consumers: int, deadline: float
+) -> dict[str, Any]:
+    """Completion rate of one cluster drained by ``consumers`` clients: all its tasks over the
+    time to its callback, or, when it has not ended by ``deadline`` seconds (its tasks were
+    dead-lettered, say), the tasks counted by then over that time."""
     from sqs_cluster import MessageClient
 
-    config, queue_url = await open_resources(endpoint)
+    # a short visibility timeout: a delivery that failed (throttled past its retries) is back
+    # in seconds, as a Lambda function's would be with a timeout of a few seconds
+    config, queue_url = await open_resources(endpoint, visibility=10)
     done = asyncio.Event()
     calls: list[int] = []
 
@@ -222,16 +228,28 @@ async def child_ceiling(endpoint: str, tasks: int, consumers: int) -> dict[str, 
             for name, value in client.request_counts.items():
                 counts[name] = counts.get(name, 0) + value
 
-    await asyncio.wait_for(asyncio.gather(*(consume() for _ in range(consumers))), 3600)
+    running = asyncio.gather(*(consume() for _ in range(consumers)))
+    try:
+        await asyncio.wait_for(asyncio.shield(running), deadline)
+    except asyncio.TimeoutError:
+        done.set()  # the consumers stop after their batch in flight
+        await running
     ended = time.perf_counter()
     async with MessageClient(config) as reader:
         cluster = await reader.get_message_cluster(key, consistent_read=True)
+        dead = await reader._aws.sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]
+        )
     seconds = ended - min(first)
+    counted = cluster.completed + cluster.failed
     return {
         "consumers": consumers,
         "tasks": tasks,
+        "ended": bool(calls),
+        "counted": counted,
         "seconds": round(seconds, 2),
-        "tasks_per_s": round(tasks / seconds, 1),
+        "tasks_per_s": round(counted / seconds, 1),
+        "redrive": json.loads(dead["Attributes"].get("RedrivePolicy", "{}")),
         "callbacks": len(calls),
         "completed": cluster.completed,
         "failed_deliveries": failures[0],
@@ -250,12 +268,15 @@ def run_child(argv: list[str]) -> None:
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=600)
     parser.add_argument("--consumers", type=int, default=1)
+    parser.add_argument("--deadline", type=float, default=120)
     args = parser.parse_args(argv)
     setup_env()
     if args.mode == "rtt":
         result = asyncio.run(child_rtt(args.endpoint, args.delay_ms, args.batches))
     else:
-        result = asyncio.run(child_ceiling(args.endpoint, args.tasks, args.consumers))
+        result = asyncio.run(
+            child_ceiling(args.endpoint, args.tasks, args.consumers, args.deadline)
+        )
     print(json.dumps(result))
 
 
@@ -274,6 +295,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=600)
     parser.add_argument("--consumers", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--budget", type=float, default=10, help="WCU/s per item (ceiling)")
+    parser.add_argument("--deadline", type=float, default=120, help="seconds per run at most")
     parser.add_argument("--json", help="result path (default results/fanin-<mode>.json)")
     args = parser.parse_args()
     setup_env()
@@ -296,6 +318,7 @@ def main() -> None:
             for consumers in args.consumers:
                 for name, src in variants.items():
                     extra = ["--tasks", str(args.tasks), "--consumers", str(consumers)]
+                    extra += ["--deadline", str(args.deadline)]
                     rows.append(child(name, src, common + extra))
                     out.print(rows[-1])
     path = Path(args.json) if args.json else RESULTS / f"fanin-{args.mode}.json"
