@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -121,29 +122,51 @@ async def test_a_worker_renews_the_lease_of_a_handler_that_claims_itself(
 # -- the lease ends before a redelivery --------------------------------------------------------
 
 
+class DiesOnFirstReceive:
+    """A handler whose first delivery never returns (its invocation dies there)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.seen: list[int] = []
+
+    async def __call__(self, message: ReceivedMessage[Any]) -> None:
+        self.seen.append(message.receive_count)
+        if message.receive_count == 1:
+            self.started.set()
+            await asyncio.Event().wait()
+
+
+async def crash_and_redeliver(
+    client: MessageClient,
+    sqs: Any,
+    url: str,
+    context: Callable[[], Any] = lambda: None,
+    while_running: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+) -> tuple[Any, list[int]]:
+    """Kill ``safe_process_batch`` mid-handler on the first delivery (nothing settles the record
+    or releases the lease), then process the redelivery; its response and the receive counts
+    the handler saw."""
+    first = receive_event(sqs, url, max_messages=1, visibility=5)
+    handler = DiesOnFirstReceive()
+    crashed = asyncio.ensure_future(client.safe_process_batch(first, handler, context=context()))
+    await handler.started.wait()
+    if while_running is not None:
+        await while_running(first)
+    crashed.cancel()
+    await asyncio.gather(crashed, return_exceptions=True)
+    second = await redelivered(sqs, url, visibility=5)
+    response = await client.safe_process_batch(second, handler, context=context())
+    return response, handler.seen
+
+
 async def test_a_redelivery_after_a_lambda_crash_takes_over_instead_of_bouncing(
     base_config: Config, sqs: Any
 ) -> None:
     short = await make_queue(base_config, visibility_timeout=5, max_receive_count=3)
     async with MessageClient(base_config) as client:  # lease_seconds: the default 300
         await client.send_message(short.url, "dies")
-        first = receive_event(sqs, short.url, max_messages=1, visibility=5)
-        started = asyncio.Event()
-        seen: list[int] = []
-
-        async def handler(message: ReceivedMessage[Any]) -> None:
-            seen.append(message.receive_count)
-            if message.receive_count == 1:  # the invocation dies mid-handler
-                started.set()
-                await asyncio.Event().wait()
-
-        context = Context(remaining_ms=5000)  # a function timeout within the visibility
-        crashed = asyncio.ensure_future(client.safe_process_batch(first, handler, context=context))
-        await started.wait()
-        crashed.cancel()  # killed: nothing settles the record or releases the lease
-        await asyncio.gather(crashed, return_exceptions=True)
-        second = await redelivered(sqs, short.url, visibility=5)
-        response = await client.safe_process_batch(second, handler, context=Context(5000))
+        # a function timeout within the visibility
+        response, seen = await crash_and_redeliver(client, sqs, short.url, lambda: Context(5000))
     assert response == {"batchItemFailures": []}
     assert seen == [1, 2]
 
@@ -171,26 +194,16 @@ async def test_a_lambda_handler_without_a_context_caps_leases_by_the_visibility_
     short = await make_queue(base_config, visibility_timeout=5, max_receive_count=3)
     async with MessageClient(base_config) as client:  # lease_seconds: the default 300
         await client.send_message(short.url, "dies")
-        first = receive_event(sqs, short.url, max_messages=1, visibility=5)
-        started = asyncio.Event()
-        seen: list[int] = []
 
-        async def handler(message: ReceivedMessage[Any]) -> None:
-            seen.append(message.receive_count)
-            if message.receive_count == 1:
-                started.set()
-                await asyncio.Event().wait()
+        async def lease_is_capped(first: dict[str, Any]) -> None:
+            record = await client.get_message_record(key_of(client, first), consistent_read=True)
+            assert record.lease_until_ms is not None
+            assert record.lease_until_ms <= time.time() * 1000 + 5000  # 4 s, not 300 s
 
         # no context and no earlier read of the queue: the claim reads the timeout itself
-        crashed = asyncio.ensure_future(client.safe_process_batch(first, handler))
-        await started.wait()
-        record = await client.get_message_record(key_of(client, first), consistent_read=True)
-        assert record.lease_until_ms is not None
-        assert record.lease_until_ms <= time.time() * 1000 + 5000  # 4 s, not 300 s
-        crashed.cancel()
-        await asyncio.gather(crashed, return_exceptions=True)
-        second = await redelivered(sqs, short.url, visibility=5)
-        response = await client.safe_process_batch(second, handler)
+        response, seen = await crash_and_redeliver(
+            client, sqs, short.url, while_running=lease_is_capped
+        )
     assert response == {"batchItemFailures": []}
     assert seen == [1, 2]
 
@@ -280,32 +293,30 @@ async def test_a_worker_keeps_polling_after_a_transient_error(
     assert caplog.text.count("ReadTimeoutError") == 2
 
 
+@pytest.mark.parametrize(
+    ("code", "raised", "match"),
+    [
+        ("AWS.SimpleQueueService.NonExistentQueue", ResourceMissingError, "no queue"),
+        ("AccessDenied", ClientError, "AccessDenied"),
+    ],
+    ids=["configuration-error", "access-denied"],
+)
 async def test_a_worker_stops_on_a_configuration_error(
-    base_config: Config, queue: Queue, real: dict[str, Any]
+    base_config: Config,
+    queue: Queue,
+    real: dict[str, Any],
+    code: str,
+    raised: type[Exception],
+    match: str,
 ) -> None:
-    async def gone(call: Any, kwargs: dict[str, Any]) -> Any:
-        error = {"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue", "Message": "gone"}}
+    async def refused(call: Any, kwargs: dict[str, Any]) -> Any:
+        error = {"Error": {"Code": code, "Message": "refused"}}
         raise ClientError(error, "ReceiveMessage")  # type: ignore[arg-type]
 
-    sqs = FaultyClient(real["sqs"], receive_message=gone)
+    sqs = FaultyClient(real["sqs"], receive_message=refused)
     async with MessageClient(base_config, clients={**real, "sqs": sqs}) as client:
         worker = Worker(client, queue.url, lambda e, c: None, WorkerOptions(wait_seconds=0))
-        with pytest.raises(ResourceMissingError, match="no queue"):
-            await worker.run()
-    assert sqs.calls["receive_message"] == 1
-
-
-async def test_a_worker_stops_when_access_is_denied(
-    base_config: Config, queue: Queue, real: dict[str, Any]
-) -> None:
-    async def denied(call: Any, kwargs: dict[str, Any]) -> Any:
-        error = {"Error": {"Code": "AccessDenied", "Message": "not allowed"}}
-        raise ClientError(error, "ReceiveMessage")  # type: ignore[arg-type]
-
-    sqs = FaultyClient(real["sqs"], receive_message=denied)
-    async with MessageClient(base_config, clients={**real, "sqs": sqs}) as client:
-        worker = Worker(client, queue.url, lambda e, c: None, WorkerOptions(wait_seconds=0))
-        with pytest.raises(ClientError, match="AccessDenied"):
+        with pytest.raises(raised, match=match):
             await worker.run()
     assert sqs.calls["receive_message"] == 1
 
