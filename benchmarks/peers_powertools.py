@@ -104,38 +104,12 @@ def lambda_context(function_name: str) -> LambdaContext:
 # -- events, as Lambda's SQS event source mapping shapes them ---------------------------------
 
 
-def _attribute(value: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "stringValue": value.get("StringValue"),
-        "binaryValue": value.get("BinaryValue"),
-        "stringListValues": list(value.get("StringListValues", [])),
-        "binaryListValues": list(value.get("BinaryListValues", [])),
-        "dataType": value.get("DataType", "String"),
-    }
-
-
 def lambda_event(messages: Sequence[Mapping[str, Any]], queue_url: str) -> dict[str, Any]:
-    """A Lambda SQS event for messages received with all attributes and message attributes."""
-    account, name = queue_url.rstrip("/").split("/")[-2:]
-    arn = f"arn:aws:sqs:{REGION}:{account}:{name}"
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": dict(m.get("Attributes", {})),
-                "messageAttributes": {
-                    k: _attribute(v) for k, v in m.get("MessageAttributes", {}).items()
-                },
-                "md5OfBody": m.get("MD5OfBody"),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": REGION,
-            }
-            for m in messages
-        ]
-    }
+    """A Lambda SQS event for messages received with all attributes and message attributes
+    (the shape the library's own local worker builds, for both sides)."""
+    from sqs_cluster._messages.lambda_shape import lambda_event as shaped
+
+    return shaped(messages, queue_url=queue_url, region=REGION)
 
 
 async def receive_all(sqs: Any, queue_url: str, count: int) -> list[dict[str, Any]]:
