@@ -13,10 +13,9 @@ from .._clusters.complete import (
     finish_counted,
     message_entry,
     run_callback,
-    settle_task,
     task_entry,
 )
-from .._clusters.count import Entry, Outcome
+from .._clusters.count import Entry, Outcome, settle
 from .._clusters.create import create_cluster
 from .._clusters.fanin import FanIn
 from .._clusters.globals import read_globals, update_globals
@@ -173,23 +172,10 @@ class ClusterOperations:
 
         Returns whether this call counted it, and the cluster once every task was counted.
         """
-        entry = task_entry(self._aws, message, error=error, result=result)
-        outcome, cluster = await settle_task(self._aws, message, entry)
-        return outcome.applied, await self._ended(message, outcome, cluster)
-
-    async def _ended(
-        self,
-        message: ReceivedMessage[Any],
-        outcome: Outcome,
-        cluster: ClusterRecord[Any, Any] | None,
-    ) -> ClusterRecord[Any, Any] | None:
-        """The task's cluster once every task was counted, bound to this client. A task that
-        this call did not count was settled by another delivery: look whether that one ended
-        the cluster (it may have died before ending it)."""
-        assert message.cluster_key is not None
-        if not outcome.applied:
-            cluster = await finalize_if_done(self._aws, message.cluster_key)
-        return self._bind(cluster)
+        (outcome,) = await settle(
+            self._aws, [task_entry(self._aws, message, error=error, result=result)]
+        )
+        return outcome.applied, await self._after_settled(message, outcome)
 
     def _fan_in(self) -> FanIn:
         """A batch's group commit: what its messages settle together is one transaction."""
@@ -209,14 +195,17 @@ class ClusterOperations:
     async def _after_settled(
         self, message: ReceivedMessage[Any], outcome: Outcome
     ) -> ClusterRecord[Any, Any] | None:
-        """After a batch's transaction: a task's cluster, once this write ended it."""
+        """After a task's settlement: its cluster, bound to this client, once every task was
+        counted. A task that this call did not count was settled by another delivery: look
+        whether that one ended the cluster (it may have died before ending it)."""
         if not message.is_task:
             return None
         assert message.cluster_key is not None
-        ended = None
         if outcome.applied:
             ended = await finish_counted(self._aws, message.cluster_key, outcome)
-        return await self._ended(message, outcome, ended)
+        else:
+            ended = await finalize_if_done(self._aws, message.cluster_key)
+        return self._bind(ended)
 
     async def _settle_alone(
         self, message: ReceivedMessage[Any], *, error: BaseException | None, result: Any

@@ -37,7 +37,7 @@ from .._messages.tracking import (
 from .._records.codec import from_item, key_item, now_iso
 from .._records.model import STATUS_CODES, ErrorEntry, RecordKey, Status, StatusCode
 from .._records.store import get_raw
-from .count import Entry, Outcome, settle
+from .count import Entry, Outcome
 from .model import CallbackState, ClusterCallback, ClusterRecord, cluster_from_items
 from .read import read_cluster, read_cluster_items, read_shards, shards_left
 
@@ -105,17 +105,6 @@ def message_entry(aws: AWS, message: ReceivedMessage[Any], result: Any = None) -
 
     update = complete_update(aws, key, result)
     return Entry(update, refit=refit)
-
-
-async def settle_task(
-    aws: AWS, message: ReceivedMessage[Any], entry: Entry
-) -> tuple[Outcome, ClusterRecord[Any, Any] | None]:
-    """Settle one task alone (``mark_complete``, ``mark_failed``, a dead letter): its outcome,
-    and its cluster once every task was counted."""
-    assert message.cluster_key is not None
-    (outcome,) = await settle(aws, [entry])
-    ended = await finish_counted(aws, message.cluster_key, outcome) if outcome.applied else None
-    return outcome, ended
 
 
 async def finish_counted(
