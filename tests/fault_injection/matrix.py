@@ -598,6 +598,16 @@ def ops(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
+ONE_BY_ONE_OPERATIONS = ops(
+    "sqs.GetQueueAttributes",  # the receive limit
+    "dynamodb.UpdateItem",
+    "dynamodb.GetItem",
+    "dynamodb.TransactWriteItems",
+    "dynamodb.Query",
+    "dynamodb.BatchGetItem",  # the counter shards
+)
+"""What a consumer settling messages one at a time (claim, mark_complete, mark_failed) sends."""
+
 SCENARIOS: dict[str, Scenario] = {
     "send_message_batch": Scenario(
         op_send_message_batch,
@@ -660,26 +670,12 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "consume_one_by_one": Scenario(
         op_consume_one_by_one,
-        ops(
-            "sqs.GetQueueAttributes",
-            "dynamodb.UpdateItem",
-            "dynamodb.GetItem",
-            "dynamodb.TransactWriteItems",
-            "dynamodb.Query",
-            "dynamodb.BatchGetItem",  # the counter shards
-        ),
+        ONE_BY_ONE_OPERATIONS,
         ops("claim", "is_complete", "mark_complete", "is_last_receive", "max_receive_count"),
     ),
     "mark_failed": Scenario(
         op_mark_failed,
-        ops(
-            "sqs.GetQueueAttributes",
-            "dynamodb.UpdateItem",
-            "dynamodb.GetItem",
-            "dynamodb.TransactWriteItems",
-            "dynamodb.Query",
-            "dynamodb.BatchGetItem",  # the counter shards
-        ),
+        ONE_BY_ONE_OPERATIONS,
         ops("mark_failed", "is_last_receive", "max_receive_count"),
     ),
     "process_dead_letters": Scenario(
