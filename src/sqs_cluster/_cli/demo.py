@@ -93,7 +93,12 @@ async def run_demo_async(
         )
         running = asyncio.ensure_future(worker.run())
         try:
-            await _watch(client, key, console)
+            try:
+                await watch_cluster(
+                    client, key, console=console, interval=0.25, stall_seconds=STALL_SECONDS
+                )
+            except SQSClusterError as exc:
+                raise SQSClusterError(f"demo: {exc}") from None
             await asyncio.wait_for(finished.wait(), timeout=60)
         finally:
             worker.stop()
@@ -102,38 +107,6 @@ async def run_demo_async(
         result.failed_tasks = (await client.get_message_cluster(key)).failed
         result.requests = dict(client.request_counts)
     return result
-
-
-async def _watch(client: MessageClient, key: Any, console: Any) -> None:
-    """Show the cluster's progress until it ends; raise if it stalls (see ``STALL_SECONDS``)."""
-    tasks: list[asyncio.Future[Any]] = [
-        asyncio.ensure_future(watch_cluster(client, key, console=console, interval=0.25)),
-        asyncio.ensure_future(_stall(client, key, STALL_SECONDS)),
-    ]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        task.result()  # the stall's error, or the watch's
-
-
-async def _stall(client: MessageClient, key: Any, seconds: float) -> None:
-    """Raise once the cluster has counted nothing new for ``seconds`` (never returns)."""
-    last, since = -1, time.monotonic()
-    while True:
-        cluster = await client.get_message_cluster(key, consistent_read=True)
-        counted = cluster.completed + cluster.failed
-        if counted != last:
-            last, since = counted, time.monotonic()
-        elif time.monotonic() - since > seconds:
-            raise SQSClusterError(
-                f"demo: no progress for {seconds:.0f} s, stuck at {counted} of {cluster.total} "
-                f"tasks counted (status {cluster.status.value})"
-            )
-        await asyncio.sleep(1.0)
 
 
 def _lambda_handler(client: MessageClient, result: DemoResult, finished: asyncio.Event) -> Any:
