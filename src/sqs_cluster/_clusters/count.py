@@ -211,7 +211,7 @@ def _plan_counts(aws: AWS, plan: _Plan, group: list[Entry], state: _State) -> No
     used: set[int] = set()
     filled = 0
     while left:
-        shard = _choose(cluster, shards, used, state, left)
+        shard = _choose(cluster, shards, used, state)
         if shard is None:  # no room left for them: some of these tasks were counted already
             plan.add(_top_check(aws, cluster, counted=not used), ("check", (cluster, not used)))
             break
@@ -240,9 +240,7 @@ def _plan_counts(aws: AWS, plan: _Plan, group: list[Entry], state: _State) -> No
             plan.finishing.add(cluster.p_key)
 
 
-def _choose(
-    cluster: RecordKey, shards: int, used: set[int], state: _State, left: int
-) -> int | None:
+def _choose(cluster: RecordKey, shards: int, used: set[int], state: _State) -> int | None:
     """A shard with room seen in this settle first (filling it), else one not known full."""
     known = set()
     for (p_key, shard), room in state.rooms.items():

@@ -51,11 +51,10 @@ async def read_shards(
 ) -> list[dict[str, Any]]:
     """The counter shards named by the cluster's top counter among ``items``, deserialised."""
     top = next((i for i in items if i["rKey"].startswith(COUNTER_PREFIX)), None)
-    shards = int(top.get("shards", 0)) if top else 0
-    if not shards:
+    if top is None or not top.get("shards"):
         return []
-    cluster = RecordKey(top["pKey"], "") if top else RecordKey("", "")
-    keys = [shard_key(cluster, shard) for shard in range(shards)]
+    cluster = RecordKey(top["pKey"], "")
+    keys = [shard_key(cluster, shard) for shard in range(int(top["shards"]))]
     raw = await batch_get_raw(aws, keys, consistent_read=consistent_read)
     return [from_item(i) for i in raw]
 
