@@ -105,11 +105,10 @@ async def test_send_message_whose_record_answer_was_lost_sends_once(
     assert (await clean.get_message_record(key, consistent_read=True)).body == "once"
 
 
-@pytest.mark.parametrize("task", [False, True], ids=["message", "task"])
-async def test_completion_whose_answer_was_lost_says_it_completed(
-    faulty: MessageClient, clean: MessageClient, task: bool
-) -> None:
-    queue = await fresh_queue(clean)
+async def claimed(clean: MessageClient, queue: Any, task: bool) -> tuple[Any, str, Any]:
+    """A claimed message, or the one task of a fresh cluster: the cluster's key (None for a
+    message), the operation that settles it, and its record."""
+    key = None
     if task:
         key = await clean.create_message_cluster(queue.url, [1], omit_globals=True)
         operation = "dynamodb.TransactWriteItems"
@@ -118,6 +117,14 @@ async def test_completion_whose_answer_was_lost_says_it_completed(
         operation = "dynamodb.UpdateItem"
     (record,) = await receive_messages(clean, queue.url)
     assert await clean.is_complete(record) is False
+    return key, operation, record
+
+
+@pytest.mark.parametrize("task", [False, True], ids=["message", "task"])
+async def test_completion_whose_answer_was_lost_says_it_completed(
+    faulty: MessageClient, clean: MessageClient, task: bool
+) -> None:
+    key, operation, record = await claimed(clean, await fresh_queue(clean), task)
     injector = lose_one_answer(21, operation, "completedAt")
     with injector.attached(faulty):
         assert await faulty.mark_complete(record, result="r") is True
@@ -134,14 +141,7 @@ async def test_failure_whose_answer_was_lost_is_recorded_once(
     faulty: MessageClient, clean: MessageClient, last: bool
 ) -> None:
     queue = await (redrive_queue(clean) if last else fresh_queue(clean))
-    if last:
-        key = await clean.create_message_cluster(queue.url, [1], omit_globals=True)
-        operation = "dynamodb.TransactWriteItems"
-    else:
-        await clean.send_message(queue.url, "x")
-        operation = "dynamodb.UpdateItem"
-    (record,) = await receive_messages(clean, queue.url)
-    assert await clean.is_complete(record) is False
+    key, operation, record = await claimed(clean, queue, last)
     injector = lose_one_answer(22, operation, "list_append")
     with injector.attached(faulty):
         assert await faulty.mark_failed(record, ValueError("boom")) is True
