@@ -55,6 +55,10 @@ FOREIGN_TABLE = "another-apps-table-5c0d"
 """A table of another application (key ``id``), created by the ``foreign_table`` fixture."""
 
 
+
+NINE = {f"a{i}": {"DataType": "String", "StringValue": "v"} for i in range(9)}
+"""Nine user attributes: the most a message can carry inline, one too many offloaded."""
+
 def deep(levels: int) -> Any:
     value: Any = 1
     for _ in range(levels):
@@ -278,11 +282,11 @@ CASES = [
     ),
     # -- empty, oversized and non-JSON values --------------------------------------------------
     case(
-        lambda c: c.client.send_message(c.queue.url, "x" * 300_000),
+        lambda c: c.client.send_message(c.queue.url, "x" * 1_100_000, MessageAttributes=NINE),
         ValidationError,
-        "body",
-        "262144 bytes",
-        id="body-oversized",
+        "body.message_attributes",
+        "at most 8",
+        id="body-offloaded-with-nine-attributes",
     ),
     case(
         lambda c: c.client.create_message_cluster(c.queue.url, [1, "x" * 2_000_000]),

@@ -16,6 +16,7 @@ AWS_CALLERS = {
     "_records/store.py",  # record reads, unconditional updates, partition queries
     "_messages/sending.py",  # the write-then-send pipeline (BatchWriteItem, SendMessage[Batch])
     "_clusters/globals.py",  # the globals object in S3
+    "_messages/payloads.py",  # offloaded message bodies in S3
 }
 """Where the library's own code may call an AWS client; everything else asks these."""
 

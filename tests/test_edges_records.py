@@ -178,8 +178,14 @@ async def test_a_task_whose_result_is_too_large_is_counted_complete_without_it(
 
 
 async def test_a_result_that_fits_alone_but_not_beside_a_large_task_is_dropped(
-    client: MessageClient, queue: Queue, sqs: Any
+    base_config: Config, queue: Queue, sqs: Any
 ) -> None:
+    async with MessageClient(base_config.with_changes(record_body_bytes=300_000)) as client:
+        await _result_beside_a_large_task(client, queue, sqs)
+
+
+async def _result_beside_a_large_task(client: MessageClient, queue: Queue, sqs: Any) -> None:
+    """A record that copies its 200 KB body (``record_body_bytes`` raised) has no room left."""
     key = await client.create_message_cluster(
         queue.url,
         [{"i": 0, "text": "é" * 100_000}],
@@ -198,8 +204,13 @@ async def test_a_result_that_fits_alone_but_not_beside_a_large_task_is_dropped(
 
 
 async def test_a_message_whose_result_does_not_fit_beside_its_body_completes(
-    client: MessageClient, queue: Queue, sqs: Any
+    base_config: Config, queue: Queue, sqs: Any
 ) -> None:
+    async with MessageClient(base_config.with_changes(record_body_bytes=300_000)) as client:
+        await _result_beside_a_large_body(client, queue, sqs)
+
+
+async def _result_beside_a_large_body(client: MessageClient, queue: Queue, sqs: Any) -> None:
     await client.send_message(queue.url, "é" * 100_000)  # 200 KB in UTF-8
     event = receive_event(sqs, queue.url)
     result = {"text": "ü" * 110_000}  # 220 KB in UTF-8: fits a record, not beside the body

@@ -104,10 +104,27 @@ async def test_ten_user_attributes_clash_with_the_key(client: MessageClient, que
     await client.send_message(queue.url, "x", MessageAttributes=nine)
 
 
+async def test_oversized_body_names_the_limit(base_config: Config, queue: Queue) -> None:
+    async with MessageClient(base_config.with_changes(bucket=None)) as plain:
+        with pytest.raises(ValidationError, match=r"^body: message is \d+ bytes") as info:
+            await plain.send_message(queue.url, "x" * 1_048_577)
+        assert "the queue's limit is 1048576 bytes (set Config.bucket" in str(info.value)
+        assert not sum(plain.request_counts.values())  # refused before any request
+    async with MessageClient(base_config.with_changes(offload_payloads=False)) as off:
+        with pytest.raises(ValidationError, match=r"Config.offload_payloads is off"):
+            await off.send_message(queue.url, "é" * 524_289)  # 1,048,578 bytes in UTF-8
+
+
 async def test_the_queues_smaller_maximum_message_size_applies(
-    client: MessageClient, queue: Queue, sqs: Any
+    base_config: Config, queue: Queue, sqs: Any
 ) -> None:
+    """Without offloading, a message above the queue's own limit is refused, naming it."""
     sqs.set_queue_attributes(QueueUrl=queue.url, Attributes={"MaximumMessageSize": "2048"})
+    async with MessageClient(base_config.with_changes(offload_payloads=False)) as client:
+        await _refused_above_the_queue_limit(client, queue)
+
+
+async def _refused_above_the_queue_limit(client: MessageClient, queue: Queue) -> None:
     before = dict(client.request_counts)
     with pytest.raises(ValidationError, match=r"^entries\[1\]: .* the queue's limit is 2048 bytes"):
         await client.send_message_batch(queue.url, ["small", "x" * 3000])

@@ -28,6 +28,10 @@ ENV_VARS: dict[str, str] = {
     "max_receive_count": "SQS_CLUSTER_MAX_RECEIVE_COUNT",
     "connect_timeout": "SQS_CLUSTER_CONNECT_TIMEOUT",
     "read_timeout": "SQS_CLUSTER_READ_TIMEOUT",
+    "offload_payloads": "SQS_CLUSTER_OFFLOAD_PAYLOADS",
+    "offload_threshold_bytes": "SQS_CLUSTER_OFFLOAD_THRESHOLD_BYTES",
+    "delete_payloads": "SQS_CLUSTER_DELETE_PAYLOADS",
+    "record_body_bytes": "SQS_CLUSTER_RECORD_BODY_BYTES",
 }
 
 
@@ -59,6 +63,13 @@ class Config:
     records are kept ``completed_retention_seconds`` (default 14 days, the longest a queue can
     keep a message) so late duplicates are still recognised, unless ``delete_completed``
     restores immediate deletion. A task's record lives as long as its cluster whatever this is.
+
+    Large messages: a body (with its attributes) above ``offload_threshold_bytes`` (default:
+    the queue's own ``MaximumMessageSize``) goes to ``bucket`` and the message carries a
+    pointer in the format of AWS's extended clients, unless ``offload_payloads`` is False
+    (then it is refused). The payload is deleted once its message succeeded, unless
+    ``delete_payloads`` is False. A record copies a body of at most ``record_body_bytes``;
+    above that it keeps the body's size, SHA-256 and where it lives.
     """
 
     table: str
@@ -76,6 +87,10 @@ class Config:
     max_receive_count: int | None = None
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    offload_payloads: bool = True
+    offload_threshold_bytes: int | None = None
+    delete_payloads: bool = True
+    record_body_bytes: int = 4096
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, str) or not self.table:
@@ -100,6 +115,17 @@ class Config:
         _positive("read_timeout", self.read_timeout, integer=False)
         if self.max_receive_count is not None:
             _positive("max_receive_count", self.max_receive_count, maximum=1000)
+        if self.offload_threshold_bytes is not None:
+            _positive("offload_threshold_bytes", self.offload_threshold_bytes, maximum=1_048_576)
+        if isinstance(self.record_body_bytes, bool) or not isinstance(self.record_body_bytes, int):
+            raise ConfigError(
+                f"record_body_bytes: expected a whole number, got {self.record_body_bytes!r}"
+            )
+        if not 0 <= self.record_body_bytes <= 300_000:
+            raise ConfigError(
+                "record_body_bytes: must be from 0 to 300000 (a record is at most 400 KB), "
+                f"got {self.record_body_bytes!r}"
+            )
 
     @property
     def callback_lease(self) -> int:

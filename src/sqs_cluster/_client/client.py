@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from .._aws.clients import AWS, RequestHook
 from .._aws.preflight import Preflight
@@ -21,14 +20,16 @@ from .._messages.batch import (
 )
 from .._messages.dead_letters import process_dead_letters
 from .._messages.errors import PartialSendError
-from .._messages.event import ReceivedMessage, parse_record
+from .._messages.event import ReceivedMessage
 from .._messages.lease import effective_lease, renew_lease, should_warn, warn_burning
 from .._messages.outgoing import (
+    MAX_MESSAGE_BYTES,
     Message,
     Prepared,
+    Sizing,
     check_delay_seconds,
-    check_queue_limit,
     prepare_message,
+    sizing_for,
     unsent_message,
     validate_queue_url,
 )
@@ -46,23 +47,12 @@ from .._records.model import MessageRecord, RecordKey
 from .._records.store import Changes, ChangesFn, get_record, get_records, update_record
 from .clusters import ClusterOperations
 from .queues import QueueOperations
+from .reading import ReadingOperations, RecordLike
 
 logger = logging.getLogger("sqs_cluster")
 
 
-class WrappedRecord(Protocol):
-    """A wrapper of a Lambda SQS record that exposes it as ``raw_event`` (as Powertools' data
-    classes do)."""
-
-    @property
-    def raw_event(self) -> Mapping[str, Any]: ...
-
-
-RecordLike = Mapping[str, Any] | WrappedRecord | ReceivedMessage[Any]
-"""A Lambda SQS record (a dict, or Powertools' ``SQSRecord``), or a :class:`ReceivedMessage`."""
-
-
-class MessageClient(QueueOperations, ClusterOperations):
+class MessageClient(QueueOperations, ClusterOperations, ReadingOperations):
     """Tracked SQS messages and message clusters; use as ``async with MessageClient(cfg) as c``.
 
     Holds one session and one long-lived client per service for its whole life (open it once
@@ -130,8 +120,7 @@ class MessageClient(QueueOperations, ClusterOperations):
             raise ValidationError(
                 f"sqs_params.{sorted(sqs_params)[0]}", "not a SendMessage parameter"
             )
-        prepared = self._prepare(queue_url, [message], meta, field_name="body")[0]
-        await self._check_resources(queue_url, [prepared], "body")
+        prepared = (await self._prepare(queue_url, [message], meta, field_name="body"))[0]
         await send_one(self._aws, queue_url, prepared)
         return prepared.key
 
@@ -153,8 +142,7 @@ class MessageClient(QueueOperations, ClusterOperations):
         validate_queue_url(queue_url)
         if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
             raise ValidationError("entries", "expected a list of message bodies or Message objects")
-        prepared = self._prepare(queue_url, entries, meta, field_name="entries")
-        await self._check_resources(queue_url, prepared, "entries")
+        prepared = await self._prepare(queue_url, entries, meta, field_name="entries")
         outcome = await write_then_send(
             self._aws, queue_url, plain_units(prepared), progress=progress
         )
@@ -173,43 +161,69 @@ class MessageClient(QueueOperations, ClusterOperations):
         it can be passed here again. Records are not written twice, and an entry whose message
         a consumer has already received is not sent again.
         """
-        return await resend_unsent(self._aws, error, progress=progress)
+        sizing = await self._sizing(error.queue_url) if error.queue_url else None
+        return await resend_unsent(self._aws, error, progress=progress, sizing=sizing)
 
-    def _prepare(
+    async def _prepare(
         self, queue_url: str, messages: Sequence[Any], meta: Any, *, field_name: str
     ) -> list[Prepared]:
+        """Validate and encode every message, then fit each to its queue.
+
+        Every input is checked before the first request, against SQS's own limit; then the
+        table and queue are checked (once per process and queue) and the queue's
+        MaximumMessageSize read: the few messages above it are prepared again, to go
+        through S3 (or be refused, naming the field and the limit).
+        """
         meta_text = None if meta is None else dumps(meta, field="meta")
         meta_bytes = check_meta_size(meta_text)
         single = field_name == "body"
-        return [
-            prepare_message(
+
+        def one(i: int, message: Any, sizing: Sizing, key: RecordKey | None = None) -> Prepared:
+            return prepare_message(
                 i,
                 queue_url,
-                m,
+                message,
                 meta_text=meta_text,
                 ttl_seconds=self.config.record_ttl_seconds,
                 field_name=field_name if single else f"{field_name}[{i}]",
                 meta_bytes=meta_bytes,
+                sizing=sizing,
+                key=key,
             )
-            for i, m in enumerate(messages)
-        ]
 
-    async def _check_resources(
-        self, queue_url: str, prepared: Sequence[Prepared], field_name: str
-    ) -> None:
-        """Before the first write: the table and the queue exist (once per process and queue),
-        and each message fits the queue's MaximumMessageSize."""
+        early = sizing_for(self.config, MAX_MESSAGE_BYTES)
+        prepared = [one(i, m, early) for i, m in enumerate(messages)]
+        sizing = await self._sizing(queue_url)
+        fits = sizing.offload_above or sizing.limit
+        for i, p in enumerate(prepared):
+            if p.payload is None and p.size > fits:
+                prepared[i] = one(i, messages[i], sizing, p.key)
+        return prepared
+
+    async def _sizing(self, queue_url: str) -> Sizing:
+        """Before the first write: the table and the queue exist (once per process and queue);
+        then how large a message may be there (the queue's MaximumMessageSize, read once)."""
         await self._preflight.table()
-        limit = await self._preflight.queue_max_bytes(queue_url)
-        check_queue_limit(prepared, limit, field_name)
+        return sizing_for(self.config, await self._preflight.queue_max_bytes(queue_url))
 
     # -- records -------------------------------------------------------------------------------
 
     async def get_message_record(
-        self, key: RecordKey | Mapping[str, str], consistent_read: bool = False
+        self,
+        key: RecordKey | Mapping[str, str],
+        consistent_read: bool = False,
+        *,
+        load_body: bool = False,
     ) -> MessageRecord[Any]:
-        """The record of a message or task; raises RecordNotFoundError."""
-        return await get_record(self._aws, RecordKey.coerce(key), consistent_read=consistent_read)
+        """The record of a message or task; raises RecordNotFoundError.
+
+        A body the record does not copy (see ``MessageRecord.body_at``) is loaded from S3 when
+        ``load_body`` is True and it was offloaded (PayloadMissingError once it is deleted).
+        """
+        record: MessageRecord[Any] = await get_record(
+            self._aws, RecordKey.coerce(key), consistent_read=consistent_read
+        )
+        return await self._with_body(record) if load_body else record
 
     async def get_message_records(
         self, keys: Iterable[RecordKey | Mapping[str, str]]
@@ -231,15 +245,6 @@ class MessageClient(QueueOperations, ClusterOperations):
 
     # -- consuming -----------------------------------------------------------------------------
 
-    def read_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
-        """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client."""
-        if isinstance(record, ReceivedMessage):
-            return record if record.client is self else replace(record, client=self)
-        parsed = parse_record(
-            record, endpoint_url=self.config.endpoint_url, bucket=self.config.bucket
-        )
-        return replace(parsed, client=self)
-
     async def claim(self, record: RecordLike) -> Claim:
         """Try to take the message's lease; see :class:`ClaimOutcome`.
 
@@ -249,10 +254,12 @@ class MessageClient(QueueOperations, ClusterOperations):
         message = self.read_sqs_record(record)
         return await self._claim(message, await self._lease_for(message.queue_url))
 
-    async def _claim(self, message: ReceivedMessage[Any], lease_seconds: float) -> Claim:
+    async def _claim(
+        self, message: ReceivedMessage[Any], lease_seconds: float, *, want_record: bool = True
+    ) -> Claim:
         """Claim with a lease of ``lease_seconds`` (see :meth:`_lease_for`)."""
         await self._preflight.table()
-        return await claim(self._aws, message, lease_seconds=lease_seconds)
+        return await claim(self._aws, message, lease_seconds=lease_seconds, want_record=want_record)
 
     async def _renew_lease(self, message: ReceivedMessage[Any], lease_seconds: float) -> bool:
         """Extend this delivery's lease by ``lease_seconds`` from now; False once it is lost."""

@@ -19,11 +19,13 @@ from .._aws.clients import AWS
 from .._errors import ConfigError, ValidationError
 from .._messages.outgoing import (
     KEY_ATTRIBUTE_OVERHEAD,
-    MAX_MESSAGE_BYTES,
     Message,
     Prepared,
+    Sizing,
+    check_message_size,
     fast_dumps,
     prepare_message,
+    sizing_for,
     validate_queue_url,
 )
 from .._records.codec import dumps
@@ -51,7 +53,7 @@ class ClusterPlan:
     meta_text: str | None
     globals_value: Any
     tolerated: int
-    max_bytes: int
+    sizing: Sizing
     fifo: bool = False
     groups: str | Sequence[str] | None = None
     """FIFO only: one group id for every task, one per task, or None for one group per task."""
@@ -79,8 +81,8 @@ async def plan_cluster(
 
     ``queue_max_bytes`` reads the queue's MaximumMessageSize (None if it may not be read); it
     runs after the cheap checks, and raises ResourceMissingError when there is no queue.
-    A task is capped at 262,144 bytes whatever the queue allows, like any message: its record
-    keeps the body in DynamoDB.
+    A task is capped by the queue's MaximumMessageSize; a larger one goes through S3 like any
+    message (see ``Config.offload_payloads``).
     """
     validate_queue_url(queue_url)
     if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Sequence):
@@ -108,7 +110,7 @@ async def plan_cluster(
         meta_text=meta_text,
         globals_value={} if globals_value is None else globals_value,
         tolerated=tolerated_count(tolerated_failures, len(tasks)),
-        max_bytes=min(limit or MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
+        sizing=sizing_for(aws.config, limit),
         fifo=fifo,
         groups=groups,
     )
@@ -157,11 +159,10 @@ def _validate_task(plan: ClusterPlan, index: int, task: Any) -> None:
     wire = plan.wire
     text = wire.body(index, dumps(task, field=f"tasks[{index}]"))
     size = len(text.encode()) + KEY_ATTRIBUTE_OVERHEAD + len(wire.key_attribute(index).encode())
-    if size > plan.max_bytes:
-        raise ValidationError(
-            f"tasks[{index}]",
-            f"message is {size} bytes; the queue's limit is {plan.max_bytes} bytes",
-        )
+    sizing = plan.sizing
+    if sizing.offload_above is not None and size > sizing.offload_above:
+        return  # goes through S3
+    check_message_size(size, sizing, f"tasks[{index}]")
 
 
 def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
@@ -188,6 +189,6 @@ def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
         record_type=RecordType.TASK,
         extra=wire.item_extra(index),
         validated=True,
-        max_bytes=plan.max_bytes,
+        sizing=plan.sizing,
         key_json=wire.key_attribute(index),
     )

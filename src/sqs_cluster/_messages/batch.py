@@ -14,6 +14,7 @@ from .._errors import MalformedEventError, ValidationError
 from .._records.model import shown
 from .event import QueueArn, ReceivedMessage, event_records
 from .lease import RemainingMs, keep_lease, remaining_of, stop
+from .payloads import PayloadMissingError
 from .tracking import Claim, ClaimOutcome
 
 if TYPE_CHECKING:
@@ -68,11 +69,19 @@ class BatchClient(Protocol):
 
     def read_sqs_record(self, record: Any) -> ReceivedMessage[Any]: ...
 
+    async def resolve_sqs_record(self, record: Any) -> ReceivedMessage[Any]: ...
+
+    async def _payload_settled(self, message: ReceivedMessage[Any]) -> bool: ...
+
+    async def _drop_payload(self, message: ReceivedMessage[Any]) -> None: ...
+
     async def claim(self, record: Any) -> Claim: ...
 
     async def max_receive_count(self, queue_url: str) -> int | None: ...
 
-    async def _claim(self, message: ReceivedMessage[Any], lease_seconds: float) -> Claim: ...
+    async def _claim(
+        self, message: ReceivedMessage[Any], lease_seconds: float, *, want_record: bool = True
+    ) -> Claim: ...
 
     async def _renew_lease(self, message: ReceivedMessage[Any], lease_seconds: float) -> bool: ...
 
@@ -237,7 +246,7 @@ async def run_records(
 
     async def run_group(group: list[Positioned]) -> None:
         for n, (position, message) in enumerate(group):
-            if await one(message, limiter):
+            if await _run_loaded(client, message, one, limiter):
                 state.succeeded.append(message)
                 continue
             state.failed.add(position)
@@ -253,6 +262,47 @@ async def run_records(
         await client.delete_messages(state.succeeded)
     failures = [records[p]["messageId"] for p in sorted(state.failed)]
     return {"batchItemFailures": [{"itemIdentifier": i} for i in failures]}
+
+
+async def _run_loaded(
+    client: BatchClient,
+    message: ReceivedMessage[Any],
+    one: Callable[[ReceivedMessage[Any], anyio.CapacityLimiter], Awaitable[bool]],
+    limiter: anyio.CapacityLimiter,
+) -> bool:
+    """``one(message)`` with an offloaded body loaded first, and deleted once it succeeded.
+
+    A payload that is gone fails its message alone, unless the message was settled already:
+    then it is a late duplicate of one whose payload was deleted on success, and is skipped.
+    """
+    if message.payload_pending:
+        try:
+            message = await client.resolve_sqs_record(message)
+        except PayloadMissingError as exc:
+            if await _settled(client, message):
+                logger.warning(
+                    "message %s: its payload %s is gone and its record is settled: a late "
+                    "duplicate, skipped",
+                    message.message_id,
+                    exc.ref.uri,
+                )
+                return True
+            client.log_failure(message, exc)
+            return False
+        except Exception as exc:  # a loaded body that contradicts its key, S3 down ...
+            client.log_failure(message, exc)
+            return False
+    succeeded = await one(message, limiter)
+    if succeeded and message.payload is not None:
+        await client._drop_payload(message)
+    return succeeded
+
+
+async def _settled(client: BatchClient, message: ReceivedMessage[Any]) -> bool:
+    try:
+        return await client._payload_settled(message)
+    except Exception:  # no table (track=False), or DynamoDB down: not known to be settled
+        return False
 
 
 async def _process_untracked(
@@ -351,7 +401,7 @@ async def _process_tracked(
     member = _Member(fanin)
     try:
         lease = await client._lease_for(message.queue_url, remaining())
-        claim = await client._claim(message, lease)
+        claim = await client._claim(message, lease, want_record=False)
         if claim.outcome is ClaimOutcome.IN_PROGRESS:
             member.leave()
             await log_bounce(client, message, claim)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic
 
 from .._errors import MalformedEventError, ValidationError
@@ -12,6 +12,7 @@ from .._records.limits import MAX_SHARDS
 from .._records.model import KEY_PREFIX, MessageRecord, RecordKey, RecordType, shown
 from .._types import Body
 from .outgoing import KEY_ATTRIBUTE
+from .payloads import SIZE_ATTRIBUTES, PayloadRef, parse_pointer
 
 REQUIRED_FIELDS = ("messageId", "body", "eventSourceARN")
 
@@ -94,6 +95,11 @@ class ReceivedMessage(Generic[Body]):
     """The message attributes, the record-key attribute included."""
     raw: Mapping[str, Any] = field(default_factory=dict)
     """The Lambda SQS record as it came."""
+    payload: PayloadRef | None = None
+    """Where the body was offloaded (S3), for a message that came as a pointer."""
+    payload_pending: bool = False
+    """True while ``body`` is still the pointer: ``await client.resolve_sqs_record(m)`` (and
+    every consuming path of the client) loads it."""
     client: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -184,8 +190,11 @@ def parse_record(
     attributes = _mapping(raw, "attributes")
     message_attributes = _mapping(raw, "messageAttributes")
     text = raw["body"]
-    body = _json_or_text(text)
     queue_url = arn.queue_url(endpoint_url)
+    pointer = parse_pointer(text, message_attributes)
+    if pointer is not None:  # offloaded: what the body is becomes known once it is loaded
+        return _pointer_message(raw, pointer, message_attributes, queue_url)
+    body = _json_or_text(text)
     base: dict[str, Any] = {
         "message_id": raw["messageId"],
         "body": body,
@@ -217,6 +226,46 @@ def parse_record(
         return ReceivedMessage(type=RecordType.MESSAGE, key=key, tracked=True, **base)
     untracked = RecordKey.for_message(raw["messageId"], queue_url)
     return ReceivedMessage(type=RecordType.MESSAGE, key=untracked, tracked=False, **base)
+
+
+def _pointer_message(
+    raw: Mapping[str, Any], pointer: PayloadRef, attributes: Mapping[str, Any], queue_url: str
+) -> ReceivedMessage[Any]:
+    key = _attribute_key(attributes)
+    system = _mapping(raw, "attributes")
+    return ReceivedMessage(
+        message_id=raw["messageId"],
+        body=None,
+        raw_body=raw["body"],
+        type=RecordType.MESSAGE,
+        key=key or RecordKey.for_message(raw["messageId"], queue_url),
+        queue_url=queue_url,
+        queue_arn=raw["eventSourceARN"],
+        receive_count=_int(system.get("ApproximateReceiveCount"), 1),
+        receipt_handle=raw.get("receiptHandle"),
+        message_group_id=system.get("MessageGroupId"),
+        tracked=key is not None,
+        attributes=system,
+        message_attributes=attributes,
+        raw=raw,
+        payload=pointer,
+        payload_pending=True,
+    )
+
+
+def with_payload(
+    message: ReceivedMessage[Any],
+    text: str,
+    *,
+    endpoint_url: str | None = None,
+    bucket: str | None = None,
+) -> ReceivedMessage[Any]:
+    """The message as if its offloaded body ``text`` had come inline (the size attribute
+    dropped, as AWS's extended clients do), remembering where the body lives."""
+    attributes = {k: v for k, v in message.message_attributes.items() if k not in SIZE_ATTRIBUTES}
+    raw = {**message.raw, "body": text, "messageAttributes": attributes}
+    loaded = parse_record(raw, endpoint_url=endpoint_url, bucket=bucket)
+    return replace(loaded, payload=message.payload, payload_pending=False, client=message.client)
 
 
 def check_task_body(body: Mapping[str, Any], key: RecordKey, bucket: str | None) -> None:

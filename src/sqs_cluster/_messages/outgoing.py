@@ -5,10 +5,11 @@ Pure functions, no IO: :mod:`.sending` writes and sends what these prepare.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +17,22 @@ from .._errors import ValidationError
 from .._records.codec import dumps, now_iso
 from .._records.limits import check_record_data
 from .._records.model import RecordKey, RecordType, Status, StatusCode
+from .payloads import (
+    SIZE_ATTRIBUTES,
+    PayloadRef,
+    payload_key,
+    pointer_body,
+    size_attribute,
+)
 
 KEY_ATTRIBUTE = "sqsClusterKey"
 KEY_ATTRIBUTE_OVERHEAD = len(KEY_ATTRIBUTE) + len("String")
 """Bytes the key attribute's name and type add to a message's size (its JSON value aside)."""
 MAX_MESSAGE_ATTRIBUTES = 10
-MAX_MESSAGE_BYTES = 262_144
-"""A plain message's size cap (body plus attributes), lowered by a smaller queue limit."""
+MAX_MESSAGE_BYTES = 1_048_576
+"""SQS's largest message (body plus attributes) since August 2025; a queue may set less."""
+UNKNOWN_QUEUE_LIMIT = 262_144
+"""The limit assumed when a queue's own may not be read: older queues' default."""
 MAX_DELAY_SECONDS = 900
 
 
@@ -37,15 +47,44 @@ class Message:
     message_attributes: Mapping[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """How large a message may be on its queue, and what happens to a larger one.
+
+    ``limit`` is the queue's MaximumMessageSize; a message above ``offload_above`` bytes
+    goes to S3 in ``bucket`` (None: never offloaded, refused above ``limit``). A record
+    copies a body of at most ``record_body_bytes``.
+    """
+
+    limit: int = MAX_MESSAGE_BYTES
+    offload_above: int | None = None
+    bucket: str | None = None
+    record_body_bytes: int = 4096
+
+
+def sizing_for(config: Any, queue_limit: int | None) -> Sizing:
+    """The sizing of one queue under ``config`` (a :class:`~sqs_cluster.Config`)."""
+    limit = min(queue_limit or UNKNOWN_QUEUE_LIMIT, MAX_MESSAGE_BYTES)
+    offload = None
+    if config.offload_payloads and config.bucket:
+        offload = min(config.offload_threshold_bytes or limit, limit)
+    return Sizing(limit, offload, config.bucket, config.record_body_bytes)
+
+
 @dataclass
 class Prepared:
-    """One validated entry: its record item and its SQS batch entry (``Id`` added at send)."""
+    """One validated entry: its record item and its SQS batch entry (``Id`` added at send).
+
+    ``payload`` is the offloaded body and where it goes, for a message sent as a pointer:
+    it is stored before the message is sent.
+    """
 
     index: int
     key: RecordKey
     item: dict[str, Any]
     entry: dict[str, Any]
     size: int
+    payload: tuple[PayloadRef, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,9 +105,11 @@ class UnsentMessage:
 def unsent_message(prepared: Prepared, error: str) -> UnsentMessage:
     """What resending a prepared entry under its key needs (the key attribute is re-added)."""
     entry = prepared.entry
-    attributes = {k: v for k, v in entry["MessageAttributes"].items() if k != KEY_ATTRIBUTE}
+    dropped = (KEY_ATTRIBUTE, *SIZE_ATTRIBUTES) if prepared.payload else (KEY_ATTRIBUTE,)
+    attributes = {k: v for k, v in entry["MessageAttributes"].items() if k not in dropped}
+    body = prepared.payload[1].decode() if prepared.payload else entry["MessageBody"]
     message = Message(
-        body=entry["MessageBody"],
+        body=body,
         delay_seconds=entry.get("DelaySeconds"),
         message_group_id=entry.get("MessageGroupId"),
         message_deduplication_id=entry.get("MessageDeduplicationId"),
@@ -102,23 +143,17 @@ def check_delay_seconds(value: Any, field_name: str) -> int:
     return value
 
 
-def check_queue_limit(prepared: Iterable[Prepared], limit: int | None, field_name: str) -> None:
-    """Each message must fit the queue's MaximumMessageSize when it is below the library's cap.
-
-    ``field_name`` is ``"body"`` for a single message, else the entries' list name.
-    """
-    if limit is None or limit >= MAX_MESSAGE_BYTES:
-        return
-    for p in prepared:
-        where = field_name if field_name == "body" else f"{field_name}[{p.index}]"
-        check_message_size(p.size, limit, where)
-
-
-def check_message_size(size: int, limit: int, field_name: str) -> None:
-    """ValidationError when a message (body plus attributes) is over ``limit`` bytes."""
-    if size > limit:
+def check_message_size(size: int, sizing: Sizing, field_name: str) -> None:
+    """ValidationError when a message (body plus attributes, UTF-8 bytes) is over the limit."""
+    if size > sizing.limit:
+        why = (
+            "set Config.bucket to send larger ones through S3"
+            if sizing.bucket is None
+            else "Config.offload_payloads is off"
+        )
         raise ValidationError(
-            field_name, f"message is {size} bytes; the queue's limit is {limit} bytes"
+            field_name,
+            f"message is {size} bytes; the queue's limit is {sizing.limit} bytes ({why})",
         )
 
 
@@ -143,8 +178,9 @@ def message_attributes(
         key_json = key_json or json.dumps(key.to_dict(), separators=(",", ":"), ensure_ascii=False)
         return {KEY_ATTRIBUTE: {"DataType": "String", "StringValue": key_json}}
     attrs = dict(given)
-    if KEY_ATTRIBUTE in attrs:
-        raise ValidationError(field_name, f"attribute name {KEY_ATTRIBUTE!r} is reserved")
+    for name in (KEY_ATTRIBUTE, *SIZE_ATTRIBUTES):
+        if name in attrs:
+            raise ValidationError(field_name, f"attribute name {name!r} is reserved")
     if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
         raise ValidationError(
             field_name,
@@ -165,19 +201,35 @@ def _attributes_size(attrs: Mapping[str, Any]) -> int:
     return size
 
 
+def body_attributes(
+    body: str, body_bytes: int, keep_bytes: int, where: PayloadRef | None
+) -> dict[str, Any]:
+    """How a record holds a body: the body itself when it is at most ``keep_bytes``, else
+    its size, SHA-256 and where it lives (the S3 object, or only the message: ``sqs``)."""
+    if body_bytes <= keep_bytes and where is None:
+        return {"body": {"S": body}}
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    return {
+        "bodyBytes": {"N": str(body_bytes)},
+        "bodySha256": {"S": digest},
+        "bodyAt": {"S": where.uri if where is not None else "sqs"},
+    }
+
+
 def record_item(
     key: RecordKey,
     *,
     record_type: RecordType,
     queue_url: str,
-    body: str,
+    body: Mapping[str, Any],
     meta_text: str | None,
     ttl_seconds: int,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     # ``extra`` holds ready DynamoDB attribute values (the hot path of a fan-out builds them
     # once, not through the generic serializer per item)
-    """The DynamoDB item of a fresh (``PRE FLIGHT``) record."""
+    """The DynamoDB item of a fresh (``PRE FLIGHT``) record; ``body`` from
+    :func:`body_attributes`."""
     stamp = now_iso()
     item: dict[str, Any] = {
         "pKey": {"S": key.p_key},
@@ -191,7 +243,7 @@ def record_item(
         "updatedAt": {"S": stamp},
         "expiresAt": {"N": str(int(time.time()) + ttl_seconds)},
         "consumptionCount": {"N": "0"},
-        "body": {"S": body},
+        **body,
     }
     if meta_text is not None:
         item["meta"] = {"S": meta_text}
@@ -210,7 +262,7 @@ def prepare_message(
     key: RecordKey | None = None,
     record_type: RecordType = RecordType.MESSAGE,
     extra: Mapping[str, Any] | None = None,
-    max_bytes: int = MAX_MESSAGE_BYTES,
+    sizing: Sizing | None = None,
     validated: bool = False,
     key_json: str | None = None,
     meta_bytes: int = 0,
@@ -218,7 +270,9 @@ def prepare_message(
     """Validate one outgoing message and build its record item and batch entry.
 
     ``meta_bytes`` is the size of ``meta_text``: the record holds both it and the body.
+    A message over ``sizing``'s offload threshold is prepared as a pointer to its payload.
     """
+    sizing = sizing or Sizing()
     out = message if isinstance(message, Message) else Message(body=message)
     key = key or RecordKey.for_message(uuid.uuid4().hex, queue_url)
     if validated:  # checked already (a cluster validates every task first): serialise once
@@ -230,11 +284,32 @@ def prepare_message(
     attrs = message_attributes(
         out.message_attributes, key, f"{field_name}.message_attributes", key_json
     )
-    body_bytes = len(text.encode())
+    data = text.encode()
+    body_bytes = len(data)
     size = body_bytes + _attributes_size(attrs)
-    check_message_size(size, max_bytes, field_name)
-    check_record_data(body_bytes + meta_bytes, field_name, parts="body and meta")
-    entry: dict[str, Any] = {"MessageBody": text, "MessageAttributes": attrs}
+    payload: tuple[PayloadRef, bytes] | None = None
+    sent = text
+    if sizing.offload_above is not None and sizing.bucket and size > sizing.offload_above:
+        if len(attrs) >= MAX_MESSAGE_ATTRIBUTES:
+            raise ValidationError(
+                f"{field_name}.message_attributes",
+                f"{len(attrs) - 1} message attributes given; a message of {size} bytes goes "
+                f"through S3 and then carries two of the library's (its record key and "
+                f"{SIZE_ATTRIBUTES[0]}) among SQS's {MAX_MESSAGE_ATTRIBUTES}, so pass at "
+                f"most {MAX_MESSAGE_ATTRIBUTES - 2}",
+            )
+        ref = PayloadRef(sizing.bucket, payload_key(key), body_bytes)
+        payload = (ref, data)
+        sent = pointer_body(ref)
+        attrs[SIZE_ATTRIBUTES[0]] = size_attribute(body_bytes)
+        size = len(sent) + _attributes_size(attrs)
+    check_message_size(size, sizing, field_name)
+    body = body_attributes(
+        text, body_bytes, sizing.record_body_bytes, payload[0] if payload else None
+    )
+    stored = body_bytes if "body" in body else 0
+    check_record_data(stored + meta_bytes, field_name, parts="body and meta")
+    entry: dict[str, Any] = {"MessageBody": sent, "MessageAttributes": attrs}
     if out.delay_seconds is not None:
         entry["DelaySeconds"] = check_delay_seconds(
             out.delay_seconds, f"{field_name}.delay_seconds"
@@ -247,9 +322,9 @@ def prepare_message(
         key,
         record_type=record_type,
         queue_url=queue_url,
-        body=text,
+        body=body,
         meta_text=meta_text,
         ttl_seconds=ttl_seconds,
         extra=extra,
     )
-    return Prepared(index=index, key=key, item=item, entry=entry, size=size)
+    return Prepared(index=index, key=key, item=item, entry=entry, size=size, payload=payload)

@@ -21,10 +21,12 @@ from .._errors import ConflictError, ValidationError
 from .._records.model import RecordKey, Status
 from .._records.store import get_records
 from .errors import PartialSendError
-from .outgoing import Prepared, prepare_message
+from .outgoing import MAX_MESSAGE_BYTES, Prepared, Sizing, prepare_message
+from .payloads import store_payload
 
 SQS_BATCH = 10
-MAX_BATCH_BYTES = 262_144
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
+"""SendMessageBatch's limit on the sum of its entries' sizes (as on one message)."""
 DDB_BATCH = 25
 UNIT = 50  # entries per pipeline step: two BatchWriteItem calls, then five SendMessageBatch calls
 
@@ -61,6 +63,8 @@ async def send_one(aws: AWS, queue_url: str, prepared: Prepared) -> None:
             f"send_message: a record with the new key {prepared.key} exists and is not "
             "the one this call wrote; nothing was sent"
         )
+    if prepared.payload is not None:
+        await store_payload(aws, *prepared.payload)
     async with aws.slot():
         await aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
 
@@ -130,8 +134,30 @@ async def send_batch(aws: AWS, queue_url: str, batch: list[Prepared]) -> dict[in
     return {**failed, **refused}
 
 
+async def store_payloads(aws: AWS, batch: list[Prepared]) -> dict[int, str]:
+    """Store the offloaded bodies of entries about to be sent; returns the failed indexes.
+
+    An entry whose payload could not be stored is not sent (it is reported unsent, and a
+    resend stores it again); the others go on.
+    """
+    offloaded = [p for p in batch if p.payload is not None]
+    if not offloaded:
+        return {}
+
+    async def one(prepared: Prepared) -> tuple[int, str] | None:
+        assert prepared.payload is not None
+        try:
+            await store_payload(aws, *prepared.payload)
+        except Exception as exc:
+            return prepared.index, f"storing the payload failed: {type(exc).__name__}: {exc}"
+        return None
+
+    results = await asyncio.gather(*(one(p) for p in offloaded))
+    return dict(r for r in results if r is not None)
+
+
 def pack_sqs_batches(items: list[Prepared]) -> list[list[Prepared]]:
-    """Split into SendMessageBatch calls of ≤ 10 entries and ≤ 256 KiB each."""
+    """Split into SendMessageBatch calls of ≤ 10 entries and ≤ 1 MiB each."""
     batches: list[list[Prepared]] = []
     current: list[Prepared] = []
     size = 0
@@ -208,6 +234,10 @@ async def write_then_send(
         if held is not None:
             failed.update((p.index, held) for p in ready)
             ready = []
+        stored = await store_payloads(aws, ready)
+        if stored:
+            failed.update(stored)
+            ready = [p for p in ready if p.index not in stored]
         for result in await _gather(send_batch(aws, queue_url, b) for b in pack_sqs_batches(ready)):
             failed.update(result)
         if after_unit is not None:
@@ -230,7 +260,11 @@ async def _gather(coros: Iterable[Awaitable[dict[int, str]]]) -> list[dict[int, 
 
 
 async def resend_unsent(
-    aws: AWS, error: PartialSendError, *, progress: Progress | None = None
+    aws: AWS,
+    error: PartialSendError,
+    *,
+    progress: Progress | None = None,
+    sizing: Sizing | None = None,
 ) -> list[RecordKey]:
     """Send the entries ``error`` lists as not sent, under their record keys.
 
@@ -258,6 +292,7 @@ async def resend_unsent(
             key=unsent.key,
             validated=True,
             meta_bytes=len(unsent.meta_json.encode()) if unsent.meta_json else 0,
+            sizing=sizing,
         )
         for index, unsent in sorted(error.unsent.items())
     ]

@@ -141,6 +141,9 @@ def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
         task_index=data.get("taskIndex"),
         result=json.loads(data["result"]) if "result" in data else None,
         result_dropped=data.get("resultDropped"),
+        body_bytes=data.get("bodyBytes"),
+        body_sha256=data.get("bodySha256"),
+        body_at=data.get("bodyAt"),
         **record_fields(data),
     )
 

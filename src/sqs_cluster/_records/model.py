@@ -156,6 +156,13 @@ class MessageRecord(Generic[Meta]):
     """The size in bytes of a handler's result too large to store (dropped), else None."""
     errors_dropped: int = 0
     """Failures left out of ``errors`` (it keeps the first and the latest ones)."""
+    body_bytes: int | None = None
+    """For a body the record does not copy (``Config.record_body_bytes``): its UTF-8 size."""
+    body_sha256: str | None = None
+    """... its SHA-256 (hex), to check a copy against."""
+    body_at: str | None = None
+    """... where it lives: ``s3://bucket/key`` when offloaded, ``sqs`` when only the message
+    holds it. ``get_message_record(key, load_body=True)`` loads an offloaded one."""
 
     @property
     def p_key(self) -> str:

@@ -23,8 +23,9 @@ WRITE_TOKENS_ATTRIBUTE = "writeTokens"
 KEPT_WRITE_TOKENS = 8
 RESERVED_FIELDS = frozenset(
     {
-        "pKey", "rKey", "id", "type", "url", "body", "status", "statusCode", "startedAt",
-        "completedAt", "updatedAt", "expiresAt", "consumptionCount", "leaseUntilMs", "error",
+        "pKey", "rKey", "id", "type", "url", "body", "bodyBytes", "bodySha256", "bodyAt",
+        "status", "statusCode", "startedAt", "completedAt", "updatedAt", "expiresAt",
+        "consumptionCount", "leaseUntilMs", "error",
         "errors", "clusterKey", "taskIndex", "rev", "revision", "key", "status_code", "started_at",
         "completed_at", "updated_at", "expires_at", "consumption_count", "lease_until_ms",
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._client.client import WrappedRecord
+from .._client.reading import WrappedRecord
 from ._clusters_model import ClusterRecord
 from ._messages_event import ReceivedMessage
 

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: b502b9eb08629da9 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 2bbd1a4129fc7b19 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -100,10 +100,18 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         return self._call(self._core.resend_unsent, error, progress=progress)
 
     def get_message_record(
-        self, key: RecordKey | Mapping[str, str], consistent_read: bool = False
+        self,
+        key: RecordKey | Mapping[str, str],
+        consistent_read: bool = False,
+        *,
+        load_body: bool = False,
     ) -> MessageRecord[Any]:
-        """The record of a message or task; raises RecordNotFoundError."""
-        return self._call(self._core.get_message_record, key, consistent_read)
+        """The record of a message or task; raises RecordNotFoundError.
+
+        A body the record does not copy (see ``MessageRecord.body_at``) is loaded from S3 when
+        ``load_body`` is True and it was offloaded (PayloadMissingError once it is deleted).
+        """
+        return self._call(self._core.get_message_record, key, consistent_read, load_body=load_body)
 
     def get_message_records(
         self, keys: Iterable[RecordKey | Mapping[str, str]]
@@ -120,10 +128,6 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         concurrent updaters never lose each other's changes.
         """
         return self._call(self._core.update_message_record, key, changes_or_fn)
-
-    def read_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
-        """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client."""
-        return cast("ReceivedMessage[Any]", self._plain(self._core.read_sqs_record, record))
 
     def claim(self, record: RecordLike) -> Claim:
         """Try to take the message's lease; see :class:`ClaimOutcome`.
@@ -374,3 +378,22 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         this call's claim lapsed before the callback started (call again).
         """
         return self._call(self._core.on_cluster_complete, key, self._callback(callback))
+
+    def read_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
+        """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client.
+
+        No IO: an offloaded message comes back with ``payload_pending`` (see
+        :meth:`resolve_sqs_record`).
+        """
+        return cast("ReceivedMessage[Any]", self._plain(self._core.read_sqs_record, record))
+
+    def resolve_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
+        """:meth:`read_sqs_record`, then the body of an offloaded message loaded from S3.
+
+        ``read_sqs_record`` does no IO, so an offloaded message comes from it with
+        ``payload_pending`` True and its pointer as ``raw_body``; this loads the body (in
+        either extended-client format, from the bucket the pointer names). Raises
+        :class:`~sqs_cluster.PayloadMissingError` when the object is gone.
+        ``safe_process_batch``, the worker and the dead-letter consumer do this themselves.
+        """
+        return cast("ReceivedMessage[Any]", self._call(self._core.resolve_sqs_record, record))

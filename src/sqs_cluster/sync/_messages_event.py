@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._messages.event.
-# Body digest: 03d7be498b9ba0b1 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 124d6e57ea3689b3 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._messages.event`` (generated)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any, Generic
 
 from .._facade import runtime as _facade
 from .._messages.event import ReceivedMessage as _AsyncReceivedMessage
+from .._messages.payloads import PayloadRef
 from .._records.model import MessageRecord, RecordKey, RecordType
 from .._types import Body
 
@@ -121,6 +122,18 @@ class ReceivedMessage(
     def raw(self) -> Mapping[str, Any]:
         """The Lambda SQS record as it came."""
         return self._core.raw
+
+    @property
+    def payload(self) -> PayloadRef | None:
+        """Where the body was offloaded (S3), for a message that came as a pointer."""
+        return self._core.payload
+
+    @property
+    def payload_pending(self) -> bool:
+        """True while ``body`` is still the pointer: ``await client.resolve_sqs_record(m)`` (and
+        every consuming path of the client) loads it.
+        """
+        return self._core.payload_pending
 
     @property
     def is_task(self) -> bool:
