@@ -56,11 +56,12 @@ def old_source(rev: str) -> Iterator[Path]:
         yield Path(tmp) / "src"
 
 
-def child(variant: str, src: Path, argv: list[str]) -> dict[str, Any]:
-    """Run this script's child part with ``src`` first on the path; its JSON answer."""
+def child(variant: str, src: Path, argv: list[str], script: str = __file__) -> dict[str, Any]:
+    """Run ``script``'s child part (``--child``) with ``src`` first on the path; its JSON
+    answer."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     out = subprocess.run(
-        [sys.executable, __file__, "--child", *argv],
+        [sys.executable, script, "--child", *argv],
         env=env,
         capture_output=True,
         text=True,

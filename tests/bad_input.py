@@ -55,9 +55,9 @@ FOREIGN_TABLE = "another-apps-table-5c0d"
 """A table of another application (key ``id``), created by the ``foreign_table`` fixture."""
 
 
-
 NINE = {f"a{i}": {"DataType": "String", "StringValue": "v"} for i in range(9)}
 """Nine user attributes: the most a message can carry inline, one too many offloaded."""
+
 
 def deep(levels: int) -> Any:
     value: Any = 1
@@ -289,11 +289,11 @@ CASES = [
         id="body-offloaded-with-nine-attributes",
     ),
     case(
-        lambda c: c.client.create_message_cluster(c.queue.url, [1, "x" * 2_000_000]),
+        lambda c: c.client.create_message_cluster(c.queue.url, [1, "x" * 2_000_000, {1}]),
         ValidationError,
-        "tasks[1]",
-        "limit",
-        id="task-oversized",
+        "tasks[2]",
+        "JSON",
+        id="task-not-json-beside-an-oversized-one",
         needs_server=True,
     ),
     case(

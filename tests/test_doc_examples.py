@@ -16,6 +16,7 @@ import pytest
 from docs.examples import (
     config_from_env,
     lambda_batch,
+    large_messages,
     local_async,
     local_budget,
     local_sync,
@@ -401,3 +402,11 @@ def queue_visibility(config: Config, url: str) -> int:
     sqs = boto3.client("sqs", region_name=REGION, endpoint_url=config.endpoint_url)
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
     return int(attrs["Attributes"]["VisibilityTimeout"])
+
+
+async def test_large_messages_example(base_config: Config, queue: Queue, sqs: Any) -> None:
+    await large_messages.send_report(base_config, queue.url)
+    event = receive_event(sqs, queue.url)
+    assert event["Records"][0]["body"].startswith('["software.amazon.payloadoffloading.')
+    async with MessageClient(base_config) as client:
+        assert await large_messages.handle(client, event) == {"batchItemFailures": []}

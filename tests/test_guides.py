@@ -364,8 +364,12 @@ def test_the_template_matches_the_library() -> None:
     }
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     bucket = resources["GlobalsBucket"]["Properties"]
-    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
-    assert rule["ExpirationInDays"] == 30 and rule["Status"] == "Enabled"
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert set(rules) == {"sqs-cluster-globals-expiry", "sqs-cluster-payloads-expiry"}
+    assert all(r["Status"] == "Enabled" for r in rules.values())
+    assert rules["sqs-cluster-globals-expiry"]["ExpirationInDays"] == 30
+    payloads = rules["sqs-cluster-payloads-expiry"]  # past a queue's longest retention
+    assert (payloads["Prefix"], payloads["ExpirationInDays"]) == ("sqs-cluster/payloads/", 15)
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     (sse,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"

@@ -322,6 +322,8 @@ async def representative_workload(config: Config, queue: Queue, session: AioSess
     async with MessageClient(config, session=session) as client:
         key = await client.send_message(queue.url, {"one": 1}, meta={"m": 1})
         keys = await client.send_message_batch(queue.url, [1, Message(body=2, delay_seconds=0)])
+        large = await client.send_message(queue.url, "L" * 1_100_000)  # through S3
+        await client.get_message_record(large, consistent_read=True, load_body=True)
         await client.get_message_record(key, consistent_read=True)
         await client.get_message_records([key, *keys])
         await client.update_message_record(key, {"owner": "me"})

@@ -25,6 +25,7 @@ from ._messages.batch import BatchItemFailure, Handler, PartialBatchResponse
 from ._messages.errors import MessageInProgressError, PartialSendError
 from ._messages.event import QueueArn, ReceivedMessage, parse_record
 from ._messages.outgoing import Message, UnsentMessage
+from ._messages.payloads import PayloadMissingError, PayloadRef
 from ._messages.tracking import Claim, ClaimOutcome
 from ._records.model import (
     ErrorEntry,
@@ -77,6 +78,8 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "MalformedEventError",
+    "PayloadMissingError",
+    "PayloadRef",
     "MessageInProgressError",
     "PartialSendError",
     "RecordNotFoundError",

@@ -240,6 +240,44 @@ async def op_safe_process_batch(cell: Cell) -> None:
     assert [t.status for t in tasks] == [Status.COMPLETE] * size
 
 
+async def op_large_messages(cell: Cell) -> None:
+    """Offloaded bodies (plain messages and a cluster's task) loaded under faults: every
+    handler sees its whole body, the cluster ends once, and ``resolve_sqs_record`` loads a
+    body or raises (then a retry loads it)."""
+    url = cell.queue.url
+    bodies = [str(i) * 1_100_000 for i in range(2)]  # above the queue's 1 MiB: through S3
+    await cell.clean.send_message_batch(url, bodies)
+    big = {"blob": "t" * 1_100_000}
+    key = await cell.clean.create_message_cluster(url, [big, {"small": 1}], omit_globals=True)
+    seen: list[Any] = []
+    callbacks: list[int] = []
+
+    async def handler(message: ReceivedMessage[Any]) -> None:
+        seen.append(message.task if message.is_task else message.body)
+
+    async def callback(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
+        callbacks.append(cluster.completed)
+
+    async def finished() -> bool:
+        return (await cell.clean.get_message_cluster(key, consistent_read=True)).is_finished
+
+    await run_like_lambda(cell, handler, callback, finished)
+    expected = [*bodies, big, {"small": 1}]
+    assert all(item in seen for item in expected), "a body was not handed over whole"
+    assert callbacks == [2], f"the callback ran {len(callbacks)} times"
+    await cell.clean.send_message(url, "r" * 1_100_000)
+    (record,) = (await receive_messages(cell.clean, url))[:1]
+    for _ in range(10):
+        try:
+            resolved = await cell.faulty.resolve_sqs_record(record)
+        except Exception as exc:
+            cell.errors.append(exc)
+            continue
+        assert resolved.body == "r" * 1_100_000 and not resolved.payload_pending
+        return
+    raise AssertionError(f"resolve_sqs_record never succeeded: {cell.injector.summary()}")
+
+
 async def op_update_message_cluster_globals(cell: Cell) -> None:
     key = await cell.clean.create_message_cluster(cell.queue.url, [1], globals={"entries": []})
 
@@ -651,6 +689,21 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         ops("safe_process_batch"),
         s3_if_match=True,
+    ),
+    "large_messages": Scenario(
+        op_large_messages,
+        ops(
+            "sqs.GetQueueAttributes",
+            "dynamodb.UpdateItem",
+            "dynamodb.TransactWriteItems",
+            "dynamodb.GetItem",
+            "dynamodb.Query",
+            "dynamodb.BatchGetItem",
+            "s3.GetObject",
+            "s3.DeleteObject",
+            "sqs.DeleteMessageBatch",
+        ),
+        ops("resolve_sqs_record"),
     ),
     "update_message_cluster_globals": Scenario(
         op_update_message_cluster_globals,

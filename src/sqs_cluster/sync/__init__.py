@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: d3e05af8b41221ed (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 9df08b6dcf7a98d0 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -26,6 +26,8 @@ from .. import (
     MessageRecord,
     PartialBatchResponse,
     PartialSendError,
+    PayloadMissingError,
+    PayloadRef,
     QueueArn,
     RecordKey,
     RecordNotFoundError,
@@ -83,6 +85,8 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "MalformedEventError",
+    "PayloadMissingError",
+    "PayloadRef",
     "MessageInProgressError",
     "PartialSendError",
     "RecordNotFoundError",
