@@ -7,6 +7,8 @@ against one embedded local AWS (concurrent mode), each run on a fresh queue:
   ``--concurrency`` slots and the same connection pool: PutItem (cluster record), PutObject
   (globals), then per 50 tasks two BatchWriteItem of 25 followed by five SendMessageBatch of 10,
   with the same items and bodies as the library.
+* ``generic``: the same requests as ``floor``, but what a generic application would write:
+  a ~300-byte item of 7 attributes and a ~200-byte body per task, no message attribute.
 * ``library``: ``MessageClient.create_message_cluster`` with ``max_concurrency=--concurrency``.
 * ``naive`` (N <= 1000 only): sequential boto3, one PutItem and one SendMessage per task.
 
@@ -49,7 +51,7 @@ from _common import (
     write_json,
 )
 
-VARIANTS = ("floor", "library", "naive")
+VARIANTS = ("floor", "generic", "library", "naive")
 NAIVE_MAX_TASKS = 1000
 WARMUP_TASKS = 200
 PREFIX = "SQSMessage$"
@@ -153,6 +155,25 @@ class Cluster:
         }
         return item, entry
 
+    def generic_task(
+        self, index: int, task: Any, stamp: str, expires: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What a generic application writes per task: 7 attributes, a small body."""
+        cluster = self.p_key.removeprefix(PREFIX)
+        item = {
+            "pKey": {"S": f"{self.p_key}.{index}"},
+            "rKey": {"S": self.r_key},
+            "cluster": {"S": cluster},
+            "taskIndex": {"N": str(index)},
+            "status": {"S": "PENDING"},
+            "startedAt": {"S": stamp},
+            "expiresAt": {"N": expires},
+        }
+        body = dumps(
+            {"cluster": cluster, "index": index, "task": task, "globals": self.globals_key}
+        )
+        return item, {"MessageBody": body}
+
 
 def count_requests(client: Any, service: str, counts: Counter[str]) -> None:
     """Count requests by ``service.Operation``, the way the library's client does."""
@@ -219,8 +240,9 @@ async def floor_fan_out(
     async def worker() -> None:
         for start in starts:
             stamp, expires = now_iso(), str(int(time.time()) + TTL_SECONDS)
+            build = cluster.generic_task if run.variant == "generic" else cluster.task
             built = [
-                cluster.task(i, tasks[i], stamp, expires)
+                build(i, tasks[i], stamp, expires)
                 for i in range(start, min(start + 50, len(tasks)))
             ]
             items = [item for item, _ in built]
@@ -322,7 +344,7 @@ def run_naive(run: Run) -> dict[str, Any]:
 def child_main(run: Run) -> None:
     """Run one variant and print its result as one JSON line."""
     setup_env()
-    if run.variant == "floor":
+    if run.variant in {"floor", "generic"}:
         result = asyncio.run(run_floor(run))
     elif run.variant == "library":
         result = asyncio.run(run_library(run))
@@ -508,7 +530,7 @@ def print_report(summary: dict[str, dict[str, Any]], ratios: dict[str, float], t
 def parent_main(args: argparse.Namespace) -> None:
     """Interleave the variants, then print and save the comparison."""
     setup_env()
-    variants = ["floor", "library"]
+    variants = ["floor", "generic", "library"] if args.generic else ["floor", "library"]
     if args.naive and args.tasks <= args.naive_max_tasks:
         variants.append("naive")
     runs: list[dict[str, Any]] = []
@@ -541,6 +563,12 @@ def parent_main(args: argparse.Namespace) -> None:
     if lib["server_cpu_us_per_task"] and floor["server_cpu_us_per_task"]:
         ratios["library/floor server CPU per task"] = round(
             lib["server_cpu_us_per_task"] / floor["server_cpu_us_per_task"], 3
+        )
+    if "generic" in summary:
+        generic = summary["generic"]
+        ratios["library/generic wall"] = round(lib["wall_s_median"] / generic["wall_s_median"], 3)
+        ratios["library/generic client CPU per task"] = round(
+            lib["client_cpu_us_per_task"] / generic["client_cpu_us_per_task"], 3
         )
     if "naive" in summary:
         ratios["naive/floor wall"] = round(
@@ -590,6 +618,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=NAIVE_MAX_TASKS,
         help=f"largest N at which naive runs (default {NAIVE_MAX_TASKS}; it is slow)",
+    )
+    parser.add_argument(
+        "--generic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include the generic floor (7-attribute items, small bodies)",
     )
     parser.add_argument(
         "--warmup",

@@ -168,9 +168,14 @@ async def records_for_queue(client: MessageClient, queue_url: str) -> list[dict[
     items: list[dict[str, Any]] = []
     request: dict[str, Any] = {
         "TableName": client.config.table,
-        "FilterExpression": "#u = :u",
-        "ExpressionAttributeNames": {"#u": "url"},
-        "ExpressionAttributeValues": {":u": {"S": queue_url}},
+        "FilterExpression": "rKey = :r AND #t IN (:message, :task, :cluster)",
+        "ExpressionAttributeNames": {"#t": "type"},
+        "ExpressionAttributeValues": {
+            ":r": {"S": f"SQSMessage${queue_url}"},
+            ":message": {"S": "message"},
+            ":task": {"S": "task"},
+            ":cluster": {"S": "cluster"},
+        },
     }
     while True:
         resp: Any = await client._aws.ddb.scan(**request)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from sqs_cluster import Config, MessageClient, RecordKey
+from sqs_cluster._clusters.shards import shard_count
 
 from .conftest import make_queue, unique
 
@@ -78,15 +79,17 @@ async def duplicate_some(
     client: MessageClient, key: Any, queue_url: str, rng: random.Random, tasks: int
 ) -> int:
     """Send second copies of ~5% of the tasks (same body, same record key): SQS's at-least-once
-    delivery, made deliberate. Built from the task records, so no receive count is used up."""
+    delivery, made deliberate. Built from the wire format clusters.md documents (the tasks are
+    ``{"i": index}``), so no receive count is used up."""
     sqs: Any = client._aws.sqs
+    shards = shard_count(tasks)
     chosen = [i for i in range(tasks) if rng.random() < 0.05]
     for index in chosen:
         task = RecordKey(f"{key.p_key}.{index}", key.r_key)
-        record = await client.get_message_record(task, consistent_read=True)
+        body = {"pKey": key.p_key, "rKey": key.r_key, "task": {"i": index}, "type": "task"}
         await sqs.send_message(
             QueueUrl=queue_url,
-            MessageBody=record.body,
+            MessageBody=json.dumps({**body, "index": index, "shards": shards}),
             MessageAttributes={
                 "sqsClusterKey": {"DataType": "String", "StringValue": json.dumps(task.to_dict())}
             },

@@ -196,18 +196,17 @@ def types_of(item: dict[str, Any]) -> dict[str, str]:
 FRESH = {
     "pKey": "S",
     "rKey": "S",
-    "id": "S",
     "type": "S",
-    "url": "S",
     "status": "S",
     "statusCode": "N",
     "startedAt": "S",
-    "updatedAt": "S",
     "expiresAt": "N",
-    "consumptionCount": "N",
     "body": "S",
     "meta": "S",
 }
+"""A record as sent: only what cannot be derived from its key (records.md)."""
+TOUCHED = {**FRESH, "updatedAt": "S", "consumptionCount": "N"}
+"""... and once claimed."""
 
 
 async def test_wire_format(
@@ -216,9 +215,9 @@ async def test_wire_format(
     key = await client.send_message(queue.url, {"id": 7, "ratio": 1.0}, meta={"ratio": 1.0})
     sent = raw_item.read_raw(base_config, key)
     assert types_of(sent) == FRESH
-    assert sent["pKey"]["S"] == f"SQSMessage${key.id}" and sent["id"]["S"] == key.id
+    assert sent["pKey"]["S"] == f"SQSMessage${key.id}"
     assert re.fullmatch(r"[0-9a-f]{32}", key.id)
-    assert sent["rKey"]["S"] == f"SQSMessage${queue.url}" and sent["url"]["S"] == queue.url
+    assert sent["rKey"]["S"] == f"SQSMessage${queue.url}"
     assert sent["meta"]["S"] == '{"ratio":1.0}' and sent["body"]["S"] == '{"id":7,"ratio":1.0}'
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", sent["startedAt"]["S"])
     expires = int(sent["expiresAt"]["N"])
@@ -226,6 +225,9 @@ async def test_wire_format(
     decoded = raw_item.decode(sent)
     assert decoded["status"] == "PRE FLIGHT" and decoded["statusCode"] == 0
     assert decoded["meta"] == {"ratio": 1.0} and decoded["consumptionCount"] == 0
+    assert (decoded["id"], decoded["url"]) == (key.id, queue.url)
+    fresh = await client.get_message_record(key, consistent_read=True)
+    assert (fresh.url, fresh.key.id, fresh.consumption_count) == (queue.url, key.id, 0)
 
     (record,) = receive_event(sqs, queue.url)["Records"]
     attribute = json.loads(record["messageAttributes"]["sqsClusterKey"]["stringValue"])
@@ -233,7 +235,12 @@ async def test_wire_format(
 
     await client.is_complete(record)
     claimed = raw_item.read_raw(base_config, key)
-    assert types_of(claimed) == {**FRESH, "leaseUntilMs": "N", "leaseOwner": "S", "claimToken": "S"}
+    assert types_of(claimed) == {
+        **TOUCHED,
+        "leaseUntilMs": "N",
+        "leaseOwner": "S",
+        "claimToken": "S",
+    }
     lease = int(claimed["leaseUntilMs"]["N"])
     # records.md: lease_seconds (300) capped by the queue's visibility timeout (30 s) less a tenth
     assert base_config.lease_seconds == 300 and queue_visibility(base_config, queue.url) == 30
@@ -242,7 +249,7 @@ async def test_wire_format(
 
     await client.mark_failed(record, ValueError("out of stock"))
     failed = raw_item.read_raw(base_config, key)
-    assert types_of(failed) == {**FRESH, "error": "L", "settleToken": "S"}
+    assert types_of(failed) == {**TOUCHED, "error": "L", "settleToken": "S"}
     (entry,) = failed["error"]["L"]
     assert types_of(entry["M"]) == {"type": "S", "message": "S", "at": "S", "receiveCount": "N"}
     assert raw_item.decode(failed)["errors"] == [
@@ -257,7 +264,7 @@ async def test_wire_format(
     await client.is_complete(record)
     await client.mark_complete(record)
     done = raw_item.read_raw(base_config, key)
-    assert types_of(done) == {**FRESH, "error": "L", "completedAt": "S", "settleToken": "S"}
+    assert types_of(done) == {**TOUCHED, "error": "L", "completedAt": "S", "settleToken": "S"}
     assert re.fullmatch(r"[0-9a-f]{16}", done["settleToken"]["S"])
     assert raw_item.decode(done)["statusCode"] == 200
     assert raw_item.decode(done)["consumptionCount"] == 2
@@ -267,7 +274,7 @@ async def test_wire_format(
     await client.update_message_record(key, {"reviewer": "me"})
     updated = raw_item.read_raw(base_config, key)
     assert types_of(updated) == {
-        **FRESH, "error": "L", "completedAt": "S", "settleToken": "S", "user": "S", "rev": "N",
+        **TOUCHED, "error": "L", "completedAt": "S", "settleToken": "S", "user": "S", "rev": "N",
         "writeTokens": "S",
     }  # fmt: skip
     assert updated["user"]["S"] == '{"reviewer":"me"}' and updated["rev"]["N"] == "1"
@@ -282,8 +289,10 @@ async def test_untracked_message_record(
     await client.is_complete(record)
     key = RecordKey.for_message(record["messageId"], queue.url)
     item = raw_item.read_raw(base_config, key)
-    assert types_of(item) == {
-        **{k: v for k, v in FRESH.items() if k != "meta"},
+    assert types_of(item) == {  # created by the claim: what a sender would have written
+        **{k: v for k, v in TOUCHED.items() if k != "meta"},
+        "id": "S",
+        "url": "S",
         "leaseUntilMs": "N",
         "leaseOwner": "S",
         "claimToken": "S",

@@ -22,15 +22,17 @@ def read_raw(config: Config, key: RecordKey) -> dict[str, Any]:
 
 
 def decode(item: dict[str, Any]) -> dict[str, Any]:
-    """Plain values: numbers are N strings, meta and user are JSON text, body is text."""
+    """Plain values: numbers are N strings, meta and user are JSON text, body is text. The id
+    and queue URL come from the key; a count is absent until the first claim."""
     return {
-        "id": item["id"]["S"],
+        "id": item["pKey"]["S"].removeprefix("SQSMessage$"),
+        "url": item["rKey"]["S"].removeprefix("SQSMessage$"),
         "status": item["status"]["S"],
         "statusCode": int(item["statusCode"]["N"]),
-        "body": item["body"]["S"],
+        "body": item["body"]["S"] if "body" in item else None,  # None: see bodyAt
         "meta": json.loads(item["meta"]["S"]) if "meta" in item else None,
         "expiresAt": int(item["expiresAt"]["N"]),
-        "consumptionCount": int(item["consumptionCount"]["N"]),
+        "consumptionCount": int(item.get("consumptionCount", {"N": "0"})["N"]),
         "errors": [
             {name: next(iter(value.values())) for name, value in entry["M"].items()}
             for entry in item.get("error", {"L": []})["L"]

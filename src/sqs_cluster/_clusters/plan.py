@@ -187,7 +187,6 @@ def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
         field_name=f"tasks[{index}]",
         key=wire.key(index),
         record_type=RecordType.TASK,
-        extra=wire.item_extra(index),
         validated=True,
         sizing=plan.sizing,
         key_json=wire.key_attribute(index),

@@ -35,7 +35,6 @@ class TaskWire:
     body_tail: str
     key_head: str
     key_tail: str
-    cluster_key_attr: Mapping[str, Any]
 
     @classmethod
     def for_cluster(
@@ -52,7 +51,6 @@ class TaskWire:
             body_tail=tail,
             key_head=f'{{"pKey":{p_key[:-1]}.',
             key_tail=f'","rKey":{r_key}}}',
-            cluster_key_attr={"M": {"pKey": {"S": cluster.p_key}, "rKey": {"S": cluster.r_key}}},
         )
 
     def body(self, index: int, task_text: str) -> str:
@@ -75,7 +73,3 @@ class TaskWire:
         its 5-minute deduplication window. At most 64 + 1 + 10 characters, within SQS's 128.
         """
         return f"{self.cluster.id}.{index}"
-
-    def item_extra(self, index: int) -> dict[str, Any]:
-        """The attributes a task record has beyond a message record's."""
-        return {"clusterKey": self.cluster_key_attr, "taskIndex": {"N": str(index)}}

@@ -229,20 +229,20 @@ def record_item(
     # ``extra`` holds ready DynamoDB attribute values (the hot path of a fan-out builds them
     # once, not through the generic serializer per item)
     """The DynamoDB item of a fresh (``PRE FLIGHT``) record; ``body`` from
-    :func:`body_attributes`."""
-    stamp = now_iso()
+    :func:`body_attributes`.
+
+    Only what cannot be derived: the id and queue URL are in the key, a task's cluster and
+    index in its ``pKey``, the consumption count starts at none (see ``record_from_item``).
+    Every write to a record costs a write unit per KB of it, and a fan-out writes one per task.
+    """
     item: dict[str, Any] = {
         "pKey": {"S": key.p_key},
         "rKey": {"S": key.r_key},
-        "id": {"S": key.id},
         "type": {"S": record_type.value},
-        "url": {"S": queue_url},
         "status": {"S": Status.PRE_FLIGHT.value},
         "statusCode": {"N": str(int(StatusCode.PRE_FLIGHT))},
-        "startedAt": {"S": stamp},
-        "updatedAt": {"S": stamp},
+        "startedAt": {"S": now_iso()},
         "expiresAt": {"N": str(int(time.time()) + ttl_seconds)},
-        "consumptionCount": {"N": "0"},
         **body,
     }
     if meta_text is not None:
@@ -304,9 +304,10 @@ def prepare_message(
         attrs[SIZE_ATTRIBUTES[0]] = size_attribute(body_bytes)
         size = len(sent) + _attributes_size(attrs)
     check_message_size(size, sizing, field_name)
-    body = body_attributes(
-        text, body_bytes, sizing.record_body_bytes, payload[0] if payload else None
-    )
+    keep = 0 if record_type is RecordType.TASK else sizing.record_body_bytes
+    body = body_attributes(text, body_bytes, keep, payload[0] if payload else None)
+    if record_type is RecordType.TASK and payload is None:
+        body = {}  # its message carries it; the record is the task's state
     stored = body_bytes if "body" in body else 0
     check_record_data(stored + meta_bytes, field_name, parts="body and meta")
     entry: dict[str, Any] = {"MessageBody": sent, "MessageAttributes": attrs}

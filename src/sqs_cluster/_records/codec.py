@@ -17,6 +17,7 @@ from typing import Any
 
 from .._errors import ValidationError
 from .model import (
+    KEY_PREFIX,
     ErrorEntry,
     MessageRecord,
     RecordKey,
@@ -130,21 +131,30 @@ def key_item(key: RecordKey) -> dict[str, Any]:
 def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
     """Build a MessageRecord from a raw DynamoDB item."""
     data = from_item(item)
+    key = RecordKey(data["pKey"], data["rKey"])
+    kind = RecordType(data.get("type", "message"))
     cluster = data.get("clusterKey")
+    cluster_key = RecordKey.coerce(cluster) if cluster else None
+    task_index = data.get("taskIndex")
+    head, _, index = key.p_key.rpartition(".")
+    if kind is RecordType.TASK and cluster_key is None and head and index.isdigit():
+        cluster_key, task_index = RecordKey(head, key.r_key), int(index)  # from the key
+    fields = record_fields(data)
+    fields["url"] = fields["url"] or key.r_key.removeprefix(KEY_PREFIX)
     return MessageRecord(
-        key=RecordKey(data["pKey"], data["rKey"]),
-        type=RecordType(data.get("type", "message")),
+        key=key,
+        type=kind,
         body=data.get("body"),
         consumption_count=int(data.get("consumptionCount", 0)),
         lease_until_ms=data.get("leaseUntilMs"),
-        cluster_key=RecordKey.coerce(cluster) if cluster else None,
-        task_index=data.get("taskIndex"),
+        cluster_key=cluster_key,
+        task_index=task_index,
         result=json.loads(data["result"]) if "result" in data else None,
         result_dropped=data.get("resultDropped"),
         body_bytes=data.get("bodyBytes"),
         body_sha256=data.get("bodySha256"),
         body_at=data.get("bodyAt"),
-        **record_fields(data),
+        **fields,
     )
 
 
