@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from docs.examples import (
+    cluster_bound,
     cluster_dead_letters,
     cluster_lambda,
     cluster_producer,
@@ -366,3 +367,19 @@ async def test_record_layout(
     assert cluster_records.counts(base_config, items) == {"completed": 1, "failed": 0, "sent": 3}
     value, encryption = cluster_records.globals_object(base_config, key.p_key)
     assert value == {"rate": RATE, "amounts": {}} and encryption == "AES256"
+
+
+async def test_bound_completion_example(
+    base_config: Config, queue: Queue, sqs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = await make_queue(base_config)
+    async with MessageClient(base_config) as client:
+        by_function, by_queue = await cluster_bound.start(client, queue.url, done.url)
+        event = receive_event(sqs, queue.url, max_messages=3)
+        assert await client.safe_process_batch(event, lambda m: None) == {"batchItemFailures": []}
+        ended = await cluster_bound.wait(client, by_function)
+        assert ended.is_finished and ended.callback_state == "DONE"
+        assert (await cluster_bound.wait(client, by_queue)).completed == 1
+    assert f"run {by_function.id}: 2 invoices, 0 failed" in capsys.readouterr().out
+    (summary,) = receive_event(sqs, done.url)["Records"]
+    assert json.loads(summary["body"])["cluster"] == by_queue.to_dict()

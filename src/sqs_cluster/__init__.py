@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._aws.provision import Resources, ensure_resources
 from ._cli.worker import LambdaContext, Worker, WorkerOptions, WorkerStats, run_worker
 from ._client.client import MessageClient
+from ._clusters.bound import CallbackImportError, CompletionQueue
 from ._clusters.errors import ClusterSendError
 from ._clusters.model import CallbackState, ClusterCallback, ClusterRecord
 from ._config import ENV_VARS, Config
@@ -78,6 +79,8 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "MalformedEventError",
+    "CallbackImportError",
+    "CompletionQueue",
     "PayloadMissingError",
     "PayloadRef",
     "MessageInProgressError",

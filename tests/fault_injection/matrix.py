@@ -278,6 +278,24 @@ async def op_large_messages(cell: Cell) -> None:
     raise AssertionError(f"resolve_sqs_record never succeeded: {cell.injector.summary()}")
 
 
+async def op_wait_for_message_cluster(cell: Cell) -> None:
+    """Waiting under faults: a poll that fails raises; waiting again returns the ended
+    cluster with its counts."""
+    url = cell.queue.url
+    key = await cell.clean.create_message_cluster(url, [1, 2], omit_globals=True)
+    events = await receive_messages(cell.clean, url)
+    await cell.clean.safe_process_batch({"Records": events}, lambda m: None)
+    for _ in range(10):
+        try:
+            cluster = await cell.faulty.wait_for_message_cluster(key, timeout=20, poll_seconds=0.1)
+        except Exception as exc:
+            cell.errors.append(exc)
+            continue
+        assert (cluster.status, cluster.completed, cluster.total) == (Status.COMPLETE, 2, 2)
+        return
+    raise AssertionError(f"waiting never succeeded: {cell.injector.summary()}")
+
+
 async def op_update_message_cluster_globals(cell: Cell) -> None:
     key = await cell.clean.create_message_cluster(cell.queue.url, [1], globals={"entries": []})
 
@@ -705,6 +723,11 @@ SCENARIOS: dict[str, Scenario] = {
             "sqs.DeleteMessageBatch",
         ),
         ops("resolve_sqs_record"),
+    ),
+    "wait_for_message_cluster": Scenario(
+        op_wait_for_message_cluster,
+        ops("dynamodb.GetItem", "dynamodb.Query", "dynamodb.BatchGetItem"),
+        ops("wait_for_message_cluster"),
     ),
     "update_message_cluster_globals": Scenario(
         op_update_message_cluster_globals,

@@ -8,7 +8,16 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._clusters.bound import (
+    CallbackImportError,
+    CompletionQueue,
+    OnComplete,
+    completion_key,
+    import_callback,
+)
 from .._clusters.complete import (
+    callback_due,
+    completion_summary,
     finalize_if_done,
     finish_counted,
     message_entry,
@@ -21,10 +30,12 @@ from .._clusters.fanin import FanIn
 from .._clusters.globals import read_globals, update_globals
 from .._clusters.model import ClusterCallback, ClusterRecord, globals_object_key
 from .._clusters.plan import plan_cluster
-from .._clusters.read import coerce_cluster_key, iter_task_records, read_cluster
-from .._errors import ConfigError, RecordNotFoundError
+from .._clusters.read import cluster_ended, coerce_cluster_key, iter_task_records, read_cluster
+from .._concurrency import call_handler
+from .._errors import ConfigError, RecordNotFoundError, ValidationError
 from .._messages.event import ReceivedMessage
-from .._messages.sending import Progress
+from .._messages.outgoing import prepare_message
+from .._messages.sending import Progress, send_keyed
 from .._messages.tracking import complete_message
 from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn, update_record
@@ -59,6 +70,7 @@ class ClusterOperations:
         progress: Progress | None = None,
         tolerated_failures: int | str | None = None,
         message_group_id: str | Callable[[Any], str] | None = None,
+        on_complete: OnComplete | None = None,
     ) -> RecordKey:
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
 
@@ -79,6 +91,12 @@ class ClusterOperations:
         task's index, so a resume within SQS's 5-minute window sends no duplicate.
         ``message_group_id`` on a standard queue, or a group id that is not a string of 1-128
         characters, raises ValidationError before anything is written.
+
+        ``on_complete`` binds the completion to the cluster, so whichever consumer ends it
+        runs it, whatever it passes to ``safe_process_batch``: ``"package.module:function"``
+        (imported here first: a path that does not import raises ValidationError) is called
+        like an ``on_cluster_complete`` callback, exactly once; ``CompletionQueue(url)``
+        sends one tracked message with the cluster's summary to that queue.
         """
         plan = await plan_cluster(
             self._aws,
@@ -91,6 +109,7 @@ class ClusterOperations:
             tolerated_failures=tolerated_failures,
             queue_max_bytes=self._preflight.queue_max_bytes,
             message_group_id=message_group_id,
+            on_complete=on_complete,
         )
         if plan.location is None:
             await self._preflight.table()
@@ -242,8 +261,7 @@ class ClusterOperations:
                 message.cluster_key.id,
             )
             return
-        if callback is not None:
-            await run_callback(self._aws, self._bind(cluster), callback, limiter)
+        await self._run_callback(self._bind(cluster), callback, limiter)
 
     async def _run_callback(
         self,
@@ -251,9 +269,98 @@ class ClusterOperations:
         callback: ClusterCallback | None,
         limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
-        """Run a due callback; a sync one in a worker thread under the batch's ``limiter``."""
+        """Run a due callback; a sync one in a worker thread under the batch's ``limiter``.
+
+        The completion bound at creation wins over the consumer's ``callback``."""
+        callback = self._callback_for(cluster, callback)
         if callback is not None:
             await run_callback(self._aws, cluster, callback, limiter)
+
+    def _callback_for(
+        self, cluster: ClusterRecord[Any, Any] | None, callback: ClusterCallback | None
+    ) -> ClusterCallback | None:
+        """The callback an ended cluster runs: its bound ``on_complete``, else ``callback``.
+
+        An import path that does not import here becomes a callback that raises, so the error
+        is recorded on the cluster (and retried), never skipped in silence.
+        """
+        if cluster is None or not callback_due(cluster):
+            return callback
+        bound = cluster.on_complete
+        if isinstance(bound, CompletionQueue):
+            queue_url = bound.queue_url
+
+            async def send(done: ClusterRecord[Any, Any], get_globals: Any) -> None:
+                await self._send_completion(queue_url, done)
+
+            return send
+        if isinstance(bound, str):
+            try:
+                return import_callback(bound)
+            except CallbackImportError as exc:
+                error = exc
+
+                def fail(done: ClusterRecord[Any, Any], get_globals: Any) -> None:
+                    raise error
+
+                return fail
+        if callback is None and cluster.callback_attempts == 0:  # the end, or a late copy
+            logger.warning(
+                "cluster %s ended with no completion: pass on_complete to "
+                "create_message_cluster (or on_cluster_complete to safe_process_batch)",
+                cluster.id,
+            )
+        return callback
+
+    async def _send_completion(self, queue_url: str, cluster: ClusterRecord[Any, Any]) -> None:
+        """Send the cluster's completion message under its derived key (effectively once)."""
+        prepared = prepare_message(
+            0,
+            queue_url,
+            completion_summary(cluster),
+            meta_text=None,
+            ttl_seconds=self._aws.config.record_ttl_seconds,
+            field_name="on_complete",
+            key=completion_key(cluster.key, queue_url),
+        )
+        await send_keyed(self._aws, queue_url, prepared)
+
+    async def wait_for_message_cluster(
+        self,
+        key: ClusterKeyLike,
+        timeout: float | None = None,  # noqa: ASYNC109 (the name Celery's get() uses)
+        *,
+        poll_seconds: float = 2.0,
+        progress: Callable[[ClusterRecord[Any, Any]], Any] | None = None,
+    ) -> ClusterRecord[Any, Any]:
+        """Wait until the cluster ended; returns it (with its counts). Like Celery's
+        ``GroupResult.get()``.
+
+        Each poll reads the cluster's own item only (one GetItem), unless ``progress`` is given:
+        then the counts are read too and ``progress(cluster)`` is called each poll. Raises
+        :class:`TimeoutError`, with the counts so far, after ``timeout`` seconds.
+        """
+        if poll_seconds <= 0:
+            raise ValidationError("poll_seconds", f"must be > 0, got {poll_seconds!r}")
+        cluster_key = coerce_cluster_key(key)
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while True:
+            if progress is not None:
+                cluster = await self.get_message_cluster(cluster_key, consistent_read=True)
+                await call_handler(progress, cluster)
+                ended = cluster.is_finished
+            else:
+                ended = await cluster_ended(self._aws, cluster_key)
+            if ended:
+                return await self.get_message_cluster(cluster_key, consistent_read=True)
+            left = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if left is not None and left <= 0:
+                now = await self.get_message_cluster(cluster_key, consistent_read=True)
+                raise TimeoutError(
+                    f"cluster {now.id} has not ended after {timeout} s: {now.completed} "
+                    f"completed, {now.failed} failed, {now.in_progress} of {now.total} left"
+                )
+            await asyncio.sleep(poll_seconds if left is None else min(poll_seconds, left))
 
 
 __all__ = ["ClusterKeyLike", "ClusterOperations"]

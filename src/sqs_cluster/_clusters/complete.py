@@ -352,3 +352,19 @@ async def _stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def completion_summary(cluster: ClusterRecord[Any, Any]) -> dict[str, Any]:
+    """The body of a cluster's completion message (``CompletionQueue``): what a separate
+    consumer needs to act on the end."""
+    return {
+        "type": "cluster-complete",
+        "cluster": cluster.key.to_dict(),
+        "id": cluster.id,
+        "status": cluster.status.value,
+        "total": cluster.total,
+        "completed": cluster.completed,
+        "failed": cluster.failed,
+        "meta": cluster.meta,
+        "globals": dict(cluster.globals_location) if cluster.globals_location else None,
+    }

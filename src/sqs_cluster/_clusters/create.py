@@ -101,6 +101,8 @@ def _cluster_item(aws: AWS, plan: ClusterPlan, expires: str) -> dict[str, Any]:
         item["meta"] = {"S": plan.meta_text}
     if plan.location is not None:
         item["globals"] = to_attr(dict(plan.location))
+    if plan.on_complete_text is not None:
+        item["onComplete"] = {"S": plan.on_complete_text}
     return item
 
 

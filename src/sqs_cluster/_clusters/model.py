@@ -21,6 +21,7 @@ from .._errors import RecordNotFoundError, ValidationError
 from .._records.codec import record_fields
 from .._records.model import KEY_PREFIX, ErrorEntry, RecordKey, Status, StatusCode
 from .._types import Globals, Meta
+from .bound import OnComplete, on_complete_from
 from .shards import SHARD_R_KEY
 
 COUNTER_PREFIX = f"{KEY_PREFIX}counter#"
@@ -155,6 +156,8 @@ class ClusterRecord(Generic[Meta, Globals]):
     """Your own fields, set with ``update_message_cluster``."""
     revision: int = 0
     """The record's revision, raised by each conditional update."""
+    on_complete: OnComplete | None = None
+    """The completion bound at creation (``create_message_cluster(on_complete=...)``)."""
     client: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -233,5 +236,6 @@ def cluster_from_items(
         globals_location=dict(location) if isinstance(location, Mapping) else None,
         callback_state=main.get("callbackState"),
         callback_attempts=int(main.get("callbackAttempts", 0)),
+        on_complete=on_complete_from(main.get("onComplete")),
         **record_fields(main),
     )

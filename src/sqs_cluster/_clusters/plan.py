@@ -31,6 +31,7 @@ from .._messages.outgoing import (
 from .._records.codec import dumps
 from .._records.limits import check_meta_size
 from .._records.model import RecordKey, RecordType
+from .bound import on_complete_text
 from .globals import globals_body
 from .model import cluster_key, globals_object_key, tolerated_count, validate_cluster_id
 from .shards import shard_count
@@ -57,6 +58,8 @@ class ClusterPlan:
     fifo: bool = False
     groups: str | Sequence[str] | None = None
     """FIFO only: one group id for every task, one per task, or None for one group per task."""
+    on_complete_text: str | None = None
+    """The bound completion as the cluster record stores it (``bound.on_complete_text``)."""
 
     @cached_property
     def wire(self) -> TaskWire:
@@ -76,6 +79,7 @@ async def plan_cluster(
     tolerated_failures: int | str | None,
     queue_max_bytes: Callable[[str], Awaitable[int | None]],
     message_group_id: GroupId | None = None,
+    on_complete: Any = None,
 ) -> ClusterPlan:
     """Validate every input (every task included) before anything is written.
 
@@ -101,6 +105,7 @@ async def plan_cluster(
         globals_body({} if globals_value is None else globals_value)
     meta_text = None if meta is None else dumps(meta, field="meta")
     check_meta_size(meta_text)
+    bound = None if on_complete is None else on_complete_text(on_complete)
     limit = await queue_max_bytes(queue_url)
     plan = ClusterPlan(
         key=key,
@@ -113,6 +118,7 @@ async def plan_cluster(
         sizing=sizing_for(aws.config, limit),
         fifo=fifo,
         groups=groups,
+        on_complete_text=bound,
     )
     for index, task in enumerate(tasks):
         _validate_task(plan, index, task)

@@ -8,7 +8,7 @@ from typing import Any
 from .._aws.clients import AWS
 from .._errors import RecordNotFoundError
 from .._records.codec import from_item
-from .._records.model import MessageRecord, RecordKey, Status, check_key_space
+from .._records.model import MessageRecord, RecordKey, Status, StatusCode, check_key_space
 from .._records.store import (
     BATCH_GET_LIMIT,
     batch_get_raw,
@@ -90,3 +90,15 @@ async def iter_task_records(
         for record in await get_records(aws, keys, consistent_read=True):
             if record is not None and (status is None or record.status is status):
                 yield record
+
+
+async def cluster_ended(aws: AWS, key: RecordKey) -> bool:
+    """Whether the cluster ended, from its own item's status code only (one small GetItem,
+    no counts); a key given as just the ``pKey`` reads the partition instead."""
+    if not key.r_key:
+        return (await read_cluster(aws, key, consistent_read=True)).is_finished
+    item = await get_raw(aws, key, consistent_read=True, projection="statusCode")
+    if item is None:
+        raise RecordNotFoundError(key)
+    code = int(item.get("statusCode", {}).get("N", "0"))
+    return code in (int(StatusCode.COMPLETE), int(StatusCode.ERROR))

@@ -69,6 +69,25 @@ async def send_one(aws: AWS, queue_url: str, prepared: Prepared) -> None:
         await aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
 
 
+async def send_keyed(aws: AWS, queue_url: str, prepared: Prepared) -> bool:
+    """Send a message under a key derived from what it is about (a cluster's completion):
+    its record is written once; a second call finds it and sends the message again, which
+    the consumer's claim recognises as a duplicate. True when this call wrote the record."""
+    put = await put_if(
+        aws,
+        {
+            "TableName": aws.config.table,
+            "Item": prepared.item,
+            "ConditionExpression": "attribute_not_exists(pKey)",
+        },
+    )
+    if prepared.payload is not None:
+        await store_payload(aws, *prepared.payload)
+    async with aws.slot():
+        await aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
+    return put.applied
+
+
 async def write_records(aws: AWS, batch: list[Prepared]) -> dict[int, str]:
     """BatchWriteItem one chunk (≤ 25), retrying UnprocessedItems; returns failed indexes."""
     table = aws.config.table

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: 9df08b6dcf7a98d0 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 8f01e2c236396f07 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -11,10 +11,12 @@ from __future__ import annotations
 from .. import (
     ENV_VARS,
     BatchItemFailure,
+    CallbackImportError,
     CallbackState,
     Claim,
     ClaimOutcome,
     ClusterSendError,
+    CompletionQueue,
     Config,
     ConfigError,
     ConflictError,
@@ -85,6 +87,8 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "MalformedEventError",
+    "CallbackImportError",
+    "CompletionQueue",
     "PayloadMissingError",
     "PayloadRef",
     "MessageInProgressError",

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 2bbd1a4129fc7b19 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 6f19269a3c91bade (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any, cast
 from .._aws.clients import RequestHook
 from .._client.client import MessageClient as _AsyncMessageClient
 from .._client.clusters import ClusterKeyLike
+from .._clusters.bound import OnComplete
 from .._config import Config
 from .._facade import runtime as _facade
 from .._messages.batch import DEFAULT_BATCH_CONCURRENCY, PartialBatchResponse
@@ -295,6 +296,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         progress: Progress | None = None,
         tolerated_failures: int | str | None = None,
         message_group_id: str | Callable[[Any], str] | None = None,
+        on_complete: OnComplete | None = None,
     ) -> RecordKey:
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
 
@@ -315,6 +317,12 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         task's index, so a resume within SQS's 5-minute window sends no duplicate.
         ``message_group_id`` on a standard queue, or a group id that is not a string of 1-128
         characters, raises ValidationError before anything is written.
+
+        ``on_complete`` binds the completion to the cluster, so whichever consumer ends it
+        runs it, whatever it passes to ``safe_process_batch``: ``"package.module:function"``
+        (imported here first: a path that does not import raises ValidationError) is called
+        like an ``on_cluster_complete`` callback, exactly once; ``CompletionQueue(url)``
+        sends one tracked message with the cluster's summary to that queue.
         """
         return self._call(
             self._core.create_message_cluster,
@@ -327,6 +335,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
             progress=progress,
             tolerated_failures=tolerated_failures,
             message_group_id=message_group_id,
+            on_complete=on_complete,
         )
 
     def get_message_cluster(
@@ -378,6 +387,32 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         this call's claim lapsed before the callback started (call again).
         """
         return self._call(self._core.on_cluster_complete, key, self._callback(callback))
+
+    def wait_for_message_cluster(
+        self,
+        key: ClusterKeyLike,
+        timeout: float | None = None,
+        *,
+        poll_seconds: float = 2.0,
+        progress: Callable[[ClusterRecord[Any, Any]], Any] | None = None,
+    ) -> ClusterRecord[Any, Any]:
+        """Wait until the cluster ended; returns it (with its counts). Like Celery's
+        ``GroupResult.get()``.
+
+        Each poll reads the cluster's own item only (one GetItem), unless ``progress`` is given:
+        then the counts are read too and ``progress(cluster)`` is called each poll. Raises
+        :class:`TimeoutError`, with the counts so far, after ``timeout`` seconds.
+        """
+        return cast(
+            "ClusterRecord[Any, Any]",
+            self._call(
+                self._core.wait_for_message_cluster,
+                key,
+                timeout,
+                poll_seconds=poll_seconds,
+                progress=progress,
+            ),
+        )
 
     def read_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
         """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client.

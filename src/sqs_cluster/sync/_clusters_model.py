@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: fee6276ae7128c8d (gen_sync.py --check tells hand edits from stale files).
+# Body digest: a68d0a2614e55ede (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Generic
 
+from .._clusters.bound import OnComplete
 from .._clusters.model import ClusterRecord as _AsyncClusterRecord
 from .._facade import runtime as _facade
 from .._records.model import ErrorEntry, RecordKey, Status, StatusCode
@@ -135,6 +136,11 @@ class ClusterRecord(
     def revision(self) -> int:
         """The record's revision, raised by each conditional update."""
         return self._core.revision
+
+    @property
+    def on_complete(self) -> OnComplete | None:
+        """The completion bound at creation (``create_message_cluster(on_complete=...)``)."""
+        return self._core.on_complete
 
     @property
     def id(self) -> str:

@@ -1,0 +1,196 @@
+"""A cluster's lifecycle controls: a completion bound at creation, and waiting for the end.
+
+Through the public API (async and the blocking facade) on the local server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from sqs_cluster import (
+    CompletionQueue,
+    Config,
+    MessageClient,
+    Status,
+    ValidationError,
+)
+
+from . import lifecycle_callbacks
+from .conftest import Queue, make_queue, receive_event
+
+pytestmark = pytest.mark.asyncio
+
+
+def nothing(message: Any) -> None:
+    """A task handler that succeeds."""
+
+
+async def drain(client: MessageClient, queue: Queue, sqs: Any, tasks: int) -> None:
+    """Process every task with safe_process_batch and no on_cluster_complete."""
+    done = 0
+    while done < tasks:
+        event = receive_event(sqs, queue.url, max_messages=min(10, tasks - done))
+        assert await client.safe_process_batch(event, nothing) == {"batchItemFailures": []}
+        done += len(event["Records"])
+
+
+@pytest.mark.parametrize("path", ["record_end", "record_end_sync"])
+async def test_a_function_bound_at_creation_runs_once_without_on_cluster_complete(
+    client: MessageClient, queue: Queue, sqs: Any, path: str
+) -> None:
+    key = await client.create_message_cluster(
+        queue.url,
+        list(range(12)),
+        omit_globals=True,
+        on_complete=f"tests.lifecycle_callbacks:{path}",
+    )
+    await drain(client, queue, sqs, 12)
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.on_complete == f"tests.lifecycle_callbacks:{path}"
+    assert cluster.callback_state == "DONE"
+    assert [e for e in lifecycle_callbacks.ENDED if e[0] == key.id] == [(key.id, "COMPLETE", 12)]
+    # a late duplicate of a task does not run it again
+    await drain_duplicate(client, queue, sqs, key)
+    assert [e for e in lifecycle_callbacks.ENDED if e[0] == key.id] == [(key.id, "COMPLETE", 12)]
+
+
+async def drain_duplicate(client: MessageClient, queue: Queue, sqs: Any, key: Any) -> None:
+    body = {"pKey": key.p_key, "rKey": key.r_key, "task": 0, "type": "task", "index": 0}
+    task_key = {"pKey": f"{key.p_key}.0", "rKey": key.r_key}
+    sqs.send_message(
+        QueueUrl=queue.url,
+        MessageBody=json.dumps({**body, "shards": 1}),
+        MessageAttributes={
+            "sqsClusterKey": {"DataType": "String", "StringValue": json.dumps(task_key)}
+        },
+    )
+    event = receive_event(sqs, queue.url)
+    assert await client.safe_process_batch(event, nothing) == {"batchItemFailures": []}
+
+
+async def test_a_path_that_does_not_import_is_refused_before_anything_is_written(
+    client: MessageClient, queue: Queue
+) -> None:
+    before = dict(client.request_counts)
+    for bad, why in [
+        ("tests.lifecycle_callbacks:absent", "has no function 'absent'"),
+        ("tests.no_such_module:f", "module 'tests.no_such_module'"),
+        ("not a path", 'expected "package.module:function"'),
+    ]:
+        with pytest.raises(ValidationError, match=r"^on_complete") as info:
+            await client.create_message_cluster(queue.url, [1], on_complete=bad)
+        assert why in str(info.value)
+    new = {k for k, v in client.request_counts.items() if v != before.get(k, 0)}
+    assert new <= {"sqs.GetQueueAttributes"}
+
+
+async def test_a_path_that_does_not_import_in_the_consumer_is_recorded_not_skipped(
+    base_config: Config, queue: Queue, sqs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(
+            queue.url, [1], omit_globals=True, on_complete="tests.lifecycle_callbacks:record_end"
+        )
+        monkeypatch.delattr(lifecycle_callbacks, "record_end")  # the consumer's code differs
+        event = receive_event(sqs, queue.url)
+        failed = await client.safe_process_batch(event, nothing)
+        assert len(failed["batchItemFailures"]) == 1  # back to the queue, to retry the callback
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.status, cluster.completed) == (Status.COMPLETE, 1)
+    assert cluster.callback_state == "FAILED"
+    assert cluster.errors[-1].type == "CallbackImportError"
+    assert "has no function 'record_end'" in cluster.errors[-1].message
+
+
+async def test_a_completion_queue_gets_one_summary_that_is_processed_once(
+    base_config: Config, client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    done = await make_queue(base_config)
+    key = await client.create_message_cluster(
+        queue.url,
+        list(range(5)),
+        meta={"run": "nightly"},
+        omit_globals=True,
+        on_complete=CompletionQueue(done.url),
+    )
+    await drain(client, queue, sqs, 5)
+    event = receive_event(sqs, done.url)
+    (record,) = event["Records"]
+    summary = json.loads(record["body"])
+    assert summary == {
+        "type": "cluster-complete",
+        "cluster": key.to_dict(),
+        "id": key.id,
+        "status": "COMPLETE",
+        "total": 5,
+        "completed": 5,
+        "failed": 0,
+        "meta": {"run": "nightly"},
+        "globals": None,
+    }
+    seen: list[Any] = []
+    assert await client.safe_process_batch(event, seen.append) == {"batchItemFailures": []}
+    # the same completion sent again (a runner that died after sending): processed once
+    sqs.send_message(
+        QueueUrl=done.url,
+        MessageBody=record["body"],
+        MessageAttributes={
+            name: {"DataType": v["dataType"], "StringValue": v["stringValue"]}
+            for name, v in record["messageAttributes"].items()
+        },
+    )
+    again = receive_event(sqs, done.url)
+    assert await client.safe_process_batch(again, seen.append) == {"batchItemFailures": []}
+    assert len(seen) == 1
+
+
+async def test_a_cluster_that_ends_with_no_completion_says_so(
+    client: MessageClient, queue: Queue, sqs: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = await client.create_message_cluster(queue.url, [1, 2], omit_globals=True)
+    with caplog.at_level(logging.WARNING, logger="sqs_cluster"):
+        await drain(client, queue, sqs, 2)
+    warnings = [r for r in caplog.records if "ended with no completion" in r.getMessage()]
+    assert len(warnings) == 1 and key.id in warnings[0].getMessage()
+
+
+async def test_waiting_returns_the_ended_cluster_and_reads_one_item_per_poll(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, [1, 2, 3], omit_globals=True)
+        reads: list[str] = []
+        client.add_request_hook(lambda service, op, params: reads.append(op))
+
+        async def later() -> None:
+            await asyncio.sleep(0.5)
+            async with MessageClient(base_config) as worker:
+                await drain(worker, queue, sqs, 3)
+
+        background = asyncio.ensure_future(later())
+        cluster = await client.wait_for_message_cluster(key, timeout=60, poll_seconds=0.1)
+        await background
+    assert cluster.is_finished and (cluster.completed, cluster.total) == (3, 3)
+    polls = reads.count("GetItem")
+    assert polls >= 2  # it did wait
+    assert set(reads) <= {"GetItem", "Query", "BatchGetItem"}
+    assert reads.count("Query") == 1  # the full read, once, at the end
+
+
+async def test_waiting_times_out_with_the_counts_so_far(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(queue.url, [1, 2], omit_globals=True)
+    event = receive_event(sqs, queue.url, max_messages=1)
+    await client.safe_process_batch(event, nothing)
+    seen: list[int] = []
+    with pytest.raises(TimeoutError, match=r"1 completed, 0 failed, 1 of 2 left"):
+        await client.wait_for_message_cluster(
+            key, timeout=0.3, poll_seconds=0.1, progress=lambda c: seen.append(c.completed)
+        )
+    assert seen and set(seen) == {1}
