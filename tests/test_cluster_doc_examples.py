@@ -14,6 +14,7 @@ from docs.examples import (
     cluster_lambda,
     cluster_producer,
     cluster_records,
+    cluster_results,
     cluster_worker,
 )
 
@@ -383,3 +384,22 @@ async def test_bound_completion_example(
     assert f"run {by_function.id}: 2 invoices, 0 failed" in capsys.readouterr().out
     (summary,) = receive_event(sqs, done.url)["Records"]
     assert json.loads(summary["body"])["cluster"] == by_queue.to_dict()
+
+
+async def test_results_example(client: MessageClient, queue: Queue, sqs: Any) -> None:
+    tasks = [{"customer": f"c{i}", "hours": i} for i in range(4)]
+    key = await client.create_message_cluster(queue.url, tasks, omit_globals=True)
+    event = receive_event(sqs, queue.url, max_messages=4)
+
+    def bill(message: Any) -> Any:
+        return None if message.task["hours"] == 0 else {"hours": message.task["hours"] * 1.5}
+
+    assert await client.safe_process_batch(event, bill) == {"batchItemFailures": []}
+    assert await cluster_results.total_hours(client, key) == 9.0
+    by_customer = await cluster_results.results_by_customer(client, key)
+    assert by_customer == {
+        "c0": None,
+        "c1": {"hours": 1.5},
+        "c2": {"hours": 3.0},
+        "c3": {"hours": 4.5},
+    }

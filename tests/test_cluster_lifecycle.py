@@ -194,3 +194,30 @@ async def test_waiting_times_out_with_the_counts_so_far(
             key, timeout=0.3, poll_seconds=0.1, progress=lambda c: seen.append(c.completed)
         )
     assert seen and set(seen) == {1}
+
+
+async def test_iter_results_yields_index_task_and_result_in_order(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    tasks = [{"n": i, "pad": "é" * (3000 if i == 7 else 1)} for i in range(250)]
+    key = await client.create_message_cluster(queue.url, tasks, omit_globals=True)
+
+    def square(message: Any) -> Any:
+        n = message.task["n"]
+        if n % 50 == 49:
+            raise ValueError("fails for good")
+        return None if n == 3 else {"square": n * n}
+
+    done = 0
+    while done < 250:
+        event = receive_event(sqs, queue.url, max_messages=10, visibility=0)
+        await client.safe_process_batch(event, square)
+        done = (await client.get_message_cluster(key, consistent_read=True)).completed
+        done += 5 if done == 245 else 0  # the five that keep failing stay behind
+    results = [r async for r in client.iter_results(key)]
+    expected = [i for i in range(250) if i % 50 != 49]
+    assert [r.task_index for r in results] == expected  # completed ones, in index order
+    by_index = {index: (task, result) for index, task, result in results}
+    assert by_index[10] == (tasks[10], {"square": 100})
+    assert by_index[3] == (tasks[3], None)  # returned nothing
+    assert by_index[7] == (None, {"square": 49})  # 6,000 bytes: above record_body_bytes

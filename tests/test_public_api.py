@@ -116,16 +116,19 @@ METHODS = {
     "claim": "record",
     "create_message_cluster": (
         "queue_url, tasks, *, globals=, meta=, omit_globals=, cluster_id=, progress=, "
-        "tolerated_failures="
+        "tolerated_failures=, message_group_id=, on_complete="
     ),
     "delete_messages": "messages",
     "get_message_cluster": "key, consistent_read=",
     "get_message_cluster_globals": "key",
-    "get_message_record": "key, consistent_read=",
+    "get_message_record": "key, consistent_read=, *, load_body=",
     "get_message_records": "keys",
     "is_complete": "record",
     "is_last_receive": "record",
     "iter_tasks": "cluster, status=",
+    "iter_results": "key",
+    "resolve_sqs_record": "record",
+    "wait_for_message_cluster": "key, timeout=, *, poll_seconds=, progress=",
     "log_failure": "message, exc",
     "mark_complete": "record, result=",
     "mark_failed": "record, error",
@@ -152,7 +155,14 @@ ASYNC_LIFECYCLE = {"__aenter__": "", "__aexit__": "*exc", "aclose": ""}
 SYNC_LIFECYCLE = {"__enter__": "", "__exit__": "*exc", "close": ""}
 PROPERTIES = ("request_counts",)
 ATTRIBUTES = ("config",)
-NOT_COROUTINES = ("__init__", "add_request_hook", "iter_tasks", "log_failure", "read_sqs_record")
+NOT_COROUTINES = (
+    "__init__",
+    "add_request_hook",
+    "iter_tasks",
+    "iter_results",
+    "log_failure",
+    "read_sqs_record",
+)
 """Methods of the async client that are plain ``def``; every other one is ``async def``."""
 
 CLIENTS: dict[str, tuple[type[Any], dict[str, str]]] = {

@@ -11,7 +11,7 @@ from ._cli.worker import LambdaContext, Worker, WorkerOptions, WorkerStats, run_
 from ._client.client import MessageClient
 from ._clusters.bound import CallbackImportError, CompletionQueue
 from ._clusters.errors import ClusterSendError
-from ._clusters.model import CallbackState, ClusterCallback, ClusterRecord
+from ._clusters.model import CallbackState, ClusterCallback, ClusterRecord, TaskResult
 from ._config import ENV_VARS, Config
 from ._errors import (
     ConfigError,
@@ -81,6 +81,7 @@ __all__ = [
     "MalformedEventError",
     "CallbackImportError",
     "CompletionQueue",
+    "TaskResult",
     "PayloadMissingError",
     "PayloadRef",
     "MessageInProgressError",

@@ -489,7 +489,7 @@ async def op_get_message_cluster(cell: Cell) -> None:
     for record in await receive_messages(cell.clean, cell.queue.url):
         message = cell.clean.read_sqs_record(record)
         if message.task_index is not None and message.task_index < 5:
-            assert await cell.clean.mark_complete(record) is True
+            assert await cell.clean.mark_complete(record, {"r": message.task_index}) is True
     for consistent in (False, True):
         cluster = await cell.faulty.get_message_cluster(key, consistent_read=consistent)
         assert (cluster.key, cluster.total, cluster.sent, cluster.completed, cluster.failed) == (
@@ -506,6 +506,8 @@ async def op_get_message_cluster(cell: Cell) -> None:
     assert {t.cluster_key for t in tasks} == {key}
     done = [t.task_index async for t in cluster.iter_tasks(status=Status.COMPLETE)]
     assert done == list(range(5))
+    results = [tuple(r) async for r in cell.faulty.iter_results(key)]
+    assert results == [(i, {"t": i}, {"r": i}) for i in range(5)]
     assert await cell.faulty.get_message_cluster_globals(key) == {"g": [1, 2]}
     assert await cell.faulty.get_message_cluster_globals(key.p_key) == {"g": [1, 2]}
     assert await cluster.get_globals() == {"g": [1, 2]}
@@ -770,7 +772,7 @@ SCENARIOS: dict[str, Scenario] = {
     "get_message_cluster": Scenario(
         op_get_message_cluster,
         ops("dynamodb.Query", "dynamodb.BatchGetItem", "s3.GetObject"),
-        ops("get_message_cluster", "iter_tasks", "get_message_cluster_globals"),
+        ops("get_message_cluster", "iter_tasks", "iter_results", "get_message_cluster_globals"),
     ),
     "update_message_cluster": Scenario(
         op_update_message_cluster,

@@ -28,7 +28,7 @@ from .._clusters.count import Entry, Outcome, settle
 from .._clusters.create import create_cluster
 from .._clusters.fanin import FanIn
 from .._clusters.globals import read_globals, update_globals
-from .._clusters.model import ClusterCallback, ClusterRecord, globals_object_key
+from .._clusters.model import ClusterCallback, ClusterRecord, TaskResult, globals_object_key
 from .._clusters.plan import plan_cluster
 from .._clusters.read import cluster_ended, coerce_cluster_key, iter_task_records, read_cluster
 from .._concurrency import call_handler
@@ -131,6 +131,17 @@ class ClusterOperations:
     ) -> AsyncIterator[MessageRecord[Any]]:
         """Task records of ``cluster`` in index order (100 per request), filtered by status."""
         return iter_task_records(self._aws, cluster, status)
+
+    def iter_results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult]:
+        """``(index, task, result)`` of every completed task, in index order, 100 task records
+        per request: never the whole cluster in memory."""
+        return self._results(key)
+
+    async def _results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult]:
+        cluster = await self.get_message_cluster(key, consistent_read=True)
+        async for record in iter_task_records(self._aws, cluster, Status.COMPLETE):
+            assert record.task_index is not None
+            yield TaskResult(record.task_index, record.task, record.result)
 
     def _globals_location(self, key: ClusterKeyLike) -> dict[str, str]:
         bucket = self._aws.config.bucket

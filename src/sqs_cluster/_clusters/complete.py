@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -75,11 +76,12 @@ def task_entry(
     if error is None:
 
         def refit(why: str) -> dict[str, Any] | None:
-            if why == "size" and stores_result(update):
+            if why == "size" and (stores_result(update) or kept is not None):
                 return not_stopped(complete_update(aws, key, result, task=True, drop_result=True))
             return None
 
-        update = not_stopped(complete_update(aws, key, result, task=True))
+        kept = _task_text(aws, message.task)
+        update = not_stopped(complete_update(aws, key, result, task=True, task_text=kept))
         tally = "completed"
     else:
         entry = error_entry(error, message.receive_count)
@@ -92,6 +94,13 @@ def task_entry(
         update = not_stopped(fail_update(aws, key, entry, final=True, owner=owner))
         tally = "failed"
     return Entry(update, message.cluster_key, message.cluster_shards, tally, refit)
+
+
+def _task_text(aws: AWS, task: Any) -> str | None:
+    """A task's value as JSON, kept on its completed record when it is small (at most
+    ``Config.record_body_bytes``): ``iter_results`` gives it back beside the result."""
+    text = json.dumps(task, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text.encode()) <= aws.config.record_body_bytes else None
 
 
 def message_entry(aws: AWS, message: ReceivedMessage[Any], result: Any = None) -> Entry:

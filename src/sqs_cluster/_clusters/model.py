@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Generic
+from typing import Any, Generic, NamedTuple
 
 from .._errors import RecordNotFoundError, ValidationError
 from .._records.codec import record_fields
@@ -202,6 +202,17 @@ ClusterCallback = Callable[
     [ClusterRecord[Any, Any], Callable[[], Awaitable[Any]]], Awaitable[Any] | Any
 ]
 """``callback(cluster, get_globals)``: sync or async; runs once when the cluster ends."""
+
+
+class TaskResult(NamedTuple):
+    """A completed task's outcome: ``for index, task, result in client.iter_results(key)``."""
+
+    task_index: int
+    """The task's index in the cluster's task list."""
+    task: Any
+    """The task as given (None when it was larger than ``Config.record_body_bytes``)."""
+    result: Any
+    """What its handler returned (None when it returned nothing, or it was dropped)."""
 
 
 def cluster_from_items(

@@ -216,14 +216,21 @@ def raise_if_in_progress(result: Claim, key: RecordKey) -> bool:
 
 
 def complete_update(
-    aws: AWS, key: RecordKey, result: Any = None, *, task: bool = False, drop_result: bool = False
+    aws: AWS,
+    key: RecordKey,
+    result: Any = None,
+    *,
+    task: bool = False,
+    drop_result: bool = False,
+    task_text: str | None = None,
 ) -> dict[str, Any]:
     """The UpdateItem parameters that mark a record complete (once: conditional).
 
     A handler's non-None ``result`` is stored (as JSON text) in the same write, unless it is
     too large for the record (or ``drop_result``: DynamoDB refused the item's size): it is then
     dropped with a warning, and ``resultDropped`` holds its size in bytes. The write carries a
-    fresh settle token (see :func:`landed`). A plain message's record is then kept
+    fresh settle token (see :func:`landed`). A task's ``task_text`` (its value as JSON, when
+    small) is kept beside its result, for ``iter_results``. A plain message's record is then kept
     ``completed_retention_seconds``; a task's keeps the expiry it was created with, its
     cluster's, so a late duplicate of the task always finds it while the cluster lives.
     """
@@ -233,8 +240,11 @@ def complete_update(
     if text is not None and (drop_result or len(text.encode()) > MAX_RESULT_BYTES):
         dropped, text = len(text.encode()), None
         _log_dropped(key, dropped)
+    if drop_result:
+        task_text = None
     extra = ", #r = :result" if text is not None else ""
     extra += ", resultDropped = :dropped" if dropped is not None else ""
+    extra += ", #task = :task" if task_text is not None else ""
     expiry = "expiresAt = if_not_exists(expiresAt, :exp)" if task else "expiresAt = :exp"
     retention = cfg.record_ttl_seconds if task else cfg.completed_retention_seconds
     update: dict[str, Any] = {
@@ -261,6 +271,9 @@ def complete_update(
         update["ExpressionAttributeValues"][":result"] = {"S": text}
     if dropped is not None:
         update["ExpressionAttributeValues"][":dropped"] = {"N": str(dropped)}
+    if task_text is not None:
+        update["ExpressionAttributeNames"]["#task"] = "task"
+        update["ExpressionAttributeValues"][":task"] = {"S": task_text}
     return update
 
 

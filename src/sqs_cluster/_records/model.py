@@ -163,6 +163,9 @@ class MessageRecord(Generic[Meta]):
     body_at: str | None = None
     """... where it lives: ``s3://bucket/key`` when offloaded, ``sqs`` when only the message
     holds it. ``get_message_record(key, load_body=True)`` loads an offloaded one."""
+    task: Any = None
+    """For a completed task, the task as given to ``create_message_cluster`` (kept when at
+    most ``Config.record_body_bytes`` as JSON), else None."""
 
     @property
     def p_key(self) -> str:

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: 8f01e2c236396f07 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 0b6c574b677cca2c (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -39,6 +39,7 @@ from .. import (
     SQSClusterError,
     Status,
     StatusCode,
+    TaskResult,
     UnsentMessage,
     ValidationError,
     WorkerOptions,
@@ -89,6 +90,7 @@ __all__ = [
     "MalformedEventError",
     "CallbackImportError",
     "CompletionQueue",
+    "TaskResult",
     "PayloadMissingError",
     "PayloadRef",
     "MessageInProgressError",

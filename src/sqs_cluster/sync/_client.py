@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 6f19269a3c91bade (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 506058303e16287f (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from .._aws.clients import RequestHook
 from .._client.client import MessageClient as _AsyncMessageClient
 from .._client.clusters import ClusterKeyLike
 from .._clusters.bound import OnComplete
+from .._clusters.model import TaskResult
 from .._config import Config
 from .._facade import runtime as _facade
 from .._messages.batch import DEFAULT_BATCH_CONCURRENCY, PartialBatchResponse
@@ -352,6 +353,12 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
     ) -> Iterator[MessageRecord[Any]]:
         """Task records of ``cluster`` in index order (100 per request), filtered by status."""
         return self._iterate(self._core.iter_tasks, cluster, status)
+
+    def iter_results(self, key: ClusterKeyLike) -> Iterator[TaskResult]:
+        """``(index, task, result)`` of every completed task, in index order, 100 task records
+        per request: never the whole cluster in memory.
+        """
+        return self._iterate(self._core.iter_results, key)
 
     def get_message_cluster_globals(self, key: ClusterKeyLike) -> Any:
         """The cluster's globals, read from S3 (accepts the key or just the ``pKey``)."""
