@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from docs.examples import (
     cluster_bound,
+    cluster_cancel,
     cluster_dead_letters,
     cluster_lambda,
     cluster_producer,
@@ -403,3 +404,15 @@ async def test_results_example(client: MessageClient, queue: Queue, sqs: Any) ->
         "c2": {"hours": 3.0},
         "c3": {"hours": 4.5},
     }
+
+
+async def test_cancel_example(
+    client: MessageClient, queue: Queue, sqs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = await client.create_message_cluster(queue.url, list(range(5)), omit_globals=True)
+    first = receive_event(sqs, queue.url, max_messages=2)
+    assert await client.safe_process_batch(first, lambda m: None) == {"batchItemFailures": []}
+    cluster = await cluster_cancel.stop_run(client, key)
+    assert "2 done, 3 cancelled, 0 running" in capsys.readouterr().out
+    await cluster_cancel.on_end(cluster, cluster.get_globals)
+    assert "cancelled (the input file was wrong) after 2 tasks" in capsys.readouterr().out

@@ -221,3 +221,97 @@ async def test_iter_results_yields_index_task_and_result_in_order(
     assert by_index[10] == (tasks[10], {"square": 100})
     assert by_index[3] == (tasks[3], None)  # returned nothing
     assert by_index[7] == (None, {"square": 49})  # 6,000 bytes: above record_body_bytes
+
+
+async def test_cancel_stops_what_has_not_started_and_ends_the_cluster_once(
+    client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    key = await client.create_message_cluster(
+        queue.url,
+        list(range(30)),
+        omit_globals=True,
+        on_complete="tests.lifecycle_callbacks:record_end",
+    )
+    ran: list[int] = []
+    first = receive_event(sqs, queue.url, max_messages=10)
+    assert await client.safe_process_batch(first, lambda m: ran.append(m.task)) == {
+        "batchItemFailures": []
+    }
+    cluster = await client.cancel_message_cluster(key, reason="wrong input file")
+    assert (cluster.status, cluster.status_code) == (Status.STOPPED, 500)
+    assert (cluster.completed, cluster.failed, cluster.cancelled) == (10, 0, 20)
+    assert cluster.is_cancelled and cluster.cancel_reason == "wrong input file"
+    ended = [e for e in lifecycle_callbacks.ENDED if e[0] == key.id]
+    assert ended == [(key.id, "STOPPED", 10)]  # the bound completion ran, once, and can tell
+    # the cancelled tasks' deliveries are consumed without running
+    rest = receive_event(sqs, queue.url, max_messages=20)
+    assert len(rest["Records"]) == 20
+    assert await client.safe_process_batch(rest, lambda m: ran.append(m.task)) == {
+        "batchItemFailures": []
+    }
+    assert len(ran) == 10
+    assert [e for e in lifecycle_callbacks.ENDED if e[0] == key.id] == ended
+    # once ended, cancelling is a clear error
+    with pytest.raises(ValidationError, match=r"already ended \(STOPPED\): nothing to cancel"):
+        await client.cancel_message_cluster(key)
+    waited = await client.wait_for_message_cluster(key, timeout=5)
+    assert waited.status is Status.STOPPED
+
+
+async def test_a_task_running_while_cancelled_finishes_and_counts(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, [0, 1, 2], omit_globals=True)
+        event = receive_event(sqs, queue.url, max_messages=3)
+        running = event["Records"][0]
+        assert await client.claim(running) is not None  # started before the cancel
+        cluster = await client.cancel_message_cluster(key)
+        assert (cluster.status, cluster.cancelled, cluster.in_progress) == (
+            Status.IN_PROGRESS,
+            2,
+            1,
+        )
+        again = await client.cancel_message_cluster(key, reason="ignored")  # idempotent
+        assert (again.cancelled, again.in_progress, again.cancel_reason) == (2, 1, None)
+        assert await client.mark_complete(running) is True
+        ended = await client.get_message_cluster(key, consistent_read=True)
+    assert (ended.status, ended.completed, ended.cancelled) == (Status.STOPPED, 1, 2)
+
+
+async def test_cancel_racing_the_last_completion_ends_the_cluster_once(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(
+            queue.url,
+            list(range(4)),
+            omit_globals=True,
+            on_complete="tests.lifecycle_callbacks:record_end",
+        )
+        event = receive_event(sqs, queue.url, max_messages=4)
+        await client.safe_process_batch({"Records": event["Records"][:3]}, nothing)
+        last = {"Records": event["Records"][3:]}
+        results = await asyncio.gather(
+            client.safe_process_batch(last, nothing),
+            client.cancel_message_cluster(key),
+            return_exceptions=True,
+        )
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert cluster.is_finished and cluster.completed + cluster.cancelled == 4
+    assert [e[0] for e in lifecycle_callbacks.ENDED].count(key.id) == 1
+    cancel_result = results[1]
+    if isinstance(cancel_result, BaseException):  # the task ended it first
+        assert isinstance(cancel_result, ValidationError) and cluster.status is Status.COMPLETE
+
+
+async def test_cancelling_an_ended_cluster_or_with_a_bad_reason_is_refused(
+    client: MessageClient, queue: Queue
+) -> None:
+    key = await client.create_message_cluster(queue.url, [1, 2], omit_globals=True)
+    first = await client.cancel_message_cluster(key, reason="one")
+    assert first.status is Status.STOPPED and first.cancelled == 2
+    with pytest.raises(ValidationError, match="already ended"):
+        await client.cancel_message_cluster(key, reason="two")
+    with pytest.raises(ValidationError, match=r"^reason"):
+        await client.cancel_message_cluster(key, reason=42)  # type: ignore[arg-type]

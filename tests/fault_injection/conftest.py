@@ -23,6 +23,9 @@ async def fault_config(endpoint: str) -> Config:
         region=REGION,
         endpoint_url=endpoint,
         lease_seconds=1,  # a lease left behind by a failed delivery expires quickly
+        # a running callback keeps its claim through a slow read on a loaded machine (at 1 s
+        # it could lapse between the claim and the start, and then rightly not start)
+        callback_lease_seconds=5,
     )
     await ensure_resources(config)
     return config

@@ -30,6 +30,7 @@ from sqs_cluster import (
     RecordNotFoundError,
     Status,
     StatusCode,
+    ValidationError,
 )
 from sqs_cluster._messages.lambda_shape import lambda_event
 from sqs_cluster.testing import FAULT_SCOPE, FaultInjector, FaultKind
@@ -294,6 +295,27 @@ async def op_wait_for_message_cluster(cell: Cell) -> None:
         assert (cluster.status, cluster.completed, cluster.total) == (Status.COMPLETE, 2, 2)
         return
     raise AssertionError(f"waiting never succeeded: {cell.injector.summary()}")
+
+
+async def op_cancel_message_cluster(cell: Cell) -> None:
+    """Cancelling under faults: a call that fails is called again (it goes on where the first
+    stopped) until the cluster ended; every task is counted once, as completed or cancelled."""
+    url = cell.queue.url
+    key = await cell.clean.create_message_cluster(url, list(range(12)), omit_globals=True)
+    events = (await receive_messages(cell.clean, url))[:2]
+    await cell.clean.safe_process_batch({"Records": events}, lambda m: None)
+    for _ in range(10):
+        try:
+            cluster = await cell.faulty.cancel_message_cluster(key, reason="matrix")
+        except ValidationError:  # an earlier call's end landed, its answer did not
+            cluster = await cell.clean.get_message_cluster(key, consistent_read=True)
+        except Exception as exc:
+            cell.errors.append(exc)
+            continue
+        if cluster.is_finished:
+            break
+    assert (cluster.status, cluster.completed, cluster.cancelled) == (Status.STOPPED, 2, 10)
+    assert cluster.cancel_reason == "matrix"
 
 
 async def op_update_message_cluster_globals(cell: Cell) -> None:
@@ -725,6 +747,17 @@ SCENARIOS: dict[str, Scenario] = {
             "sqs.DeleteMessageBatch",
         ),
         ops("resolve_sqs_record"),
+    ),
+    "cancel_message_cluster": Scenario(
+        op_cancel_message_cluster,
+        ops(
+            "dynamodb.Query",
+            "dynamodb.BatchGetItem",
+            "dynamodb.UpdateItem",
+            "dynamodb.TransactWriteItems",
+            "dynamodb.GetItem",
+        ),
+        ops("cancel_message_cluster"),
     ),
     "wait_for_message_cluster": Scenario(
         op_wait_for_message_cluster,

@@ -15,6 +15,7 @@ from .._clusters.bound import (
     completion_key,
     import_callback,
 )
+from .._clusters.cancel import cancel_cluster
 from .._clusters.complete import (
     callback_due,
     completion_summary,
@@ -131,6 +132,26 @@ class ClusterOperations:
     ) -> AsyncIterator[MessageRecord[Any]]:
         """Task records of ``cluster`` in index order (100 per request), filtered by status."""
         return iter_task_records(self._aws, cluster, status)
+
+    async def cancel_message_cluster(
+        self, key: ClusterKeyLike, reason: str | None = None
+    ) -> ClusterRecord[Any, Any]:
+        """Cancel a cluster: its tasks that have not started will not run; returns it.
+
+        Tasks already running finish and are counted as usual. The others are stopped and
+        counted ``cancelled`` now (a write per task, in transactions of 20), and their
+        deliveries are deleted without running. The cluster then ends ``STOPPED`` (with
+        ``reason`` as ``cancel_reason``) and its completion runs once, as for any end: it can
+        tell by ``cluster.status`` / ``is_cancelled``. Calling it again finishes what a first
+        call left; an ended cluster, or one still being fanned out, raises ValidationError.
+        """
+        cluster_key = coerce_cluster_key(key)
+        if reason is not None and not isinstance(reason, str):
+            raise ValidationError("reason", f"expected a string or None, got {reason!r}")
+        ended = self._bind(await cancel_cluster(self._aws, cluster_key, reason))
+        if ended is not None:
+            await self._run_callback(ended, None)  # a bound completion runs here
+        return await self.get_message_cluster(cluster_key, consistent_read=True)
 
     def iter_results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult]:
         """``(index, task, result)`` of every completed task, in index order, 100 task records

@@ -143,9 +143,11 @@ async def end_cluster(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any]:
     """Every task was counted: set the cluster's status (one conditional winner, which also
     leaves the callback ``PENDING``) and return the cluster."""
     cluster = await read_cluster(aws, key, consistent_read=True)
-    if cluster.is_finished or cluster.completed + cluster.failed < cluster.total:
+    if cluster.is_finished or cluster.in_progress > 0:
         return cluster
     status = Status.COMPLETE if cluster.failed <= cluster.tolerated_failures else Status.ERROR
+    if cluster.is_cancelled:
+        status = Status.STOPPED
     code = STATUS_CODES[status]
     stamp = now_iso()
     ended = await update_if(
@@ -197,7 +199,7 @@ async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
                 "callbackToken = :token ADD callbackAttempts :one"
             ),
             "ConditionExpression": (
-                "#s IN (:done, :err) AND (attribute_not_exists(callbackState) OR "
+                "#s IN (:done, :err, :stop) AND (attribute_not_exists(callbackState) OR "
                 "callbackState IN (:pending, :failed) OR "
                 "(callbackState = :running AND callbackLeaseUntilMs < :now))"
             ),
@@ -210,6 +212,7 @@ async def _claim_callback(aws: AWS, key: RecordKey, token: str) -> bool:
                 ":now": {"N": str(now)},
                 ":token": {"S": token},
                 ":one": {"N": "1"},
+                ":stop": {"S": Status.STOPPED.value},
                 ":done": {"S": Status.COMPLETE.value},
                 ":err": {"S": Status.ERROR.value},
             },

@@ -46,7 +46,7 @@ MAX_ROUNDS = 64
 class Entry:
     """One record to settle: its conditional update and, for a task, what it counts.
 
-    ``tally`` is what a task counts as (``completed`` or ``failed``). ``refit`` gives the
+    ``tally`` is what a task counts as (one of ``TALLIES``). ``refit`` gives the
     update again when it cannot land as it is: without the result when
     the item would be too large (``"size"``), in the full form of a bounded error list
     (``"errors"``); None when there is no other form.
@@ -93,6 +93,10 @@ class _State:
 
     rooms: dict[tuple[str, int], int] = field(default_factory=dict)
     tops: dict[str, int] = field(default_factory=dict)
+
+
+TALLIES = ("completed", "failed", "cancelled")
+"""What a task counts as in its shard: completed, failed for good, or cancelled unstarted."""
 
 
 async def settle(aws: AWS, entries: list[Entry]) -> list[Outcome]:
@@ -204,7 +208,7 @@ def _plan_counts(aws: AWS, plan: _Plan, group: list[Entry], state: _State) -> No
     they fill shards."""
     cluster, shards = group[0].cluster, group[0].shards
     assert cluster is not None
-    counts = {"completed": 0, "failed": 0}
+    counts = dict.fromkeys(TALLIES, 0)
     for entry in group:
         counts[entry.tally] += 1
     left = len(group)
@@ -219,10 +223,11 @@ def _plan_counts(aws: AWS, plan: _Plan, group: list[Entry], state: _State) -> No
         room = state.rooms.get((cluster.p_key, shard))
         take = left if room is None or room > left else room
         fills = room is not None and room == take
-        done = min(counts["completed"], take)
-        split = {"completed": done, "failed": take - done}
-        counts["completed"] -= split["completed"]
-        counts["failed"] -= split["failed"]
+        split, rest = {}, take
+        for name in TALLIES:  # this shard's share of each tally
+            split[name] = min(counts[name], rest)
+            counts[name] -= split[name]
+            rest -= split[name]
         action = _shard_action(aws, cluster, shard, take, split, fills, room)
         plan.add(action, ("shard", (cluster.p_key, shard)))
         if fills:

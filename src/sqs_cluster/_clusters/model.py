@@ -158,6 +158,12 @@ class ClusterRecord(Generic[Meta, Globals]):
     """The record's revision, raised by each conditional update."""
     on_complete: OnComplete | None = None
     """The completion bound at creation (``create_message_cluster(on_complete=...)``)."""
+    cancelled: int = 0
+    """Tasks cancelled before they started (``cancel_message_cluster``), each counted once."""
+    cancelled_at: str | None = None
+    """When ``cancel_message_cluster`` was called (ISO 8601); None if it never was."""
+    cancel_reason: str | None = None
+    """The ``reason`` given to ``cancel_message_cluster``."""
     client: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -167,13 +173,19 @@ class ClusterRecord(Generic[Meta, Globals]):
 
     @property
     def in_progress(self) -> int:
-        """Tasks not yet counted as completed or failed."""
-        return max(0, self.total - self.completed - self.failed)
+        """Tasks not yet counted as completed, failed or cancelled."""
+        return max(0, self.total - self.completed - self.failed - self.cancelled)
 
     @property
     def is_finished(self) -> bool:
-        """True once every task was counted (the cluster is ``COMPLETE`` or ``ERROR``)."""
-        return self.status in (Status.COMPLETE, Status.ERROR)
+        """True once every task was counted (the cluster is ``COMPLETE``, ``ERROR`` or, once
+        cancelled, ``STOPPED``)."""
+        return self.status in (Status.COMPLETE, Status.ERROR, Status.STOPPED)
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once ``cancel_message_cluster`` was called on it."""
+        return self.cancelled_at is not None
 
     @property
     def succeeded(self) -> bool:
@@ -223,7 +235,7 @@ def cluster_from_items(
     ``key`` may carry only the ``pKey``: the cluster item is recognised by its type.
     """
     main: Mapping[str, Any] | None = None
-    completed = failed = sent = 0
+    completed = failed = cancelled = sent = 0
     for item in items:
         r_key = item["rKey"]
         if item.get("type") == "cluster":
@@ -232,6 +244,7 @@ def cluster_from_items(
         elif r_key == SHARD_R_KEY:
             completed += int(item.get("completed", 0))
             failed += int(item.get("failed", 0))
+            cancelled += int(item.get("cancelled", 0))
         elif r_key == PROGRESS_R_KEY:
             sent = int(item.get("sentCount", 0))
     if main is None:
@@ -248,5 +261,8 @@ def cluster_from_items(
         callback_state=main.get("callbackState"),
         callback_attempts=int(main.get("callbackAttempts", 0)),
         on_complete=on_complete_from(main.get("onComplete")),
+        cancelled=cancelled,
+        cancelled_at=main.get("cancelledAt"),
+        cancel_reason=main.get("cancelReason"),
         **record_fields(main),
     )

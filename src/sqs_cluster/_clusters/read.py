@@ -101,4 +101,4 @@ async def cluster_ended(aws: AWS, key: RecordKey) -> bool:
     if item is None:
         raise RecordNotFoundError(key)
     code = int(item.get("statusCode", {}).get("N", "0"))
-    return code in (int(StatusCode.COMPLETE), int(StatusCode.ERROR))
+    return code in (int(StatusCode.COMPLETE), int(StatusCode.ERROR), int(StatusCode.STOPPED))

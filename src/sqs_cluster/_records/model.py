@@ -38,6 +38,8 @@ class Status(str, Enum):
     IN_PROGRESS = "IN PROGRESS"
     COMPLETE = "COMPLETE"
     ERROR = "ERROR"
+    STOPPED = "STOPPED"
+    """A cancelled cluster once it ended, and each of its tasks that never started."""
 
 
 class StatusCode(IntEnum):
@@ -55,6 +57,7 @@ STATUS_CODES: dict[Status, StatusCode] = {
     Status.IN_PROGRESS: StatusCode.IN_PROGRESS,
     Status.COMPLETE: StatusCode.COMPLETE,
     Status.ERROR: StatusCode.ERROR,
+    Status.STOPPED: StatusCode.STOPPED,
 }
 
 

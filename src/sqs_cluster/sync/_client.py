@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 506058303e16287f (gen_sync.py --check tells hand edits from stale files).
+# Body digest: a3ba71695966d22c (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -353,6 +353,22 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
     ) -> Iterator[MessageRecord[Any]]:
         """Task records of ``cluster`` in index order (100 per request), filtered by status."""
         return self._iterate(self._core.iter_tasks, cluster, status)
+
+    def cancel_message_cluster(
+        self, key: ClusterKeyLike, reason: str | None = None
+    ) -> ClusterRecord[Any, Any]:
+        """Cancel a cluster: its tasks that have not started will not run; returns it.
+
+        Tasks already running finish and are counted as usual. The others are stopped and
+        counted ``cancelled`` now (a write per task, in transactions of 20), and their
+        deliveries are deleted without running. The cluster then ends ``STOPPED`` (with
+        ``reason`` as ``cancel_reason``) and its completion runs once, as for any end: it can
+        tell by ``cluster.status`` / ``is_cancelled``. Calling it again finishes what a first
+        call left; an ended cluster, or one still being fanned out, raises ValidationError.
+        """
+        return cast(
+            "ClusterRecord[Any, Any]", self._call(self._core.cancel_message_cluster, key, reason)
+        )
 
     def iter_results(self, key: ClusterKeyLike) -> Iterator[TaskResult]:
         """``(index, task, result)`` of every completed task, in index order, 100 task records

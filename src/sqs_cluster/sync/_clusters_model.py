@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: a68d0a2614e55ede (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 71ca6b2a715e3c19 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -143,19 +143,41 @@ class ClusterRecord(
         return self._core.on_complete
 
     @property
+    def cancelled(self) -> int:
+        """Tasks cancelled before they started (``cancel_message_cluster``), each counted once."""
+        return self._core.cancelled
+
+    @property
+    def cancelled_at(self) -> str | None:
+        """When ``cancel_message_cluster`` was called (ISO 8601); None if it never was."""
+        return self._core.cancelled_at
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """The ``reason`` given to ``cancel_message_cluster``."""
+        return self._core.cancel_reason
+
+    @property
     def id(self) -> str:
         """The cluster id (``pKey`` without ``SQSMessage$``)."""
         return self._core.id
 
     @property
     def in_progress(self) -> int:
-        """Tasks not yet counted as completed or failed."""
+        """Tasks not yet counted as completed, failed or cancelled."""
         return self._core.in_progress
 
     @property
     def is_finished(self) -> bool:
-        """True once every task was counted (the cluster is ``COMPLETE`` or ``ERROR``)."""
+        """True once every task was counted (the cluster is ``COMPLETE``, ``ERROR`` or, once
+        cancelled, ``STOPPED``).
+        """
         return self._core.is_finished
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once ``cancel_message_cluster`` was called on it."""
+        return self._core.is_cancelled
 
     @property
     def succeeded(self) -> bool:
