@@ -118,7 +118,8 @@ class ClusterRecord(Generic[Meta, Globals]):
     url: str
     """The queue its tasks were sent to."""
     status: Status
-    """``PRE FLIGHT`` while fanning out, ``IN PROGRESS``, then ``COMPLETE`` or ``ERROR``."""
+    """``PRE FLIGHT`` while fanning out, ``IN PROGRESS``, then ``COMPLETE`` or ``ERROR`` (or
+    ``STOPPED`` once cancelled)."""
     status_code: StatusCode
     """The numeric form of ``status``."""
     total: int

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: 71ca6b2a715e3c19 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 265ffc20a7914771 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ class ClusterRecord(
 
     @property
     def status(self) -> Status:
-        """``PRE FLIGHT`` while fanning out, ``IN PROGRESS``, then ``COMPLETE`` or ``ERROR``."""
+        """``PRE FLIGHT`` while fanning out, ``IN PROGRESS``, then ``COMPLETE`` or ``ERROR`` (or
+        ``STOPPED`` once cancelled).
+        """
         return self._core.status
 
     @property
