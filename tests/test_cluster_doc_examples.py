@@ -13,6 +13,7 @@ from docs.examples import (
     cluster_cancel,
     cluster_dead_letters,
     cluster_lambda,
+    cluster_pipeline,
     cluster_producer,
     cluster_records,
     cluster_results,
@@ -416,3 +417,30 @@ async def test_cancel_example(
     assert "2 done, 3 cancelled, 0 running" in capsys.readouterr().out
     await cluster_cancel.on_end(cluster, cluster.get_globals)
     assert "cancelled (the input file was wrong) after 2 tasks" in capsys.readouterr().out
+
+
+async def test_pipeline_example_runs_each_stage_once_under_duplicates(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(base_config) as client:
+        first = await cluster_pipeline.start(client, queue.url, list(range(1, 31)))
+        seen = 0
+        duplicated = False
+        for _ in range(40):  # drain both stages, as Lambda would
+            event = receive_event(sqs, queue.url, max_messages=10)
+            if not event["Records"]:
+                if first.id in cluster_pipeline.TOTALS:
+                    break
+                continue
+            if not duplicated:  # SQS's at-least-once, made deliberate: a batch twice
+                duplicated = True
+                await client.safe_process_batch(event, cluster_pipeline.handle)
+            response = await client.safe_process_batch(event, cluster_pipeline.handle)
+            assert response == {"batchItemFailures": []}
+            seen += len(event["Records"])
+        second = await client.get_message_cluster(
+            RecordKey(f"SQSMessage${first.id}-sum", first.r_key)
+        )
+    assert cluster_pipeline.TOTALS[first.id] == sum(n * n for n in range(1, 31))
+    assert (second.total, second.completed, second.meta) == (3, 3, {"stage": 2, "of": first.id})
+    assert seen == 33  # 30 squares and 3 sums, none twice
