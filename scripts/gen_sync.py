@@ -52,7 +52,7 @@ ATTRIBUTE_TYPES = {
 LIFECYCLE = ("aclose",)
 """Client methods that the runtime's ``ClientFacade`` replaces (``close()``, ``__exit__``)."""
 
-TYPE_RULES = {"AsyncIterator": "Iterator"}
+TYPE_RULES = {"AsyncIterator": "Iterator", "AsyncIterable": "Iterable"}
 """Annotation names to replace; a method returning the old form iterates in the twin."""
 
 DOC_RULES = {"``async with ": "``with "}

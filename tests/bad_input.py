@@ -219,7 +219,7 @@ CASES = [
         id="tasks-empty",
     ),
     case(
-        lambda c: c.client.create_message_cluster(c.queue.url, {"a": 1}),  # type: ignore[arg-type]
+        lambda c: c.client.create_message_cluster(c.queue.url, {"a": 1}),
         ValidationError,
         "tasks",
         "list",

@@ -17,6 +17,7 @@ AWS_CALLERS = {
     "_messages/sending.py",  # the write-then-send pipeline (BatchWriteItem, SendMessage[Batch])
     "_clusters/globals.py",  # the globals object in S3
     "_messages/payloads.py",  # offloaded message bodies in S3
+    "_clusters/sources.py",  # tasks read from an S3 object
 }
 """Where the library's own code may call an AWS client; everything else asks these."""
 

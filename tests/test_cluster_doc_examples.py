@@ -17,6 +17,7 @@ from docs.examples import (
     cluster_producer,
     cluster_records,
     cluster_results,
+    cluster_sources,
     cluster_worker,
 )
 
@@ -444,3 +445,16 @@ async def test_pipeline_example_runs_each_stage_once_under_duplicates(
     assert cluster_pipeline.TOTALS[first.id] == sum(n * n for n in range(1, 31))
     assert (second.total, second.completed, second.meta) == (3, 3, {"stage": 2, "of": first.id})
     assert seen == 33  # 30 squares and 3 sums, none twice
+
+
+async def test_sources_example(base_config: Config, queue: Queue) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=base_config.endpoint_url, region_name="us-east-1")
+    body = b'{"customer": "c1"}\n{"customer": "c2"}\n'
+    s3.put_object(Bucket=base_config.bucket, Key="inputs/customers.jsonl", Body=body)
+    async with MessageClient(base_config) as client:
+        generated = await cluster_sources.from_generator(client, queue.url)
+        loaded = await cluster_sources.from_s3(client, queue.url, base_config.bucket or "")
+        assert (await client.get_message_cluster(generated)).total == 3
+        assert (await client.get_message_cluster(loaded)).total == 2

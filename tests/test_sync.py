@@ -538,7 +538,11 @@ def test_check_names_each_kind_of_damage(
             {"Handler": "callback", "RecordLike": "alias"},
             "ClusterCallback needs a twin",
         ),
-        ("TYPE_RULES", {"AsyncIterator": "Iterator", "Xyz": "X"}, "TYPE_RULES['Xyz']"),
+        (
+            "TYPE_RULES",
+            {"AsyncIterator": "Iterator", "AsyncIterable": "Iterable", "Xyz": "X"},
+            "TYPE_RULES['Xyz']",
+        ),
         ("DOC_RULES", {"``async with ": "``with ", "qq": "q"}, "DOC_RULES['qq']"),
         ("LIFECYCLE", ("aclose", "nope"), "LIFECYCLE['nope']"),
         (

@@ -52,4 +52,4 @@ async def report(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
     """Stage two ended: the total of all squares."""
     client: MessageClient = cluster.client
     total = sum([result async for _, _, result in client.iter_results(cluster.key)])
-    TOTALS[cluster.meta["of"]] = total
+    TOTALS[(cluster.meta or {})["of"]] = total

@@ -156,6 +156,35 @@ async def op_create_message_cluster(cell: Cell) -> None:
         assert set(indexes.values()) == {1}, f"tasks sent twice: {indexes}"
 
 
+async def op_tasks_from_s3(cell: Cell) -> None:
+    """Tasks read from S3 under faults: a read that fails fails its create before anything is
+    written (an S3 error, not a ClusterSendError); the create is then called again."""
+    bucket = cell.clean.config.bucket or ""
+    lines = "".join(json.dumps({"i": i}) + "\n" for i in range(25)).encode()
+    await cell.clean._aws.s3.put_object(Bucket=bucket, Key="matrix/tasks.jsonl", Body=lines)
+    cluster_id = unique("matrix")
+    key = None
+    for _ in range(10):
+        try:
+            key = await cell.faulty.create_message_cluster(
+                cell.queue.url,
+                cell.faulty.tasks_from_s3(bucket, "matrix/tasks.jsonl"),
+                cluster_id=cluster_id,
+                omit_globals=True,
+            )
+            break
+        except Exception as exc:
+            cell.errors.append(exc)
+    assert key is not None, f"never created: {cell.injector.summary()}"
+    cluster = await cell.clean.get_message_cluster(key, consistent_read=True)
+    assert (cluster.total, cluster.sent) == (25, 25)
+    indexes = {
+        json.loads(m["body"])["task"]["i"]
+        for m in await receive_messages(cell.clean, cell.queue.url)
+    }
+    assert indexes == set(range(25))
+
+
 async def run_like_lambda(
     cell: Cell,
     handler: Callable[[ReceivedMessage[Any]], Awaitable[None]],
@@ -747,6 +776,20 @@ SCENARIOS: dict[str, Scenario] = {
             "sqs.DeleteMessageBatch",
         ),
         ops("resolve_sqs_record"),
+    ),
+    "tasks_from_s3": Scenario(
+        op_tasks_from_s3,
+        ops(
+            "s3.GetObject",
+            "sqs.GetQueueAttributes",
+            "dynamodb.PutItem",
+            "dynamodb.BatchWriteItem",
+            "sqs.SendMessageBatch",
+            "dynamodb.UpdateItem",
+            "dynamodb.GetItem",
+            "dynamodb.BatchGetItem",
+        ),
+        ops("tasks_from_s3"),
     ),
     "cancel_message_cluster": Scenario(
         op_cancel_message_cluster,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._clusters.bound import (
@@ -30,8 +30,9 @@ from .._clusters.create import create_cluster
 from .._clusters.fanin import FanIn
 from .._clusters.globals import read_globals, update_globals
 from .._clusters.model import ClusterCallback, ClusterRecord, TaskResult, globals_object_key
-from .._clusters.plan import plan_cluster
+from .._clusters.plan import collect_tasks, plan_cluster
 from .._clusters.read import cluster_ended, coerce_cluster_key, iter_task_records, read_cluster
+from .._clusters.sources import read_tasks
 from .._concurrency import call_handler
 from .._errors import ConfigError, RecordNotFoundError, ValidationError
 from .._messages.event import ReceivedMessage
@@ -62,7 +63,7 @@ class ClusterOperations:
     async def create_message_cluster(
         self,
         queue_url: str,
-        tasks: Sequence[Any],
+        tasks: Iterable[Any] | AsyncIterable[Any],
         *,
         globals: Any = None,
         meta: Any = None,
@@ -74,6 +75,10 @@ class ClusterOperations:
         on_complete: OnComplete | None = None,
     ) -> RecordKey:
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
+
+        ``tasks`` is a list, or any iterable or async iterable (a generator,
+        :meth:`tasks_from_s3`): it is read to its end first, so the total is fixed before the
+        first write and the cluster can never end early; resuming takes the same tasks again.
 
         Every task is validated before anything is written (errors name ``tasks[i]``). Then the
         cluster record, the globals object (``<pKey>-globals.json``, SSE-encrypted), the task
@@ -102,7 +107,7 @@ class ClusterOperations:
         plan = await plan_cluster(
             self._aws,
             queue_url,
-            tasks,
+            await collect_tasks(tasks),
             globals_value=globals,
             meta=meta,
             omit_globals=omit_globals,
@@ -152,6 +157,15 @@ class ClusterOperations:
         if ended is not None:
             await self._run_callback(ended, None)  # a bound completion runs here
         return await self.get_message_cluster(cluster_key, consistent_read=True)
+
+    def tasks_from_s3(
+        self, bucket: str, key: str, *, format: str | None = None
+    ) -> AsyncIterator[Any]:
+        """Tasks read from an S3 object, for ``create_message_cluster`` (Step Functions'
+        ItemReader): JSON Lines (one JSON value a line; blank lines skipped) or CSV (one dict
+        a row, keyed by the header), by ``format`` (``"jsonl"`` or ``"csv"``) or else by the
+        key's extension. A line that does not parse raises ValidationError naming it."""
+        return read_tasks(self._aws, bucket, key, format)
 
     def iter_results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult]:
         """``(index, task, result)`` of every completed task, in index order, 100 task records

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -90,7 +90,10 @@ async def plan_cluster(
     """
     validate_queue_url(queue_url)
     if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Sequence):
-        raise ValidationError("tasks", f"expected a list of tasks, got {type(tasks).__name__}")
+        raise ValidationError(
+            "tasks",
+            f"expected a list or an (async) iterable of tasks, got {type(tasks).__name__}",
+        )
     if not tasks:
         raise ValidationError("tasks", "a cluster needs at least one task")
     fifo = queue_url.rstrip("/").endswith(".fifo")
@@ -123,6 +126,20 @@ async def plan_cluster(
     for index, task in enumerate(tasks):
         _validate_task(plan, index, task)
     return plan
+
+
+async def collect_tasks(tasks: Any) -> Any:
+    """A list of the tasks an iterable or async iterable yields (lists and tuples as they
+    are); anything else is returned for ``plan_cluster`` to refuse with a clear error."""
+    if isinstance(tasks, (str, bytes, Mapping, Sequence)):
+        return tasks
+    if isinstance(tasks, AsyncIterable):
+        return [task async for task in tasks]
+    if isinstance(tasks, Iterable):  # in a thread: a generator may block (or be the blocking
+        import anyio  # facade's own iterator, which needs this loop free to step)
+
+        return await anyio.to_thread.run_sync(list, tasks)
+    return tasks
 
 
 def plan_groups(

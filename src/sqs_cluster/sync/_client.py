@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: a3ba71695966d22c (gen_sync.py --check tells hand edits from stale files).
+# Body digest: ac585b2ff520a3ca (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
     def create_message_cluster(
         self,
         queue_url: str,
-        tasks: Sequence[Any],
+        tasks: Iterable[Any] | Iterable[Any],
         *,
         globals: Any = None,
         meta: Any = None,
@@ -300,6 +300,10 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         on_complete: OnComplete | None = None,
     ) -> RecordKey:
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
+
+        ``tasks`` is a list, or any iterable or async iterable (a generator,
+        :meth:`tasks_from_s3`): it is read to its end first, so the total is fixed before the
+        first write and the cluster can never end early; resuming takes the same tasks again.
 
         Every task is validated before anything is written (errors name ``tasks[i]``). Then the
         cluster record, the globals object (``<pKey>-globals.json``, SSE-encrypted), the task
@@ -369,6 +373,14 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         return cast(
             "ClusterRecord[Any, Any]", self._call(self._core.cancel_message_cluster, key, reason)
         )
+
+    def tasks_from_s3(self, bucket: str, key: str, *, format: str | None = None) -> Iterator[Any]:
+        """Tasks read from an S3 object, for ``create_message_cluster`` (Step Functions'
+        ItemReader): JSON Lines (one JSON value a line; blank lines skipped) or CSV (one dict
+        a row, keyed by the header), by ``format`` (``"jsonl"`` or ``"csv"``) or else by the
+        key's extension. A line that does not parse raises ValidationError naming it.
+        """
+        return self._iterate(self._core.tasks_from_s3, bucket, key, format=format)
 
     def iter_results(self, key: ClusterKeyLike) -> Iterator[TaskResult]:
         """``(index, task, result)`` of every completed task, in index order, 100 task records
