@@ -132,6 +132,7 @@ async def test_a_completion_queue_gets_one_summary_that_is_processed_once(
         "failed": 0,
         "meta": {"run": "nightly"},
         "globals": None,
+        "results": None,
     }
     seen: list[Any] = []
     assert await client.safe_process_batch(event, seen.append) == {"batchItemFailures": []}
@@ -396,3 +397,45 @@ async def test_a_task_source_that_does_not_parse_names_the_line(
             await client.create_message_cluster(
                 queue.url, client.tasks_from_s3(base_config.bucket or "", "tasks.bin")
             )
+
+
+async def test_results_in_s3_are_written_before_the_completion_runs(
+    base_config: Config, client: MessageClient, queue: Queue, sqs: Any
+) -> None:
+    import boto3
+
+    done = await make_queue(base_config)
+    key = await client.create_message_cluster(
+        queue.url,
+        [{"n": n} for n in range(12)],
+        omit_globals=True,
+        results="s3",
+        on_complete=CompletionQueue(done.url),
+    )
+    total = 0
+    while total < 12:
+        event = receive_event(sqs, queue.url, max_messages=10)
+        await client.safe_process_batch(event, lambda m: m.task["n"] * 10)
+        total += len(event["Records"])
+    cluster = await client.get_message_cluster(key, consistent_read=True)
+    location = {"Bucket": base_config.bucket, "Key": f"{key.p_key}-results.jsonl"}
+    assert cluster.results_to == "s3" and cluster.results_location == location
+    s3 = boto3.client("s3", endpoint_url=base_config.endpoint_url, region_name="us-east-1")
+    got = s3.get_object(**location)
+    assert got["ServerSideEncryption"] == "AES256"
+    lines = [json.loads(line) for line in got["Body"].read().decode().splitlines()]
+    assert lines == [{"index": n, "task": {"n": n}, "result": n * 10} for n in range(12)]
+    (summary,) = receive_event(sqs, done.url)["Records"]
+    assert json.loads(summary["body"])["results"] == location  # the completion knows where
+
+
+async def test_results_option_is_checked_before_anything_is_written(
+    base_config: Config, client: MessageClient, queue: Queue
+) -> None:
+    from sqs_cluster import ConfigError
+
+    with pytest.raises(ValidationError, match=r'^results: expected None or "s3"'):
+        await client.create_message_cluster(queue.url, [1], results="dynamodb")
+    async with MessageClient(base_config.with_changes(bucket=None)) as plain:
+        with pytest.raises(ConfigError, match=r"results=\"s3\" needs Config.bucket"):
+            await plain.create_message_cluster(queue.url, [1], omit_globals=True, results="s3")

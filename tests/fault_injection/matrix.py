@@ -237,7 +237,7 @@ async def op_safe_process_batch(cell: Cell) -> None:
     size = 10  # one receive batch
     every = 1 if cell.kind in S3_KINDS else 5  # tasks that also update the globals
     key = await cell.clean.create_message_cluster(
-        cell.queue.url, [{"i": i} for i in range(size)], globals={"seen": []}
+        cell.queue.url, [{"i": i} for i in range(size)], globals={"seen": []}, results="s3"
     )
     runs: Counter[int] = Counter()
     callbacks: list[Any] = []
@@ -266,6 +266,7 @@ async def op_safe_process_batch(cell: Cell) -> None:
     assert len(callbacks) == 1, f"the callback ran {len(callbacks)} times"
     assert callbacks[0] == (size, {"seen": list(range(0, size, every))})
     assert cluster.callback_state == "DONE"
+    assert cluster.results_location is not None  # written before the callback ran
     tasks = [t async for t in cell.clean.iter_tasks(cluster)]
     assert [t.status for t in tasks] == [Status.COMPLETE] * size
 

@@ -32,7 +32,7 @@ from .._clusters.globals import read_globals, update_globals
 from .._clusters.model import ClusterCallback, ClusterRecord, TaskResult, globals_object_key
 from .._clusters.plan import collect_tasks, plan_cluster
 from .._clusters.read import cluster_ended, coerce_cluster_key, iter_task_records, read_cluster
-from .._clusters.sources import read_tasks
+from .._clusters.sources import read_tasks, write_results
 from .._concurrency import call_handler
 from .._errors import ConfigError, RecordNotFoundError, ValidationError
 from .._messages.event import ReceivedMessage
@@ -73,6 +73,7 @@ class ClusterOperations:
         tolerated_failures: int | str | None = None,
         message_group_id: str | Callable[[Any], str] | None = None,
         on_complete: OnComplete | None = None,
+        results: str | None = None,
     ) -> RecordKey:
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
 
@@ -103,6 +104,8 @@ class ClusterOperations:
         (imported here first: a path that does not import raises ValidationError) is called
         like an ``on_cluster_complete`` callback, exactly once; ``CompletionQueue(url)``
         sends one tracked message with the cluster's summary to that queue.
+        ``results="s3"`` writes every result as one JSON Lines object in ``Config.bucket``
+        when the cluster ends, before its completion runs (``ClusterRecord.results_location``).
         """
         plan = await plan_cluster(
             self._aws,
@@ -116,6 +119,7 @@ class ClusterOperations:
             queue_max_bytes=self._preflight.queue_max_bytes,
             message_group_id=message_group_id,
             on_complete=on_complete,
+            results=results,
         )
         if plan.location is None:
             await self._preflight.table()
@@ -317,7 +321,17 @@ class ClusterOperations:
     ) -> None:
         """Run a due callback; a sync one in a worker thread under the batch's ``limiter``.
 
-        The completion bound at creation wins over the consumer's ``callback``."""
+        The completion bound at creation wins over the consumer's ``callback``. Results asked
+        for in S3 are written first, so the completion finds them."""
+        due = cluster is not None and callback_due(cluster)
+        if (
+            due
+            and cluster is not None
+            and cluster.results_to == "s3"
+            and not cluster.results_location
+        ):
+            location = await write_results(self._aws, cluster)
+            cluster = dataclasses.replace(cluster, results_location=location)
         callback = self._callback_for(cluster, callback)
         if callback is not None:
             await run_callback(self._aws, cluster, callback, limiter)

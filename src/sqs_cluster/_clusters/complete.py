@@ -379,4 +379,5 @@ def completion_summary(cluster: ClusterRecord[Any, Any]) -> dict[str, Any]:
         "failed": cluster.failed,
         "meta": cluster.meta,
         "globals": dict(cluster.globals_location) if cluster.globals_location else None,
+        "results": dict(cluster.results_location) if cluster.results_location else None,
     }

@@ -103,6 +103,8 @@ def _cluster_item(aws: AWS, plan: ClusterPlan, expires: str) -> dict[str, Any]:
         item["globals"] = to_attr(dict(plan.location))
     if plan.on_complete_text is not None:
         item["onComplete"] = {"S": plan.on_complete_text}
+    if plan.results_to is not None:
+        item["resultsTo"] = {"S": plan.results_to}
     return item
 
 

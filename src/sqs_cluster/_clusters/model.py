@@ -77,6 +77,11 @@ def progress_marker_key(cluster: RecordKey, unit: int) -> RecordKey:
     return RecordKey(f"{cluster.p_key}.unit{unit}", PROGRESS_R_KEY)
 
 
+def results_object_key(key: RecordKey) -> str:
+    """The S3 key of a cluster's results (``results="s3"``)."""
+    return f"{key.p_key}-results.jsonl"
+
+
 def globals_object_key(cluster: RecordKey) -> str:
     """S3 key of the cluster's globals: ``<pKey>-globals.json``."""
     return f"{cluster.p_key}-globals.json"
@@ -165,6 +170,10 @@ class ClusterRecord(Generic[Meta, Globals]):
     """When ``cancel_message_cluster`` was called (ISO 8601); None if it never was."""
     cancel_reason: str | None = None
     """The ``reason`` given to ``cancel_message_cluster``."""
+    results_to: str | None = None
+    """``"s3"`` when created with ``results="s3"``."""
+    results_location: Mapping[str, str] | None = None
+    """Where every result was written as JSON Lines (``Bucket``, ``Key``), once it ended."""
     client: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -265,5 +274,9 @@ def cluster_from_items(
         cancelled=cancelled,
         cancelled_at=main.get("cancelledAt"),
         cancel_reason=main.get("cancelReason"),
+        results_to=main.get("resultsTo"),
+        results_location=dict(main["results"])
+        if isinstance(main.get("results"), Mapping)
+        else None,
         **record_fields(main),
     )

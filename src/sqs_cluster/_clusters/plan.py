@@ -60,6 +60,8 @@ class ClusterPlan:
     """FIFO only: one group id for every task, one per task, or None for one group per task."""
     on_complete_text: str | None = None
     """The bound completion as the cluster record stores it (``bound.on_complete_text``)."""
+    results_to: str | None = None
+    """``"s3"``: write every result as one JSON Lines object when the cluster ends."""
 
     @cached_property
     def wire(self) -> TaskWire:
@@ -80,6 +82,7 @@ async def plan_cluster(
     queue_max_bytes: Callable[[str], Awaitable[int | None]],
     message_group_id: GroupId | None = None,
     on_complete: Any = None,
+    results: str | None = None,
 ) -> ClusterPlan:
     """Validate every input (every task included) before anything is written.
 
@@ -109,6 +112,10 @@ async def plan_cluster(
     meta_text = None if meta is None else dumps(meta, field="meta")
     check_meta_size(meta_text)
     bound = None if on_complete is None else on_complete_text(on_complete)
+    if results not in (None, "s3"):
+        raise ValidationError("results", f'expected None or "s3", got {results!r}')
+    if results == "s3" and not aws.config.bucket:
+        raise ConfigError('bucket: results="s3" needs Config.bucket')
     limit = await queue_max_bytes(queue_url)
     plan = ClusterPlan(
         key=key,
@@ -122,6 +129,7 @@ async def plan_cluster(
         fifo=fifo,
         groups=groups,
         on_complete_text=bound,
+        results_to=results,
     )
     for index, task in enumerate(tasks):
         _validate_task(plan, index, task)

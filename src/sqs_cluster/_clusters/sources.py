@@ -1,6 +1,7 @@
-"""Tasks read from an S3 object: JSON Lines or CSV (Step Functions' ItemReader).
+"""A cluster's S3 objects in and out: tasks read from JSON Lines or CSV (Step Functions'
+ItemReader), and every result written as one JSON Lines object when it ends (ResultWriter).
 
-Streamed line by line from the object, so reading never holds the raw file twice.
+Tasks are streamed line by line; results are written in one PutObject.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .._aws.clients import AWS
+from .._aws.conditional import update_if
 from .._errors import ValidationError
+from .._records.codec import key_item, now_iso
+from .._records.model import Status
+from .model import ClusterRecord, results_object_key
+from .read import iter_task_records
 
 FORMATS = ("jsonl", "csv")
 
@@ -67,3 +73,41 @@ async def read_tasks(
             continue
         if row:
             yield dict(zip(header, row, strict=False))
+
+
+async def write_results(aws: AWS, cluster: ClusterRecord[Any, Any]) -> dict[str, str]:
+    """Write every completed task's ``{"index", "task", "result"}`` as JSON Lines to the
+    library's bucket, then note where on the cluster record; returns the location.
+
+    Idempotent: results are final once the cluster ended, so a second writer (a consumer that
+    ended it at the same time, or one retrying) writes the same object again."""
+    bucket = aws.config.bucket
+    assert bucket, 'results="s3" is refused at creation without Config.bucket'
+    location = {"Bucket": bucket, "Key": results_object_key(cluster.key)}
+    lines = []
+    async for record in iter_task_records(aws, cluster, Status.COMPLETE):
+        line = {"index": record.task_index, "task": record.task, "result": record.result}
+        lines.append(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+    body = ("\n".join(lines) + "\n" if lines else "").encode()
+    async with aws.slot():
+        await aws.s3.put_object(
+            Bucket=bucket,
+            Key=location["Key"],
+            Body=body,
+            ContentType="application/x-ndjson",
+            ServerSideEncryption="AES256",
+        )
+    await update_if(
+        aws,
+        {
+            "TableName": aws.config.table,
+            "Key": key_item(cluster.key),
+            "UpdateExpression": "SET results = :where, updatedAt = :now",
+            "ConditionExpression": "attribute_not_exists(results)",
+            "ExpressionAttributeValues": {
+                ":where": {"M": {k: {"S": v} for k, v in location.items()}},
+                ":now": {"S": now_iso()},
+            },
+        },
+    )
+    return location

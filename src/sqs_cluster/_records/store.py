@@ -28,7 +28,7 @@ RESERVED_FIELDS = frozenset(
         "consumptionCount", "leaseUntilMs", "error",
         "errors", "clusterKey", "taskIndex", "rev", "revision", "key", "status_code", "started_at",
         "completed_at", "updated_at", "expires_at", "consumption_count", "lease_until_ms",
-        "onComplete", "on_complete", "task",
+        "onComplete", "on_complete", "task", "results", "resultsTo",
     }
 )  # fmt: skip
 

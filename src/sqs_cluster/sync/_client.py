@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: ac585b2ff520a3ca (gen_sync.py --check tells hand edits from stale files).
+# Body digest: f6df31c906fe692d (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -298,6 +298,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         tolerated_failures: int | str | None = None,
         message_group_id: str | Callable[[Any], str] | None = None,
         on_complete: OnComplete | None = None,
+        results: str | None = None,
     ) -> RecordKey:
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
 
@@ -328,6 +329,8 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         (imported here first: a path that does not import raises ValidationError) is called
         like an ``on_cluster_complete`` callback, exactly once; ``CompletionQueue(url)``
         sends one tracked message with the cluster's summary to that queue.
+        ``results="s3"`` writes every result as one JSON Lines object in ``Config.bucket``
+        when the cluster ends, before its completion runs (``ClusterRecord.results_location``).
         """
         return self._call(
             self._core.create_message_cluster,
@@ -341,6 +344,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
             tolerated_failures=tolerated_failures,
             message_group_id=message_group_id,
             on_complete=on_complete,
+            results=results,
         )
 
     def get_message_cluster(

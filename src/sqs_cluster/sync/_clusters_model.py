@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: 265ffc20a7914771 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 8cb6c64aba62607c (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -158,6 +158,16 @@ class ClusterRecord(
     def cancel_reason(self) -> str | None:
         """The ``reason`` given to ``cancel_message_cluster``."""
         return self._core.cancel_reason
+
+    @property
+    def results_to(self) -> str | None:
+        """``"s3"`` when created with ``results="s3"``."""
+        return self._core.results_to
+
+    @property
+    def results_location(self) -> Mapping[str, str] | None:
+        """Where every result was written as JSON Lines (``Bucket``, ``Key``), once it ended."""
+        return self._core.results_location
 
     @property
     def id(self) -> str:
