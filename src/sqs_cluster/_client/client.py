@@ -45,14 +45,14 @@ from .._records.codec import dumps
 from .._records.limits import check_meta_size
 from .._records.model import MessageRecord, RecordKey
 from .._records.store import Changes, ChangesFn, get_record, get_records, update_record
-from .clusters import ClusterOperations
+from .lifecycle import LifecycleOperations
 from .queues import QueueOperations
 from .reading import ReadingOperations, RecordLike
 
 logger = logging.getLogger("sqs_cluster")
 
 
-class MessageClient(QueueOperations, ClusterOperations, ReadingOperations):
+class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
     """Tracked SQS messages and message clusters; use as ``async with MessageClient(cfg) as c``.
 
     Holds one session and one long-lived client per service for its whole life (open it once

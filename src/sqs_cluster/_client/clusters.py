@@ -1,4 +1,5 @@
-"""The cluster half of :class:`MessageClient`: create, read, update, globals and fan-in."""
+"""The cluster half of :class:`MessageClient`: create, read, update, globals and fan-in
+(counting a settled task); what happens around the end is in ``lifecycle``."""
 
 from __future__ import annotations
 
@@ -9,16 +10,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from typing import TYPE_CHECKING, Any
 
 from .._clusters.bound import (
-    CallbackImportError,
-    CompletionQueue,
     OnComplete,
-    completion_key,
-    import_callback,
 )
-from .._clusters.cancel import cancel_cluster
 from .._clusters.complete import (
-    callback_due,
-    completion_summary,
     finalize_if_done,
     finish_counted,
     message_entry,
@@ -29,15 +23,12 @@ from .._clusters.count import Entry, Outcome, settle
 from .._clusters.create import create_cluster
 from .._clusters.fanin import FanIn
 from .._clusters.globals import read_globals, update_globals
-from .._clusters.model import ClusterCallback, ClusterRecord, TaskResult, globals_object_key
+from .._clusters.model import ClusterCallback, ClusterRecord, globals_object_key
 from .._clusters.plan import collect_tasks, plan_cluster
-from .._clusters.read import cluster_ended, coerce_cluster_key, iter_task_records, read_cluster
-from .._clusters.sources import read_tasks, write_results
-from .._concurrency import call_handler
-from .._errors import ConfigError, RecordNotFoundError, ValidationError
+from .._clusters.read import coerce_cluster_key, iter_task_records, read_cluster
+from .._errors import ConfigError
 from .._messages.event import ReceivedMessage
-from .._messages.outgoing import prepare_message
-from .._messages.sending import Progress, send_keyed
+from .._messages.sending import Progress
 from .._messages.tracking import complete_message
 from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn, update_record
@@ -45,8 +36,6 @@ from .._records.store import Changes, ChangesFn, update_record
 logger = logging.getLogger("sqs_cluster")
 
 if TYPE_CHECKING:
-    import anyio
-
     from .._aws.clients import AWS
     from .._aws.preflight import Preflight
 
@@ -141,46 +130,6 @@ class ClusterOperations:
     ) -> AsyncIterator[MessageRecord[Any]]:
         """Task records of ``cluster`` in index order (100 per request), filtered by status."""
         return iter_task_records(self._aws, cluster, status)
-
-    async def cancel_message_cluster(
-        self, key: ClusterKeyLike, reason: str | None = None
-    ) -> ClusterRecord[Any, Any]:
-        """Cancel a cluster: its tasks that have not started will not run; returns it.
-
-        Tasks already running finish and are counted as usual. The others are stopped and
-        counted ``cancelled`` now (a write per task, in transactions of 20), and their
-        deliveries are deleted without running. The cluster then ends ``STOPPED`` (with
-        ``reason`` as ``cancel_reason``) and its completion runs once, as for any end: it can
-        tell by ``cluster.status`` / ``is_cancelled``. Calling it again finishes what a first
-        call left; an ended cluster, or one still being fanned out, raises ValidationError.
-        """
-        cluster_key = coerce_cluster_key(key)
-        if reason is not None and not isinstance(reason, str):
-            raise ValidationError("reason", f"expected a string or None, got {reason!r}")
-        ended = self._bind(await cancel_cluster(self._aws, cluster_key, reason))
-        if ended is not None:
-            await self._run_callback(ended, None)  # a bound completion runs here
-        return await self.get_message_cluster(cluster_key, consistent_read=True)
-
-    def tasks_from_s3(
-        self, bucket: str, key: str, *, format: str | None = None
-    ) -> AsyncIterator[Any]:
-        """Tasks read from an S3 object, for ``create_message_cluster`` (Step Functions'
-        ItemReader): JSON Lines (one JSON value a line; blank lines skipped) or CSV (one dict
-        a row, keyed by the header), by ``format`` (``"jsonl"`` or ``"csv"``) or else by the
-        key's extension. A line that does not parse raises ValidationError naming it."""
-        return read_tasks(self._aws, bucket, key, format)
-
-    def iter_results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult]:
-        """``(index, task, result)`` of every completed task, in index order, 100 task records
-        per request: never the whole cluster in memory."""
-        return self._results(key)
-
-    async def _results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult]:
-        cluster = await self.get_message_cluster(key, consistent_read=True)
-        async for record in iter_task_records(self._aws, cluster, Status.COMPLETE):
-            assert record.task_index is not None
-            yield TaskResult(record.task_index, record.task, record.result)
 
     def _globals_location(self, key: ClusterKeyLike) -> dict[str, str]:
         bucket = self._aws.config.bucket
@@ -288,139 +237,6 @@ class ClusterOperations:
 
     def _bind(self, cluster: ClusterRecord[Any, Any] | None) -> ClusterRecord[Any, Any] | None:
         return None if cluster is None else dataclasses.replace(cluster, client=self)
-
-    async def _after_task(
-        self,
-        message: ReceivedMessage[Any],
-        callback: ClusterCallback | None,
-        limiter: anyio.CapacityLimiter | None = None,
-    ) -> None:
-        """For a task seen complete again: end its cluster and run a due callback (recovery).
-
-        A late copy may outlive its cluster (every record expired): there is nothing left to
-        end, and the copy is settled rather than retried into the dead-letter queue.
-        """
-        assert message.cluster_key is not None
-        try:
-            cluster = await finalize_if_done(self._aws, message.cluster_key)
-        except RecordNotFoundError:
-            logger.warning(
-                "message %s: its cluster %s is gone (expired): a late duplicate of a settled "
-                "task, with no cluster left to end",
-                message.message_id,
-                message.cluster_key.id,
-            )
-            return
-        await self._run_callback(self._bind(cluster), callback, limiter)
-
-    async def _run_callback(
-        self,
-        cluster: ClusterRecord[Any, Any] | None,
-        callback: ClusterCallback | None,
-        limiter: anyio.CapacityLimiter | None = None,
-    ) -> None:
-        """Run a due callback; a sync one in a worker thread under the batch's ``limiter``.
-
-        The completion bound at creation wins over the consumer's ``callback``. Results asked
-        for in S3 are written first, so the completion finds them."""
-        due = cluster is not None and callback_due(cluster)
-        if (
-            due
-            and cluster is not None
-            and cluster.results_to == "s3"
-            and not cluster.results_location
-        ):
-            location = await write_results(self._aws, cluster)
-            cluster = dataclasses.replace(cluster, results_location=location)
-        callback = self._callback_for(cluster, callback)
-        if callback is not None:
-            await run_callback(self._aws, cluster, callback, limiter)
-
-    def _callback_for(
-        self, cluster: ClusterRecord[Any, Any] | None, callback: ClusterCallback | None
-    ) -> ClusterCallback | None:
-        """The callback an ended cluster runs: its bound ``on_complete``, else ``callback``.
-
-        An import path that does not import here becomes a callback that raises, so the error
-        is recorded on the cluster (and retried), never skipped in silence.
-        """
-        if cluster is None or not callback_due(cluster):
-            return callback
-        bound = cluster.on_complete
-        if isinstance(bound, CompletionQueue):
-            queue_url = bound.queue_url
-
-            async def send(done: ClusterRecord[Any, Any], get_globals: Any) -> None:
-                await self._send_completion(queue_url, done)
-
-            return send
-        if isinstance(bound, str):
-            try:
-                return import_callback(bound)
-            except CallbackImportError as exc:
-                error = exc
-
-                def fail(done: ClusterRecord[Any, Any], get_globals: Any) -> None:
-                    raise error
-
-                return fail
-        if callback is None and cluster.callback_attempts == 0:  # the end, or a late copy
-            logger.warning(
-                "cluster %s ended with no completion: pass on_complete to "
-                "create_message_cluster (or on_cluster_complete to safe_process_batch)",
-                cluster.id,
-            )
-        return callback
-
-    async def _send_completion(self, queue_url: str, cluster: ClusterRecord[Any, Any]) -> None:
-        """Send the cluster's completion message under its derived key (effectively once)."""
-        prepared = prepare_message(
-            0,
-            queue_url,
-            completion_summary(cluster),
-            meta_text=None,
-            ttl_seconds=self._aws.config.record_ttl_seconds,
-            field_name="on_complete",
-            key=completion_key(cluster.key, queue_url),
-        )
-        await send_keyed(self._aws, queue_url, prepared)
-
-    async def wait_for_message_cluster(
-        self,
-        key: ClusterKeyLike,
-        timeout: float | None = None,  # noqa: ASYNC109 (the name Celery's get() uses)
-        *,
-        poll_seconds: float = 2.0,
-        progress: Callable[[ClusterRecord[Any, Any]], Any] | None = None,
-    ) -> ClusterRecord[Any, Any]:
-        """Wait until the cluster ended; returns it (with its counts). Like Celery's
-        ``GroupResult.get()``.
-
-        Each poll reads the cluster's own item only (one GetItem), unless ``progress`` is given:
-        then the counts are read too and ``progress(cluster)`` is called each poll. Raises
-        :class:`TimeoutError`, with the counts so far, after ``timeout`` seconds.
-        """
-        if poll_seconds <= 0:
-            raise ValidationError("poll_seconds", f"must be > 0, got {poll_seconds!r}")
-        cluster_key = coerce_cluster_key(key)
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        while True:
-            if progress is not None:
-                cluster = await self.get_message_cluster(cluster_key, consistent_read=True)
-                await call_handler(progress, cluster)
-                ended = cluster.is_finished
-            else:
-                ended = await cluster_ended(self._aws, cluster_key)
-            if ended:
-                return await self.get_message_cluster(cluster_key, consistent_read=True)
-            left = None if deadline is None else deadline - asyncio.get_running_loop().time()
-            if left is not None and left <= 0:
-                now = await self.get_message_cluster(cluster_key, consistent_read=True)
-                raise TimeoutError(
-                    f"cluster {now.id} has not ended after {timeout} s: {now.completed} "
-                    f"completed, {now.failed} failed, {now.in_progress} of {now.total} left"
-                )
-            await asyncio.sleep(poll_seconds if left is None else min(poll_seconds, left))
 
 
 __all__ = ["ClusterKeyLike", "ClusterOperations"]

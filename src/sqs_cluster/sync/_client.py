@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: f6df31c906fe692d (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 66ae19c350136977 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -285,6 +285,62 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         """The receive limit: ``config.max_receive_count``, else the queue's redrive policy."""
         return self._call(self._core.max_receive_count, queue_url)
 
+    def cancel_message_cluster(
+        self, key: ClusterKeyLike, reason: str | None = None
+    ) -> ClusterRecord[Any, Any]:
+        """Cancel a cluster: its tasks that have not started will not run; returns it.
+
+        Tasks already running finish and are counted as usual. The others are stopped and
+        counted ``cancelled`` now (a write per task, in transactions of 20), and their
+        deliveries are deleted without running. The cluster then ends ``STOPPED`` (with
+        ``reason`` as ``cancel_reason``) and its completion runs once, as for any end: it can
+        tell by ``cluster.status`` / ``is_cancelled``. Calling it again finishes what a first
+        call left; an ended cluster, or one still being fanned out, raises ValidationError.
+        """
+        return cast(
+            "ClusterRecord[Any, Any]", self._call(self._core.cancel_message_cluster, key, reason)
+        )
+
+    def tasks_from_s3(self, bucket: str, key: str, *, format: str | None = None) -> Iterator[Any]:
+        """Tasks read from an S3 object, for ``create_message_cluster`` (Step Functions'
+        ItemReader): JSON Lines (one JSON value a line; blank lines skipped) or CSV (one dict
+        a row, keyed by the header), by ``format`` (``"jsonl"`` or ``"csv"``) or else by the
+        key's extension. A line that does not parse raises ValidationError naming it.
+        """
+        return self._iterate(self._core.tasks_from_s3, bucket, key, format=format)
+
+    def iter_results(self, key: ClusterKeyLike) -> Iterator[TaskResult]:
+        """``(index, task, result)`` of every completed task, in index order, 100 task records
+        per request: never the whole cluster in memory.
+        """
+        return self._iterate(self._core.iter_results, key)
+
+    def wait_for_message_cluster(
+        self,
+        key: ClusterKeyLike,
+        timeout: float | None = None,
+        *,
+        poll_seconds: float = 2.0,
+        progress: Callable[[ClusterRecord[Any, Any]], Any] | None = None,
+    ) -> ClusterRecord[Any, Any]:
+        """Wait until the cluster ended; returns it (with its counts). Like Celery's
+        ``GroupResult.get()``.
+
+        Each poll reads the cluster's own item only (one GetItem), unless ``progress`` is given:
+        then the counts are read too and ``progress(cluster)`` is called each poll. Raises
+        :class:`TimeoutError`, with the counts so far, after ``timeout`` seconds.
+        """
+        return cast(
+            "ClusterRecord[Any, Any]",
+            self._call(
+                self._core.wait_for_message_cluster,
+                key,
+                timeout,
+                poll_seconds=poll_seconds,
+                progress=progress,
+            ),
+        )
+
     def create_message_cluster(
         self,
         queue_url: str,
@@ -362,36 +418,6 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         """Task records of ``cluster`` in index order (100 per request), filtered by status."""
         return self._iterate(self._core.iter_tasks, cluster, status)
 
-    def cancel_message_cluster(
-        self, key: ClusterKeyLike, reason: str | None = None
-    ) -> ClusterRecord[Any, Any]:
-        """Cancel a cluster: its tasks that have not started will not run; returns it.
-
-        Tasks already running finish and are counted as usual. The others are stopped and
-        counted ``cancelled`` now (a write per task, in transactions of 20), and their
-        deliveries are deleted without running. The cluster then ends ``STOPPED`` (with
-        ``reason`` as ``cancel_reason``) and its completion runs once, as for any end: it can
-        tell by ``cluster.status`` / ``is_cancelled``. Calling it again finishes what a first
-        call left; an ended cluster, or one still being fanned out, raises ValidationError.
-        """
-        return cast(
-            "ClusterRecord[Any, Any]", self._call(self._core.cancel_message_cluster, key, reason)
-        )
-
-    def tasks_from_s3(self, bucket: str, key: str, *, format: str | None = None) -> Iterator[Any]:
-        """Tasks read from an S3 object, for ``create_message_cluster`` (Step Functions'
-        ItemReader): JSON Lines (one JSON value a line; blank lines skipped) or CSV (one dict
-        a row, keyed by the header), by ``format`` (``"jsonl"`` or ``"csv"``) or else by the
-        key's extension. A line that does not parse raises ValidationError naming it.
-        """
-        return self._iterate(self._core.tasks_from_s3, bucket, key, format=format)
-
-    def iter_results(self, key: ClusterKeyLike) -> Iterator[TaskResult]:
-        """``(index, task, result)`` of every completed task, in index order, 100 task records
-        per request: never the whole cluster in memory.
-        """
-        return self._iterate(self._core.iter_results, key)
-
     def get_message_cluster_globals(self, key: ClusterKeyLike) -> Any:
         """The cluster's globals, read from S3 (accepts the key or just the ``pKey``)."""
         return self._call(self._core.get_message_cluster_globals, key)
@@ -426,32 +452,6 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         this call's claim lapsed before the callback started (call again).
         """
         return self._call(self._core.on_cluster_complete, key, self._callback(callback))
-
-    def wait_for_message_cluster(
-        self,
-        key: ClusterKeyLike,
-        timeout: float | None = None,
-        *,
-        poll_seconds: float = 2.0,
-        progress: Callable[[ClusterRecord[Any, Any]], Any] | None = None,
-    ) -> ClusterRecord[Any, Any]:
-        """Wait until the cluster ended; returns it (with its counts). Like Celery's
-        ``GroupResult.get()``.
-
-        Each poll reads the cluster's own item only (one GetItem), unless ``progress`` is given:
-        then the counts are read too and ``progress(cluster)`` is called each poll. Raises
-        :class:`TimeoutError`, with the counts so far, after ``timeout`` seconds.
-        """
-        return cast(
-            "ClusterRecord[Any, Any]",
-            self._call(
-                self._core.wait_for_message_cluster,
-                key,
-                timeout,
-                poll_seconds=poll_seconds,
-                progress=progress,
-            ),
-        )
 
     def read_sqs_record(self, record: RecordLike) -> ReceivedMessage[Any]:
         """Parse a Lambda SQS record into a :class:`ReceivedMessage` bound to this client.
