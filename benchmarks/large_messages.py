@@ -51,6 +51,7 @@ async def measure(endpoint: str, messages: int) -> dict[str, Any]:
     import boto3
 
     from sqs_cluster import Config, MessageClient, ensure_resources
+    from sqs_cluster._messages.lambda_shape import lambda_event
 
     name = f"lm-{uuid.uuid4().hex[:10]}"
     config = Config(table=name, bucket=name, region=REGION, endpoint_url=endpoint)
@@ -86,7 +87,7 @@ async def measure(endpoint: str, messages: int) -> dict[str, Any]:
                 QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
                 AttributeNames=["All"],
             )["Messages"]  # fmt: skip
-            event = {"Records": [lambda_record(m, queue) for m in got]}
+            event = lambda_event(got, queue_url=queue, region=REGION)
             failures = await client.safe_process_batch(event, lambda m: None)
             items = [
                 ddb.get_item(TableName=name, Key={"pKey": {"S": k.p_key}, "rKey": {"S": k.r_key}})[
@@ -104,24 +105,6 @@ async def measure(endpoint: str, messages: int) -> dict[str, Any]:
             "write_units_per_message": round(units / messages, 1),
         }
     return rows
-
-
-def lambda_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
-    """A ReceiveMessage message as a Lambda SQS record."""
-    account, queue = queue_url.rstrip("/").split("/")[-2:]
-    attributes = {
-        k: {"stringValue": v.get("StringValue"), "dataType": v["DataType"]}
-        for k, v in message.get("MessageAttributes", {}).items()
-    }
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": message.get("Attributes", {}),
-        "messageAttributes": attributes,
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:{account}:{queue}",
-    }
 
 
 def main() -> None:

@@ -185,10 +185,9 @@ class LifecycleOperations(ClusterOperations):
             if progress is not None:
                 cluster = await self.get_message_cluster(cluster_key, consistent_read=True)
                 await call_handler(progress, cluster)
-                ended = cluster.is_finished
-            else:
-                ended = await cluster_ended(self._aws, cluster_key)
-            if ended:
+                if cluster.is_finished:
+                    return cluster
+            elif await cluster_ended(self._aws, cluster_key):
                 return await self.get_message_cluster(cluster_key, consistent_read=True)
             left = None if deadline is None else deadline - asyncio.get_running_loop().time()
             if left is not None and left <= 0:

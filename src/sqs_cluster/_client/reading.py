@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._messages.event import ReceivedMessage, parse_record, with_payload
 from .._messages.payloads import delete_payload, load_payload, parse_body_at
+from .._messages.tracking import is_settled
 from .._records.codec import record_from_item
-from .._records.model import MessageRecord, RecordType, Status, StatusCode
+from .._records.model import MessageRecord
 from .._records.store import get_raw
 
 if TYPE_CHECKING:
@@ -76,9 +77,7 @@ class ReadingOperations:
         item = await get_raw(self._aws, message.key, consistent_read=True)
         if item is None:
             return message.tracked  # a tracked message's record outlives its processing
-        record = record_from_item(item)
-        stopped = record.type is RecordType.TASK and record.status_code is StatusCode.STOPPED
-        return record.status is Status.COMPLETE or stopped
+        return is_settled(record_from_item(item))
 
     async def _drop_payload(self, message: ReceivedMessage[Any]) -> None:
         """Delete a processed message's payload (``Config.delete_payloads``); never raises."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from .._aws.conditional import update_if
 from .._concurrency import call_handler
 from .._errors import ConflictError
 from .._messages.event import ReceivedMessage
+from .._messages.outgoing import fast_dumps
 from .._messages.tracking import (
     bounded_append,
     complete_update,
@@ -99,7 +99,7 @@ def task_entry(
 def _task_text(aws: AWS, task: Any) -> str | None:
     """A task's value as JSON, kept on its completed record when it is small (at most
     ``Config.record_body_bytes``): ``iter_results`` gives it back beside the result."""
-    text = json.dumps(task, separators=(",", ":"), ensure_ascii=False)
+    text = fast_dumps(task)
     return text if len(text.encode()) <= aws.config.record_body_bytes else None
 
 

@@ -29,6 +29,10 @@ PROGRESS_R_KEY = f"{KEY_PREFIX}progress"
 CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+FINISHED = (Status.COMPLETE, Status.ERROR, Status.STOPPED)
+"""The statuses of a cluster that ended."""
+
+
 class CallbackState:
     """Where ``on_cluster_complete``'s callback stands (stored as ``callbackState``)."""
 
@@ -190,7 +194,7 @@ class ClusterRecord(Generic[Meta, Globals]):
     def is_finished(self) -> bool:
         """True once every task was counted (the cluster is ``COMPLETE``, ``ERROR`` or, once
         cancelled, ``STOPPED``)."""
-        return self.status in (Status.COMPLETE, Status.ERROR, Status.STOPPED)
+        return self.status in FINISHED
 
     @property
     def is_cancelled(self) -> bool:

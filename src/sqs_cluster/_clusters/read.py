@@ -8,7 +8,7 @@ from typing import Any
 from .._aws.clients import AWS
 from .._errors import RecordNotFoundError
 from .._records.codec import from_item
-from .._records.model import MessageRecord, RecordKey, Status, StatusCode, check_key_space
+from .._records.model import STATUS_CODES, MessageRecord, RecordKey, Status, check_key_space
 from .._records.store import (
     BATCH_GET_LIMIT,
     batch_get_raw,
@@ -18,6 +18,7 @@ from .._records.store import (
 )
 from .model import (
     COUNTER_PREFIX,
+    FINISHED,
     ClusterRecord,
     cluster_from_items,
     counter_key,
@@ -101,4 +102,4 @@ async def cluster_ended(aws: AWS, key: RecordKey) -> bool:
     if item is None:
         raise RecordNotFoundError(key)
     code = int(item.get("statusCode", {}).get("N", "0"))
-    return code in (int(StatusCode.COMPLETE), int(StatusCode.ERROR), int(StatusCode.STOPPED))
+    return code in {int(STATUS_CODES[status]) for status in FINISHED}

@@ -14,6 +14,7 @@ from typing import Any
 from .._aws.clients import AWS
 from .._aws.conditional import update_if
 from .._errors import ValidationError
+from .._messages.outgoing import fast_dumps
 from .._records.codec import key_item, now_iso
 from .._records.model import Status
 from .model import ClusterRecord, results_object_key
@@ -67,7 +68,7 @@ async def read_tasks(
         return
     header: list[str] | None = None
     async for line in lines:
-        (row,) = list(csv.reader([line])) or [[]]
+        row = next(csv.reader([line]), [])
         if header is None:
             header = row
             continue
@@ -87,7 +88,7 @@ async def write_results(aws: AWS, cluster: ClusterRecord[Any, Any]) -> dict[str,
     lines = []
     async for record in iter_task_records(aws, cluster, Status.COMPLETE):
         line = {"index": record.task_index, "task": record.task, "result": record.result}
-        lines.append(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+        lines.append(fast_dumps(line))
     body = ("\n".join(lines) + "\n" if lines else "").encode()
     async with aws.slot():
         await aws.s3.put_object(

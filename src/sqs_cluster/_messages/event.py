@@ -192,9 +192,7 @@ def parse_record(
     text = raw["body"]
     queue_url = arn.queue_url(endpoint_url)
     pointer = parse_pointer(text, message_attributes)
-    if pointer is not None:  # offloaded: what the body is becomes known once it is loaded
-        return _pointer_message(raw, pointer, message_attributes, queue_url)
-    body = _json_or_text(text)
+    body: Any = None if pointer is not None else _json_or_text(text)
     base: dict[str, Any] = {
         "message_id": raw["messageId"],
         "body": body,
@@ -209,7 +207,9 @@ def parse_record(
         "raw": raw,
     }
     key = _attribute_key(message_attributes)
-    if key is not None and _is_task_body(body):
+    if pointer is not None:  # offloaded: what the body is becomes known once it is loaded
+        base.update(payload=pointer, payload_pending=True)
+    elif key is not None and _is_task_body(body):
         check_task_body(body, key, bucket)
         return ReceivedMessage(
             type=RecordType.TASK,
@@ -226,31 +226,6 @@ def parse_record(
         return ReceivedMessage(type=RecordType.MESSAGE, key=key, tracked=True, **base)
     untracked = RecordKey.for_message(raw["messageId"], queue_url)
     return ReceivedMessage(type=RecordType.MESSAGE, key=untracked, tracked=False, **base)
-
-
-def _pointer_message(
-    raw: Mapping[str, Any], pointer: PayloadRef, attributes: Mapping[str, Any], queue_url: str
-) -> ReceivedMessage[Any]:
-    key = _attribute_key(attributes)
-    system = _mapping(raw, "attributes")
-    return ReceivedMessage(
-        message_id=raw["messageId"],
-        body=None,
-        raw_body=raw["body"],
-        type=RecordType.MESSAGE,
-        key=key or RecordKey.for_message(raw["messageId"], queue_url),
-        queue_url=queue_url,
-        queue_arn=raw["eventSourceARN"],
-        receive_count=_int(system.get("ApproximateReceiveCount"), 1),
-        receipt_handle=raw.get("receiptHandle"),
-        message_group_id=system.get("MessageGroupId"),
-        tracked=key is not None,
-        attributes=system,
-        message_attributes=attributes,
-        raw=raw,
-        payload=pointer,
-        payload_pending=True,
-    )
 
 
 def with_payload(

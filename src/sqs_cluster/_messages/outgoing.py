@@ -304,10 +304,11 @@ def prepare_message(
         attrs[SIZE_ATTRIBUTES[0]] = size_attribute(body_bytes)
         size = len(sent) + _attributes_size(attrs)
     check_message_size(size, sizing, field_name)
-    keep = 0 if record_type is RecordType.TASK else sizing.record_body_bytes
-    body = body_attributes(text, body_bytes, keep, payload[0] if payload else None)
-    if record_type is RecordType.TASK and payload is None:
-        body = {}  # its message carries it; the record is the task's state
+    where = payload[0] if payload else None
+    if record_type is not RecordType.TASK:
+        body = body_attributes(text, body_bytes, sizing.record_body_bytes, where)
+    else:  # its message carries it; the record is the task's state (and where it went)
+        body = body_attributes(text, body_bytes, 0, where) if where else {}
     stored = body_bytes if "body" in body else 0
     check_record_data(stored + meta_bytes, field_name, parts="body and meta")
     entry: dict[str, Any] = {"MessageBody": sent, "MessageAttributes": attrs}

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._aws.clients import error_code
 from .._errors import SQSClusterError
 
 if TYPE_CHECKING:
@@ -129,8 +130,6 @@ async def store_payload(aws: AWS, ref: PayloadRef, data: bytes) -> None:
 
 async def load_payload(aws: AWS, ref: PayloadRef) -> str:
     """The offloaded body as text; PayloadMissingError when the object is gone."""
-    from .._aws.clients import error_code
-
     try:
         async with aws.slot():
             resp = await aws.s3.get_object(Bucket=ref.bucket, Key=ref.key)

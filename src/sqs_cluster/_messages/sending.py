@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._aws.clients import AWS, error_code
-from .._aws.conditional import put_if
+from .._aws.conditional import Written, put_if
 from .._aws.retry import sleep_backoff
 from .._aws.sqs import MISSING_QUEUE_CODES
 from .._concurrency import chunked, run_bounded
@@ -49,7 +49,27 @@ async def send_one(aws: AWS, queue_url: str, prepared: Prepared) -> None:
     The record's key is new to this call, so a refused write can only have met this call's own
     write, landed by an attempt whose answer was lost: checked, then taken as written.
     """
-    put = await put_if(
+    put = await _put_new(aws, prepared)
+    if not put.applied and put.item != prepared.item:
+        raise ConflictError(
+            f"send_message: a record with the new key {prepared.key} exists and is not "
+            "the one this call wrote; nothing was sent"
+        )
+    await _deliver(aws, queue_url, prepared)
+
+
+async def send_keyed(aws: AWS, queue_url: str, prepared: Prepared) -> bool:
+    """Send a message under a key derived from what it is about (a cluster's completion):
+    its record is written once; a second call finds it and sends the message again, which
+    the consumer's claim recognises as a duplicate. True when this call wrote the record."""
+    put = await _put_new(aws, prepared)
+    await _deliver(aws, queue_url, prepared)
+    return put.applied
+
+
+async def _put_new(aws: AWS, prepared: Prepared) -> Written:
+    """PutItem the record unless one exists under its key (then the item as it stood)."""
+    return await put_if(
         aws,
         {
             "TableName": aws.config.table,
@@ -58,34 +78,14 @@ async def send_one(aws: AWS, queue_url: str, prepared: Prepared) -> None:
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         },
     )
-    if not put.applied and put.item != prepared.item:
-        raise ConflictError(
-            f"send_message: a record with the new key {prepared.key} exists and is not "
-            "the one this call wrote; nothing was sent"
-        )
+
+
+async def _deliver(aws: AWS, queue_url: str, prepared: Prepared) -> None:
+    """Store an offloaded body, then send the message that points at it (or carries it)."""
     if prepared.payload is not None:
         await store_payload(aws, *prepared.payload)
     async with aws.slot():
         await aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
-
-
-async def send_keyed(aws: AWS, queue_url: str, prepared: Prepared) -> bool:
-    """Send a message under a key derived from what it is about (a cluster's completion):
-    its record is written once; a second call finds it and sends the message again, which
-    the consumer's claim recognises as a duplicate. True when this call wrote the record."""
-    put = await put_if(
-        aws,
-        {
-            "TableName": aws.config.table,
-            "Item": prepared.item,
-            "ConditionExpression": "attribute_not_exists(pKey)",
-        },
-    )
-    if prepared.payload is not None:
-        await store_payload(aws, *prepared.payload)
-    async with aws.slot():
-        await aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
-    return put.applied
 
 
 async def write_records(aws: AWS, batch: list[Prepared]) -> dict[int, str]:

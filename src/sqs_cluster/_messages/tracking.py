@@ -169,6 +169,13 @@ def _first_claim_sets(
     )
 
 
+def is_settled(record: MessageRecord[Any]) -> bool:
+    """Whether a record is done for good: complete, or a task counted already (failed for good,
+    or cancelled), which stays counted and is never run again."""
+    counted = record.type is RecordType.TASK and record.status_code is StatusCode.STOPPED
+    return record.status is Status.COMPLETE or counted
+
+
 async def _lost_claim(
     aws: AWS, message: ReceivedMessage[Any], item: dict[str, Any] | None, token: str
 ) -> Claim:
@@ -181,8 +188,7 @@ async def _lost_claim(
     if item is None:  # deleted in between: treat as a live competitor; SQS will redeliver
         return Claim(ClaimOutcome.IN_PROGRESS, None)
     record = record_from_item(item)
-    settled = record.type is RecordType.TASK and record.status_code is StatusCode.STOPPED
-    if record.status is Status.COMPLETE or settled:  # a task counted failed stays counted
+    if is_settled(record):
         return Claim(ClaimOutcome.COMPLETE, record)
     if record.status is Status.IN_PROGRESS and item.get("claimToken", {}).get("S") == token:
         # this very call's claim went through, but its answer was lost and the retry found it

@@ -247,7 +247,7 @@ class ItemWriteBudget:
                 write.entry
             )
         body = json.dumps({**request, "RequestItems": kept}).encode()
-        answer = _Answer()
+        answer = Answer()
         admitted = [w for i, w in enumerate(writes) if i not in refused]
         chunks = self._forward_and_settle(
             "BatchWriteItem", admitted, _with_body(environ, body), answer, forward
@@ -273,7 +273,7 @@ class ItemWriteBudget:
         forward: Respond,
     ) -> list[bytes]:
         """Let moto apply the admitted writes, then correct or refund their charges."""
-        answer = _Answer()
+        answer = Answer()
         try:
             chunks = forward(environ, answer)
         except BaseException:
@@ -571,7 +571,7 @@ def _with_body(environ: dict[str, Any], body: bytes) -> dict[str, Any]:
     return {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
 
 
-class _Answer:
+class Answer:
     """A ``start_response`` that keeps the status and headers, to answer with them later."""
 
     def __init__(self) -> None:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqs_cluster.local.budget import STATS_PATH, ItemWriteBudget, budget_stats
+from sqs_cluster.local.budget import STATS_PATH, Answer, ItemWriteBudget, budget_stats
 from sqs_cluster.local.ddb_patch import apply_ddb_query_patch, apply_ddb_transaction_patch
 from sqs_cluster.local.sqs_patch import apply_sqs_counter_patch
 
@@ -106,7 +106,7 @@ class SerialisedApp:
         short = json.dumps({**request, "WaitTimeSeconds": 0}).encode()
         deadline = time.monotonic() + wait
         while True:
-            answer = _Answer()
+            answer = Answer()
             attempt = {
                 **environ,
                 "wsgi.input": io.BytesIO(short),
@@ -128,17 +128,6 @@ POLL_INTERVAL = 0.05
 """Seconds between the short receives of a long poll."""
 
 
-class _Answer:
-    """A ``start_response`` that keeps the status and headers, to answer with them later."""
-
-    def __init__(self) -> None:
-        self.args: tuple[Any, ...] = ()
-
-    def __call__(self, *args: Any) -> Callable[[bytes], None]:
-        self.args = args
-        return lambda data: None
-
-
 def _json_answer(data: Any, start_response: Callable[..., Any]) -> list[bytes]:
     body = json.dumps(data).encode()
     start_response(
@@ -147,7 +136,7 @@ def _json_answer(data: Any, start_response: Callable[..., Any]) -> list[bytes]:
     return [body]
 
 
-def _has_messages(answer: _Answer, body: list[bytes]) -> bool:
+def _has_messages(answer: Answer, body: list[bytes]) -> bool:
     if not answer.args or not str(answer.args[0]).startswith("200"):
         return True  # an error: answer it at once
     try:
