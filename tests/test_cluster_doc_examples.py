@@ -16,6 +16,7 @@ from docs.examples import (
     cluster_pipeline,
     cluster_producer,
     cluster_records,
+    cluster_redrive,
     cluster_results,
     cluster_sources,
     cluster_worker,
@@ -458,3 +459,32 @@ async def test_sources_example(base_config: Config, queue: Queue) -> None:
         loaded = await cluster_sources.from_s3(client, queue.url, base_config.bucket or "")
         assert (await client.get_message_cluster(generated)).total == 3
         assert (await client.get_message_cluster(loaded)).total == 2
+
+
+async def test_redrive_example_sends_the_failed_tasks_again(
+    base_config: Config, sqs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    once = await make_queue(base_config, max_receive_count=1, visibility_timeout=0)
+    tasks = list(range(6))
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(once.url, tasks, omit_globals=True)
+        fixed = {"yet": False}
+
+        def handler(message: Any) -> None:
+            if message.task == 4 and not fixed["yet"]:
+                raise ValueError("not fixed yet")
+
+        event = receive_event(sqs, once.url, max_messages=6)
+        await client.safe_process_batch(event, handler)
+        ended = await client.get_message_cluster(key, consistent_read=True)
+        await cluster_redrive.on_end(ended, ended.get_globals)
+        assert "first run: ERROR, 5 of 6 completed" in capsys.readouterr().out
+        fixed["yet"] = True
+        assert await cluster_redrive.retry_failures(client, key, tasks) == 1
+        assert "redrive: 1 tasks sent again" in capsys.readouterr().out
+        again = receive_event(sqs, once.url, max_messages=1)
+        assert await client.safe_process_batch(again, handler) == {"batchItemFailures": []}
+        ended = await client.get_message_cluster(key, consistent_read=True)
+        await cluster_redrive.on_end(ended, ended.get_globals)
+        assert "redrive 1: COMPLETE, 6 of 6 completed" in capsys.readouterr().out
+        assert await cluster_redrive.retry_failures(client, key, tasks) == 0

@@ -133,6 +133,7 @@ async def test_a_completion_queue_gets_one_summary_that_is_processed_once(
         "meta": {"run": "nightly"},
         "globals": None,
         "results": None,
+        "redrive": 0,
     }
     seen: list[Any] = []
     assert await client.safe_process_batch(event, seen.append) == {"batchItemFailures": []}

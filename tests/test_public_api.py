@@ -51,6 +51,7 @@ CORE_NAMES = (
     "MessageRecord",
     "PartialBatchResponse",
     "PartialSendError",
+    "RedriveError",
     "QueueArn",
     "ReceivedMessage",
     "RecordKey",

@@ -10,7 +10,7 @@ from ._aws.provision import Resources, ensure_resources
 from ._cli.worker import LambdaContext, Worker, WorkerOptions, WorkerStats, run_worker
 from ._client.client import MessageClient
 from ._clusters.bound import CallbackImportError, CompletionQueue
-from ._clusters.errors import ClusterSendError
+from ._clusters.errors import ClusterSendError, RedriveError
 from ._clusters.model import CallbackState, ClusterCallback, ClusterRecord, TaskResult
 from ._config import ENV_VARS, Config
 from ._errors import (
@@ -86,6 +86,7 @@ __all__ = [
     "PayloadRef",
     "MessageInProgressError",
     "PartialSendError",
+    "RedriveError",
     "RecordNotFoundError",
     "ResourceMissingError",
     "SQSClusterError",

@@ -327,6 +327,35 @@ async def op_wait_for_message_cluster(cell: Cell) -> None:
     raise AssertionError(f"waiting never succeeded: {cell.injector.summary()}")
 
 
+async def op_redrive_message_cluster(cell: Cell) -> None:
+    """Redriving under faults: a call that fails is called again (it goes on with the same
+    redrive) until one returns; then each task runs once and the cluster ends once more."""
+    url = cell.queue.url
+    tasks = list(range(12))
+    key = await cell.clean.create_message_cluster(url, tasks, omit_globals=True)
+    first = await receive_messages(cell.clean, url)
+    done: list[int] = []
+    await cell.clean.safe_process_batch({"Records": first[:2]}, lambda m: done.append(m.task))
+    await cell.clean.cancel_message_cluster(key)
+    for _ in range(10):
+        try:
+            sent = await cell.faulty.redrive_message_cluster(key, tasks=tasks)
+        except ValidationError:  # an earlier call's release landed, its answer did not
+            break
+        except Exception as exc:
+            cell.errors.append(exc)
+            continue
+        assert sent in (0, 10)
+        break
+    ran: Counter[int] = Counter()
+    messages = await receive_messages(cell.clean, url)
+    await cell.clean.safe_process_batch({"Records": messages}, lambda m: ran.update([m.task]))
+    cluster = await cell.clean.get_message_cluster(key, consistent_read=True)
+    assert (cluster.status, cluster.completed, cluster.cancelled) == (Status.COMPLETE, 12, 0)
+    assert (cluster.redrives, cluster.redriving) == (1, False)
+    assert ran == Counter(set(tasks) - set(done))  # each redriven task ran once
+
+
 async def op_cancel_message_cluster(cell: Cell) -> None:
     """Cancelling under faults: a call that fails is called again (it goes on where the first
     stopped) until the cluster ended; every task is counted once, as completed or cancelled."""
@@ -802,6 +831,19 @@ SCENARIOS: dict[str, Scenario] = {
             "dynamodb.GetItem",
         ),
         ops("cancel_message_cluster"),
+    ),
+    "redrive_message_cluster": Scenario(
+        op_redrive_message_cluster,
+        ops(
+            "dynamodb.Query",
+            "dynamodb.BatchGetItem",
+            "dynamodb.UpdateItem",
+            "dynamodb.TransactWriteItems",
+            "dynamodb.GetItem",
+            "sqs.GetQueueAttributes",
+            "sqs.SendMessageBatch",
+        ),
+        ops("redrive_message_cluster"),
     ),
     "wait_for_message_cluster": Scenario(
         op_wait_for_message_cluster,

@@ -1,24 +1,27 @@
 """The lifecycle half of :class:`MessageClient`: a cluster's end (its completion, bound or
-given, and its results in S3), waiting for it, cancelling it, tasks from S3 and results."""
+given, and its results in S3), waiting for it, cancelling and redriving it, tasks from S3 and
+results."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._clusters.bound import CallbackImportError, CompletionQueue, completion_key, import_callback
 from .._clusters.cancel import cancel_cluster
 from .._clusters.complete import callback_due, completion_summary, finalize_if_done, run_callback
 from .._clusters.model import ClusterCallback, ClusterRecord, TaskResult
+from .._clusters.plan import collect_tasks
 from .._clusters.read import cluster_ended, coerce_cluster_key, iter_task_records
+from .._clusters.redrive import Target, find_targets, redrive, redrive_number, reopen
 from .._clusters.sources import read_tasks, write_results
 from .._concurrency import call_handler
 from .._errors import RecordNotFoundError, ValidationError
 from .._messages.event import ReceivedMessage
-from .._messages.outgoing import prepare_message
+from .._messages.outgoing import prepare_message, sizing_for
 from .._messages.sending import send_keyed
 from .._records.model import Status
 from .clusters import ClusterKeyLike, ClusterOperations
@@ -51,6 +54,64 @@ class LifecycleOperations(ClusterOperations):
         if ended is not None:
             await self._run_callback(ended, None)  # a bound completion runs here
         return await self.get_message_cluster(cluster_key, consistent_read=True)
+
+    async def redrive_message_cluster(self, key: ClusterKeyLike, tasks: Any = None) -> int:
+        """Run again the tasks of an ended cluster that failed for good or were cancelled
+        (Step Functions' redrive); returns how many were sent again (0: nothing to redrive).
+
+        The cluster goes back to ``IN PROGRESS``, those tasks move from ``failed`` /
+        ``cancelled`` back to outstanding, and it ends again once they ended, its completion
+        running once more (``cluster.redrives`` says which redrive it is). A failed task's
+        record keeps its value when it is at most ``Config.record_body_bytes``; cancelled
+        tasks, and larger ones, need ``tasks``: the cluster's task list again (a list or an
+        iterable, as given to ``create_message_cluster``). A redrive that stopped midway (a
+        crash, RedriveError) goes on where it stopped when called again. On a FIFO queue each
+        task is its own message group. ValidationError for a cluster that has not ended.
+        """
+        cluster = await self.get_message_cluster(coerce_cluster_key(key), consistent_read=True)
+        number = redrive_number(cluster)
+        targets = await find_targets(self._aws, cluster, number)
+        if not targets and not cluster.redriving:
+            logger.info(
+                "cluster %s: no task failed or was cancelled, nothing to redrive", cluster.id
+            )
+            return 0
+        given = await self._redrive_tasks(cluster, targets, tasks)
+        sizing = sizing_for(self._aws.config, await self._preflight.queue_max_bytes(cluster.url))
+        if not cluster.redriving:
+            await reopen(self._aws, cluster, number)
+        await redrive(self._aws, cluster, number, targets, given, sizing)
+        ended = self._bind(await finalize_if_done(self._aws, cluster.key))
+        if ended is not None:
+            await self._run_callback(ended, None)  # a bound completion runs here
+        return len(targets)
+
+    async def _redrive_tasks(
+        self, cluster: ClusterRecord[Any, Any], targets: list[Target], tasks: Any
+    ) -> Sequence[Any] | None:
+        """The caller's task list, checked, when some target's record did not keep its value."""
+        missing = [t.index for t in targets if not t.kept]
+        if tasks is None:
+            if missing:
+                shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+                raise ValidationError(
+                    "tasks",
+                    f"{len(missing)} of the {len(targets)} tasks to redrive (indexes {shown}) "
+                    "were cancelled before they ran, or were larger than "
+                    "Config.record_body_bytes, so their records do not hold them: pass "
+                    "tasks=, the cluster's task list",
+                )
+            return None
+        given = await collect_tasks(tasks)
+        if isinstance(given, (str, bytes, Mapping)) or not isinstance(given, Sequence):
+            raise ValidationError(
+                "tasks", f"expected a list or an iterable, got {type(tasks).__name__}"
+            )
+        if len(given) != cluster.total:
+            raise ValidationError(
+                "tasks", f"expected the cluster's {cluster.total} tasks, got {len(given)}"
+            )
+        return given
 
     def tasks_from_s3(
         self, bucket: str, key: str, *, format: str | None = None
@@ -158,7 +219,7 @@ class LifecycleOperations(ClusterOperations):
             meta_text=None,
             ttl_seconds=self._aws.config.record_ttl_seconds,
             field_name="on_complete",
-            key=completion_key(cluster.key, queue_url),
+            key=completion_key(cluster.key, queue_url, cluster.redrives),
         )
         await send_keyed(self._aws, queue_url, prepared)
 

@@ -92,6 +92,8 @@ def on_complete_from(text: Any) -> OnComplete | None:
     return None
 
 
-def completion_key(cluster: RecordKey, queue_url: str) -> RecordKey:
-    """The completion message's record key: one per cluster and queue."""
-    return RecordKey.for_message(f"{cluster.id}.complete", queue_url)
+def completion_key(cluster: RecordKey, queue_url: str, redrive: int = 0) -> RecordKey:
+    """The completion message's record key: one per cluster, queue and end (each redrive
+    ends the cluster again)."""
+    suffix = f".r{redrive}" if redrive else ""
+    return RecordKey.for_message(f"{cluster.id}.complete{suffix}", queue_url)

@@ -85,13 +85,22 @@ def task_entry(
         tally = "completed"
     else:
         entry = error_entry(error, message.receive_count)
+        kept = _task_text(aws, message.task)  # a redrive sends it again
+        full = False
 
         def refit(why: str) -> dict[str, Any] | None:
-            if why != "errors":
+            nonlocal kept, full
+            if why == "size" and kept is not None:
+                kept = None  # the item is too large with it: the task stays off the record
+            elif why == "errors" and not full:
+                full = True
+            else:
                 return None
-            return not_stopped(fail_update(aws, key, entry, final=True, owner=owner, full=True))
+            return not_stopped(
+                fail_update(aws, key, entry, final=True, owner=owner, full=full, task_text=kept)
+            )
 
-        update = not_stopped(fail_update(aws, key, entry, final=True, owner=owner))
+        update = not_stopped(fail_update(aws, key, entry, final=True, owner=owner, task_text=kept))
         tally = "failed"
     return Entry(update, message.cluster_key, message.cluster_shards, tally, refit)
 
@@ -380,4 +389,5 @@ def completion_summary(cluster: ClusterRecord[Any, Any]) -> dict[str, Any]:
         "meta": cluster.meta,
         "globals": dict(cluster.globals_location) if cluster.globals_location else None,
         "results": dict(cluster.results_location) if cluster.results_location else None,
+        "redrive": cluster.redrives,
     }

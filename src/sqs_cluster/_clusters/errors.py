@@ -56,6 +56,23 @@ class ClusterSendError(SQSClusterError):
         self.reason = reason
 
 
+class RedriveError(SQSClusterError):
+    """A redrive stopped with tasks reset but not sent; call ``redrive_message_cluster``
+    again: it goes on with the same redrive and sends them (the cluster cannot end before).
+
+    ``failed`` maps each task not sent to the reason."""
+
+    def __init__(self, cluster_id: str, number: int, failed: dict[int, str]) -> None:
+        first = next(iter(sorted(failed.items())))[1] if failed else ""
+        super().__init__(
+            f"redrive {number} of cluster {cluster_id}: {_indexes(list(failed), 5)} not sent "
+            f"({first}); call redrive_message_cluster again to send them"
+        )
+        self.cluster_id = cluster_id
+        self.number = number
+        self.failed = failed
+
+
 def _indexes(indexes: Sequence[int], limit: int = 10) -> str:
     ordered = sorted(indexes)
     shown = ", ".join(f"tasks[{i}]" for i in ordered[:limit])

@@ -178,6 +178,11 @@ class ClusterRecord(Generic[Meta, Globals]):
     """``"s3"`` when created with ``results="s3"``."""
     results_location: Mapping[str, str] | None = None
     """Where every result was written as JSON Lines (``Bucket``, ``Key``), once it ended."""
+    redrives: int = 0
+    """How many times it was redriven (``redrive_message_cluster``): 0 for the first run, so
+    a completion can tell which end it is for."""
+    redriving: bool = False
+    """True while a redrive is under way (or stopped midway: calling it again finishes it)."""
     client: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -250,11 +255,14 @@ def cluster_from_items(
     """
     main: Mapping[str, Any] | None = None
     completed = failed = cancelled = sent = 0
+    redriving = False
     for item in items:
         r_key = item["rKey"]
         if item.get("type") == "cluster":
             main = item
             key = RecordKey(item["pKey"], r_key)
+        elif r_key.startswith(COUNTER_PREFIX):
+            redriving = "redriveHold" in item
         elif r_key == SHARD_R_KEY:
             completed += int(item.get("completed", 0))
             failed += int(item.get("failed", 0))
@@ -282,5 +290,7 @@ def cluster_from_items(
         results_location=dict(main["results"])
         if isinstance(main.get("results"), Mapping)
         else None,
+        redrives=int(main.get("redrives", 0)),
+        redriving=redriving,
         **record_fields(main),
     )

@@ -62,6 +62,8 @@ class ClusterPlan:
     """The bound completion as the cluster record stores it (``bound.on_complete_text``)."""
     results_to: str | None = None
     """``"s3"``: write every result as one JSON Lines object when the cluster ends."""
+    dedup_suffix: str = ""
+    """FIFO only: added to each task's deduplication id (a redrive's messages are new ones)."""
 
     @cached_property
     def wire(self) -> TaskWire:
@@ -132,7 +134,7 @@ async def plan_cluster(
         results_to=results,
     )
     for index, task in enumerate(tasks):
-        _validate_task(plan, index, task)
+        validate_task(plan, index, task)
     return plan
 
 
@@ -186,7 +188,8 @@ def _check_group(value: Any, field_name: str) -> str:
     return value
 
 
-def _validate_task(plan: ClusterPlan, index: int, task: Any) -> None:
+def validate_task(plan: ClusterPlan, index: int, task: Any) -> None:
+    """Check that task ``index`` is JSON and that its message fits the queue (or S3)."""
     wire = plan.wire
     text = wire.body(index, dumps(task, field=f"tasks[{index}]"))
     size = len(text.encode()) + KEY_ATTRIBUTE_OVERHEAD + len(wire.key_attribute(index).encode())
@@ -207,7 +210,7 @@ def prepare_task(aws: AWS, plan: ClusterPlan, index: int) -> Prepared:
         message = Message(
             body,
             message_group_id=group or wire.fifo_id(index),
-            message_deduplication_id=wire.fifo_id(index),
+            message_deduplication_id=wire.fifo_id(index) + plan.dedup_suffix,
         )
     return prepare_message(
         index,

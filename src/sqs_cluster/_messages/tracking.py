@@ -406,7 +406,14 @@ def error_list_full(item: dict[str, Any] | None) -> bool:
 
 
 def fail_update(
-    aws: AWS, key: RecordKey, entry: ErrorEntry, *, final: bool, owner: str, full: bool = False
+    aws: AWS,
+    key: RecordKey,
+    entry: ErrorEntry,
+    *,
+    final: bool,
+    owner: str,
+    full: bool = False,
+    task_text: str | None = None,
 ) -> dict[str, Any]:
     """UpdateItem parameters recording a failure and releasing the lease.
 
@@ -418,7 +425,8 @@ def fail_update(
     The ``error`` list is bounded (``ERRORS_KEPT``): this form appends while there is room;
     refused with the list at its cap (:func:`error_list_full`), the ``full`` form keeps the
     first entry, shifts the latest ones down over the oldest of them, puts this one last and
-    counts the dropped one in ``errorsDropped``.
+    counts the dropped one in ``errorsDropped``. A task failed for good keeps its
+    ``task_text`` (its value as JSON, when small), so a redrive can send it again.
     """
     code = StatusCode.STOPPED if final else StatusCode.ERROR
     values: dict[str, Any] = {
@@ -432,12 +440,16 @@ def fail_update(
     }
     append, dropped, entry_values = bounded_append(entry, full)
     values.update(entry_values)
+    names = {"#s": "status", "#e": "error", "#settle": SETTLE_ATTRIBUTE}
+    kept = ""
+    if task_text is not None:
+        kept, values[":task"], names["#task"] = ", #task = :task", {"S": task_text}, "task"
     return {
         "TableName": aws.config.table,
         "Key": key_item(key),
         "UpdateExpression": (
             "SET #s = :err, statusCode = :errc, updatedAt = :stamp, expiresAt = :exp, "
-            f"{append}, #settle = :settle "
+            f"{append}, #settle = :settle{kept} "
             f"REMOVE leaseUntilMs, leaseOwner, claimToken{dropped}"
         ),
         "ConditionExpression": (
@@ -446,7 +458,7 @@ def fail_update(
             "(attribute_not_exists(#settle) OR #settle <> :settle) AND "
             f"{error_list_clause(full)}"
         ),
-        "ExpressionAttributeNames": {"#s": "status", "#e": "error", "#settle": SETTLE_ATTRIBUTE},
+        "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }

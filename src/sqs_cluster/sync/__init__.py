@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: 0b6c574b677cca2c (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 2e73eef29b01529f (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -34,6 +34,7 @@ from .. import (
     RecordKey,
     RecordNotFoundError,
     RecordType,
+    RedriveError,
     ResourceMissingError,
     Resources,
     SQSClusterError,
@@ -95,6 +96,7 @@ __all__ = [
     "PayloadRef",
     "MessageInProgressError",
     "PartialSendError",
+    "RedriveError",
     "RecordNotFoundError",
     "ResourceMissingError",
     "SQSClusterError",

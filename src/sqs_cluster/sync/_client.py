@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 66ae19c350136977 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 879eb79a8cb80e19 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -300,6 +300,21 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         return cast(
             "ClusterRecord[Any, Any]", self._call(self._core.cancel_message_cluster, key, reason)
         )
+
+    def redrive_message_cluster(self, key: ClusterKeyLike, tasks: Any = None) -> int:
+        """Run again the tasks of an ended cluster that failed for good or were cancelled
+        (Step Functions' redrive); returns how many were sent again (0: nothing to redrive).
+
+        The cluster goes back to ``IN PROGRESS``, those tasks move from ``failed`` /
+        ``cancelled`` back to outstanding, and it ends again once they ended, its completion
+        running once more (``cluster.redrives`` says which redrive it is). A failed task's
+        record keeps its value when it is at most ``Config.record_body_bytes``; cancelled
+        tasks, and larger ones, need ``tasks``: the cluster's task list again (a list or an
+        iterable, as given to ``create_message_cluster``). A redrive that stopped midway (a
+        crash, RedriveError) goes on where it stopped when called again. On a FIFO queue each
+        task is its own message group. ValidationError for a cluster that has not ended.
+        """
+        return self._call(self._core.redrive_message_cluster, key, tasks)
 
     def tasks_from_s3(self, bucket: str, key: str, *, format: str | None = None) -> Iterator[Any]:
         """Tasks read from an S3 object, for ``create_message_cluster`` (Step Functions'

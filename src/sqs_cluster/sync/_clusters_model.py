@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: 8cb6c64aba62607c (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 52e25d4912ef894d (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -168,6 +168,18 @@ class ClusterRecord(
     def results_location(self) -> Mapping[str, str] | None:
         """Where every result was written as JSON Lines (``Bucket``, ``Key``), once it ended."""
         return self._core.results_location
+
+    @property
+    def redrives(self) -> int:
+        """How many times it was redriven (``redrive_message_cluster``): 0 for the first run, so
+        a completion can tell which end it is for.
+        """
+        return self._core.redrives
+
+    @property
+    def redriving(self) -> bool:
+        """True while a redrive is under way (or stopped midway: calling it again finishes it)."""
+        return self._core.redriving
 
     @property
     def id(self) -> str:
