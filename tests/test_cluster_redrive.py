@@ -69,7 +69,7 @@ async def test_redrive_runs_only_the_failed_tasks_and_the_completion_once_more(
     broken = {"on": True}
 
     def handler(message: Any) -> int:
-        n = message.task["n"]
+        n: int = message.task["n"]
         ran[n] += 1
         if broken["on"] and n % 10 == 3:
             raise ValueError(f"task {n} is broken")
