@@ -358,9 +358,9 @@ async def test_record_layout(
 
     records = receive_event(sqs, queue.url)["Records"]
     body = next(b for b in (json.loads(r["body"]) for r in records) if b["index"] == 1)
-    assert list(body) == ["pKey", "rKey", "task", "type", "index", "shards", "globals"]
+    assert list(body) == ["task", "type", "index", "shards", "globals"]
     assert body["task"] == {"customer": "c1", "hours": 2} and body["index"] == 1
-    assert body["globals"] == {"Bucket": base_config.bucket, "Key": f"{key.p_key}-globals.json"}
+    assert body["globals"] == base_config.bucket  # the key is <cluster pKey>-globals.json
     attribute = json.loads(records[0]["messageAttributes"]["sqsClusterKey"]["stringValue"])
     assert attribute["pKey"].startswith(f"{key.p_key}.") and attribute["rKey"] == key.r_key
     await client.is_complete(records[0])

@@ -124,14 +124,16 @@ def _no_globals(callbacks: Callbacks) -> Any:
     return callback
 
 
-async def test_task_messages_carry_the_design_body(
+async def test_task_messages_carry_the_task_and_the_key_attribute_the_cluster(
     client: MessageClient, queue: Queue, sqs: Any
 ) -> None:
     key = await client.create_message_cluster(queue.url, [{"a": 1}], globals={"g": 1})
     (record,) = receive_event(sqs, queue.url)["Records"]
     body = json.loads(record["body"])
-    assert body["pKey"] == key.p_key and body["rKey"] == key.r_key
-    assert body["task"] == {"a": 1} and body["type"] == "task" and body["index"] == 0
+    bucket = client.config.bucket
+    assert body == {"task": {"a": 1}, "type": "task", "index": 0, "shards": 1, "globals": bucket}
+    attribute = json.loads(record["messageAttributes"]["sqsClusterKey"]["stringValue"])
+    assert attribute == {"pKey": f"{key.p_key}.0", "rKey": key.r_key}  # the cluster's, + index
     message = client.read_sqs_record(record)
     assert message.is_task and message.cluster_key == key and message.task == {"a": 1}
     before = dict(client.request_counts)

@@ -243,7 +243,12 @@ async def test_task_body_naming_another_cluster_cannot_touch_it(
     own = await client.create_message_cluster(queue.url, ["own"], omit_globals=True)
     other = await client.create_message_cluster(queue.url, ["a", "b"], omit_globals=True)
     records = receive_event(sqs, queue.url, max_messages=3)["Records"]
-    (mine,) = [r for r in records if json.loads(r["body"])["pKey"] == own.p_key]
+    attribute = "sqsClusterKey"
+    (mine,) = [
+        r
+        for r in records
+        if json.loads(r["messageAttributes"][attribute]["stringValue"])["pKey"] == f"{own.p_key}.0"
+    ]
     body = {**json.loads(mine["body"]), "pKey": other.p_key, "rKey": other.r_key}
     recorder = OperationRecorder()
     remove = client.add_request_hook(recorder.hook)

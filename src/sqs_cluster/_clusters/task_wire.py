@@ -23,10 +23,11 @@ def _json(value: Any) -> str:
 class TaskWire:
     """Templates for one cluster's task bodies, task keys and key attributes.
 
-    The body is the design's ``{"pKey", "rKey", "task", "type": "task"}`` plus ``index``,
-    ``shards`` (how many counter shards the cluster counts into) and, when the cluster has
-    globals, ``globals`` (where they live), exactly as ``json.dumps`` of that dict would write
-    it.
+    The body is ``{"task", "type": "task", "index", "shards"}`` (``shards``: how many counter
+    shards the cluster counts into) plus, when the cluster has globals, ``globals``: the bucket
+    they are in (their key derives from the cluster's), exactly as ``json.dumps`` of that dict
+    would write it. The cluster's key travels in the key attribute only: the task's record key
+    is the cluster's ``pKey`` plus ``.<index>``, under the same ``rKey``.
     """
 
     cluster: RecordKey
@@ -43,10 +44,10 @@ class TaskWire:
         """Serialise the parts every task of ``cluster`` shares."""
         p_key, r_key = _json(cluster.p_key), _json(cluster.r_key)
         tail = f',"shards":{shards}'
-        tail += "}" if location is None else f',"globals":{_json(dict(location))}}}'
+        tail += "}" if location is None else f',"globals":{_json(location["Bucket"])}}}'
         return cls(
             cluster=cluster,
-            body_head=f'{{"pKey":{p_key},"rKey":{r_key},"task":',
+            body_head='{"task":',
             body_middle=f',"type":{_json(RecordType.TASK.value)},"index":',
             body_tail=tail,
             key_head=f'{{"pKey":{p_key[:-1]}.',

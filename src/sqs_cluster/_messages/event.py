@@ -210,16 +210,16 @@ def parse_record(
     if pointer is not None:  # offloaded: what the body is becomes known once it is loaded
         base.update(payload=pointer, payload_pending=True)
     elif key is not None and _is_task_body(body):
-        check_task_body(body, key, bucket)
+        cluster = check_task_body(body, key, bucket)
         return ReceivedMessage(
             type=RecordType.TASK,
             key=key,
             tracked=True,
             task=body.get("task"),
-            task_index=_int(body.get("index"), None),
-            cluster_key=RecordKey(body["pKey"], body["rKey"]),
+            task_index=body["index"],
+            cluster_key=cluster,
             cluster_shards=body["shards"],
-            globals_location=_globals_location(body),
+            globals_location=_globals_location(body, cluster),
             **base,
         )
     if key is not None:
@@ -243,21 +243,28 @@ def with_payload(
     return replace(loaded, payload=message.payload, payload_pending=False, client=message.client)
 
 
-def check_task_body(body: Mapping[str, Any], key: RecordKey, bucket: str | None) -> None:
+def check_task_body(body: Mapping[str, Any], key: RecordKey, bucket: str | None) -> RecordKey:
     """A task body must agree with the record key it travels with, and name only its own
-    cluster's globals, so a crafted body cannot count into (or read from) anything else."""
+    cluster's globals, so a crafted body cannot count into (or read from) anything else.
+
+    Returns the cluster's key: the task's ``pKey`` without ``.<index>``, the same ``rKey``.
+    A body of sqs-cluster 0.1 also names the cluster (``pKey``, ``rKey``): it must be this one.
+    """
     index = body.get("index")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise MalformedEventError("body.index", f"expected a task index >= 0, got {index!r}")
     prefix, _, own_index = key.p_key.rpartition(".")
-    if prefix != body["pKey"] or key.r_key != body["rKey"]:
+    if own_index != str(index) or not prefix.startswith(KEY_PREFIX):
+        raise MalformedEventError(
+            "body.index",
+            f"the body says task {index}, the message's key {key.p_key!r} says {own_index!r}",
+        )
+    if ("pKey" in body or "rKey" in body) and (
+        body.get("pKey") != prefix or body.get("rKey") != key.r_key
+    ):
         raise MalformedEventError(
             "body.pKey",
-            f"the body names cluster {body['pKey']!r}, but the message belongs to {prefix!r}",
-        )
-    if own_index != str(index):
-        raise MalformedEventError(
-            "body.index", f"the body says task {index}, the message's key says {own_index}"
+            f"the body names cluster {body.get('pKey')!r}, but the message belongs to {prefix!r}",
         )
     shards = body.get("shards")
     if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
@@ -266,15 +273,27 @@ def check_task_body(body: Mapping[str, Any], key: RecordKey, bucket: str | None)
             f"expected the cluster's counter shards, 1 to {MAX_SHARDS}, got {shards!r} (a task "
             "sent by sqs-cluster 0.1 has none: let 0.1 consumers finish its cluster)",
         )
-    location = _globals_location(body)
+    _check_globals(body.get("globals"), prefix, bucket)
+    return RecordKey(prefix, key.r_key)
+
+
+def _check_globals(location: Any, p_key: str, bucket: str | None) -> None:
+    """``globals`` is absent, the bucket's name, or (0.1) ``{"Bucket", "Key"}`` with the
+    cluster's own key; with ``bucket`` known, it must be that bucket."""
     if location is None:
         return
-    expected_key = f"{body['pKey']}-globals.json"
-    if location["Key"] != expected_key or (bucket is not None and location["Bucket"] != bucket):
+    expected_key = f"{p_key}-globals.json"
+    named: Any
+    if isinstance(location, str):
+        named, where = location, location
+    elif isinstance(location, Mapping) and location.get("Key") == expected_key:
+        named, where = location.get("Bucket"), f"{location.get('Bucket')}/{location.get('Key')}"
+    else:
+        named, where = None, shown(location)
+    if not isinstance(named, str) or (bucket is not None and named != bucket):
         raise MalformedEventError(
             "body.globals",
-            f"names {location['Bucket']}/{location['Key']}; a task's globals are "
-            f"{bucket or '<bucket>'}/{expected_key}",
+            f"names {where}; a task's globals are {bucket or '<bucket>'}/{expected_key}",
         )
 
 
@@ -334,18 +353,27 @@ def _attribute_key(message_attributes: Mapping[str, Any]) -> RecordKey | None:
 
 
 def _is_task_body(body: Any) -> bool:
+    """A task's body: ``"type": "task"``, naming no cluster (the key attribute does), or, as
+    sqs-cluster 0.1 wrote it, naming one by ``pKey`` and ``rKey`` in the library's key space;
+    a body naming something else is a plain message's."""
+    if not isinstance(body, dict) or body.get("type") != RecordType.TASK.value:
+        return False
+    if "pKey" not in body and "rKey" not in body:
+        return True
+    p_key, r_key = body.get("pKey"), body.get("rKey")
     return (
-        isinstance(body, dict)
-        and body.get("type") == RecordType.TASK.value
-        and isinstance(body.get("pKey"), str)
-        and isinstance(body.get("rKey"), str)
-        and body["pKey"].startswith(KEY_PREFIX)
-        and body["rKey"].startswith(KEY_PREFIX)
+        isinstance(p_key, str)
+        and isinstance(r_key, str)
+        and p_key.startswith(KEY_PREFIX)
+        and r_key.startswith(KEY_PREFIX)
     )
 
 
-def _globals_location(body: Mapping[str, Any]) -> Mapping[str, str] | None:
+def _globals_location(body: Mapping[str, Any], cluster: RecordKey) -> Mapping[str, str] | None:
+    """Where a checked task body's globals are: its bucket, under its cluster's key."""
     location = body.get("globals")
-    if isinstance(location, Mapping) and isinstance(location.get("Key"), str):
-        return {"Bucket": str(location.get("Bucket", "")), "Key": location["Key"]}
-    return None
+    if isinstance(location, Mapping):
+        location = location.get("Bucket")
+    if not isinstance(location, str):
+        return None
+    return {"Bucket": location, "Key": f"{cluster.p_key}-globals.json"}
