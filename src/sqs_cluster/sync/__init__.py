@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: 0b6c574b677cca2c (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 21ba033bcc037cfc (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -21,6 +21,7 @@ from .. import (
     ConfigError,
     ConflictError,
     ErrorEntry,
+    IdempotencyConflictError,
     LambdaContext,
     MalformedEventError,
     Message,
@@ -36,6 +37,7 @@ from .. import (
     RecordType,
     ResourceMissingError,
     Resources,
+    SentKeys,
     SQSClusterError,
     Status,
     StatusCode,
@@ -77,6 +79,7 @@ __all__ = [
     "PartialBatchResponse",
     "QueueArn",
     "ReceivedMessage",
+    "SentKeys",
     "UnsentMessage",
     "parse_record",
     "LambdaContext",
@@ -87,6 +90,7 @@ __all__ = [
     "ClusterSendError",
     "ConfigError",
     "ConflictError",
+    "IdempotencyConflictError",
     "MalformedEventError",
     "CallbackImportError",
     "CompletionQueue",
