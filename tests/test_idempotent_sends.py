@@ -24,13 +24,12 @@ from sqs_cluster import (
     SentKeys,
     Status,
     ValidationError,
+    sync,
 )
 from sqs_cluster.testing import FaultInjector, FaultKind
 
 from .conftest import Queue, make_queue, receive_event, unique
 from .sync_api import awaitable_facade
-
-pytestmark = pytest.mark.asyncio
 
 
 def received(sqs: Any, url: str) -> list[dict[str, Any]]:
@@ -364,3 +363,18 @@ async def test_a_fifo_send_derives_its_deduplication_id_from_the_key(
         "b": batch[0].id.removeprefix("idem-"),
         "c": "own",
     }
+
+
+def test_the_blocking_facade_sends_once_with_plain_calls(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    with sync.MessageClient(base_config) as client:
+        key = client.send_message(queue.url, "b", idempotency_key="blocking")
+        keys = client.send_message_batch(
+            queue.url, [sync.Message("b", idempotency_key="blocking"), "plain"]
+        )
+        assert isinstance(keys, sync.SentKeys) and keys.already_sent == frozenset({0})
+        assert keys[0] == key
+        with pytest.raises(sync.IdempotencyConflictError):
+            client.send_message(queue.url, "other", idempotency_key="blocking")
+    assert sorted(r["body"] for r in received(sqs, queue.url)) == ["b", "plain"]
