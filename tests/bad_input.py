@@ -458,6 +458,29 @@ CASES = [
     ),
     # -- ids ------------------------------------------------------------------------------------
     case(
+        lambda c: c.client.send_message(c.queue.url, "x", idempotency_key=""),
+        ValidationError,
+        "idempotency_key",
+        "non-empty string",
+        id="idempotency-key-empty",
+    ),
+    case(
+        lambda c: c.client.send_message(c.queue.url, "x", idempotency_key="k" * 1025),
+        ValidationError,
+        "idempotency_key",
+        "at most 1024",
+        id="idempotency-key-too-long",
+    ),
+    case(
+        lambda c: c.client.send_message_batch(
+            c.queue.url, [Message("a", idempotency_key="k"), Message("b", idempotency_key="k")]
+        ),
+        ValidationError,
+        "entries[1].idempotency_key",
+        "entries[0]",
+        id="idempotency-key-twice-in-a-batch",
+    ),
+    case(
         lambda c: c.client.create_message_cluster(c.queue.url, [1], cluster_id="bad id!"),
         ValidationError,
         "cluster_id",

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import boto3
 import pytest
 from docs.examples import (
     config_from_env,
+    idempotent_send,
     lambda_batch,
     large_messages,
     local_async,
@@ -97,6 +99,24 @@ async def test_retry_partial_send(
     assert [json.loads(r.body or "") for r in records if r] == list(range(25))
     attrs = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == "25"  # each body sent exactly once
+
+
+async def test_idempotent_send(
+    base_config: Config, queue: Queue, sqs: Any, real: dict[str, Any]
+) -> None:
+    order = {"id": 7, "quantity": 2}
+    async with MessageClient(base_config) as client:
+        first = await idempotent_send.publish_order(client, queue.url, order)
+        assert await idempotent_send.publish_order(client, queue.url, order) == first
+    orders = [order if i == 7 else {"id": i, "quantity": 1} for i in range(5, 20)]
+    faulty = FaultyClient(real["sqs"], send_message_batch=fail_entries_once(3, sender_fault=True))
+    async with MessageClient(base_config, clients={**real, "sqs": faulty}) as client:
+        keys = await idempotent_send.publish_export(client, queue.url, orders)
+    assert keys[2] == first and len(keys) == len(set(keys)) == 15
+    assert 2 in keys.already_sent and len(keys.already_sent) == 12  # all but the 3 refused
+    assert faulty.calls["send_message_batch"] == 3  # 14 entries in 2 calls, then the 3 again
+    bodies = Counter(r["body"] for r in receive_event(sqs, queue.url, max_messages=100)["Records"])
+    assert bodies == {json.dumps(o, separators=(",", ":")): 1 for o in orders}
 
 
 # -- consuming -------------------------------------------------------------------------------

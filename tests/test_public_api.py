@@ -43,6 +43,7 @@ CORE_NAMES = (
     "ENV_VARS",
     "ErrorEntry",
     "Handler",
+    "IdempotencyConflictError",
     "LambdaContext",
     "MalformedEventError",
     "Message",
@@ -60,6 +61,7 @@ CORE_NAMES = (
     "ResourceMissingError",
     "Resources",
     "SQSClusterError",
+    "SentKeys",
     "Status",
     "StatusCode",
     "UnsentMessage",
@@ -143,7 +145,7 @@ METHODS = {
     "safe_process_batch": (
         "event, handler, *, track=, concurrency=, delete_succeeded=, on_cluster_complete="
     ),
-    "send_message": "queue_url, body, *, meta=, **sqs_params",
+    "send_message": "queue_url, body, *, meta=, idempotency_key=, **sqs_params",
     "send_message_batch": "queue_url, entries, *, meta=, progress=",
     "update_cluster_globals": "key, value_or_fn",
     "update_message_cluster": "key, changes_or_fn",

@@ -23,9 +23,9 @@ from ._errors import (
     ValidationError,
 )
 from ._messages.batch import BatchItemFailure, Handler, PartialBatchResponse
-from ._messages.errors import MessageInProgressError, PartialSendError
+from ._messages.errors import IdempotencyConflictError, MessageInProgressError, PartialSendError
 from ._messages.event import QueueArn, ReceivedMessage, parse_record
-from ._messages.outgoing import Message, UnsentMessage
+from ._messages.outgoing import Message, SentKeys, UnsentMessage
 from ._messages.payloads import PayloadMissingError, PayloadRef
 from ._messages.tracking import Claim, ClaimOutcome
 from ._records.model import (
@@ -66,6 +66,7 @@ __all__ = [
     "PartialBatchResponse",
     "QueueArn",
     "ReceivedMessage",
+    "SentKeys",
     "UnsentMessage",
     "parse_record",
     # local worker
@@ -78,6 +79,7 @@ __all__ = [
     "ClusterSendError",
     "ConfigError",
     "ConflictError",
+    "IdempotencyConflictError",
     "MalformedEventError",
     "CallbackImportError",
     "CompletionQueue",

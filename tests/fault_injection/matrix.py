@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from sqs_cluster import (
     ClusterRecord,
     ClusterSendError,
     ConflictError,
+    Message,
     MessageClient,
     PartialBatchResponse,
     PartialSendError,
@@ -416,6 +418,52 @@ async def op_send_message(cell: Cell) -> None:
     with pytest.raises(RecordNotFoundError):
         await cell.faulty.get_message_record(RecordKey.for_message("absent", cell.queue.url))
     await assert_one_message_and_record_per_key(cell, keys)
+
+
+async def until_sent(cell: Cell, send: Callable[[], Awaitable[Any]]) -> Any:
+    """A producer retried by its own trigger: the same call again until it returns."""
+    for _ in range(10):
+        try:
+            return await send()
+        except Exception as exc:  # a send whose retries ran out, or a PartialSendError
+            cell.errors.append(exc)
+    raise AssertionError(f"the send never completed: {cell.injector.summary()}")
+
+
+async def op_idempotent_sends(cell: Cell) -> None:
+    """Sends with idempotency keys, each call repeated until it returns, then all of them
+    again: one record per key, one message per key (more only when an answer was lost), and
+    of the copies each body is processed once."""
+    url = cell.queue.url
+    batch = [Message({"b": i}, idempotency_key=f"b{i}") for i in range(6)]
+    keys: list[RecordKey] = []
+    for _ in range(2):
+        singles = [
+            await until_sent(
+                cell, partial(cell.faulty.send_message, url, {"s": i}, idempotency_key=f"s{i}")
+            )
+            for i in range(4)
+        ]
+        sent = await until_sent(cell, lambda: cell.faulty.send_message_batch(url, batch))
+        assert keys in ([], [*singles, *sent]), "a second round made new keys"
+        keys = [*singles, *sent]
+    expected = [RecordKey.for_idempotency_key(f"s{i}", url) for i in range(4)]
+    expected += [RecordKey.for_idempotency_key(f"b{i}", url) for i in range(6)]
+    assert keys == expected
+    assert sent.already_sent == frozenset(range(6))
+    messages = await receive_messages(cell.clean, url)
+    assert set(Counter(key_of(m) for m in messages)) == {
+        json.dumps(k.to_dict(), separators=(",", ":")) for k in keys
+    }
+    if not cell.response_loss:
+        assert len(messages) == len(keys), "a message was sent twice"
+    assert len(await records_for_queue(cell.clean, url)) == len(keys)
+    runs: Counter[str] = Counter()
+    for message in messages:  # one delivery after another, copies included
+        await cell.clean.safe_process_batch(
+            {"Records": [message]}, lambda m: runs.update([json.dumps(m.body)])
+        )
+    assert sorted(runs.values()) == [1] * len(keys), f"processed more than once: {runs}"
 
 
 async def op_update_message_record(cell: Cell) -> None:
@@ -860,6 +908,18 @@ SCENARIOS: dict[str, Scenario] = {
         op_send_message,
         ops("sqs.GetQueueAttributes", "dynamodb.PutItem", "sqs.SendMessage", "dynamodb.GetItem"),
         ops("send_message", "get_message_record"),
+    ),
+    "idempotent_sends": Scenario(
+        op_idempotent_sends,
+        ops(
+            "sqs.GetQueueAttributes",
+            "dynamodb.PutItem",  # the conditional record of each key
+            "dynamodb.GetItem",  # only when a refused PutItem did not return the item
+            "sqs.SendMessage",
+            "sqs.SendMessageBatch",
+            "dynamodb.UpdateItem",  # sentAt
+        ),
+        ops("send_message", "send_message_batch"),
     ),
     "update_message_record": Scenario(
         op_update_message_record,

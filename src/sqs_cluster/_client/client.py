@@ -26,14 +26,16 @@ from .._messages.outgoing import (
     MAX_MESSAGE_BYTES,
     Message,
     Prepared,
+    SentKeys,
     Sizing,
     check_delay_seconds,
+    check_unique_idempotency_keys,
     prepare_message,
     sizing_for,
     unsent_message,
     validate_queue_url,
 )
-from .._messages.sending import Progress, plain_units, resend_unsent, send_one, write_then_send
+from .._messages.sending import Progress, resend_unsent, send_entries, send_once, send_one
 from .._messages.tracking import (
     Claim,
     claim,
@@ -43,7 +45,7 @@ from .._messages.tracking import (
 )
 from .._records.codec import dumps
 from .._records.limits import check_meta_size
-from .._records.model import MessageRecord, RecordKey
+from .._records.model import MessageRecord, RecordKey, check_idempotency_key
 from .._records.store import Changes, ChangesFn, get_record, get_records, update_record
 from .lifecycle import LifecycleOperations
 from .queues import QueueOperations
@@ -97,15 +99,32 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
     # -- sending -------------------------------------------------------------------------------
 
     async def send_message(
-        self, queue_url: str, body: Any, *, meta: Any = None, **sqs_params: Any
+        self,
+        queue_url: str,
+        body: Any,
+        *,
+        meta: Any = None,
+        idempotency_key: str | None = None,
+        **sqs_params: Any,
     ) -> RecordKey:
         """Write a record, then send ``body``; returns the record's key.
 
         ``body`` is sent unchanged when it is a string, else as JSON. ``meta`` is stored on the
         record only. ``sqs_params`` are SendMessage parameters (``DelaySeconds``,
         ``MessageGroupId``, ``MessageAttributes`` ... up to 9 attributes: one carries the key).
+
+        With ``idempotency_key`` (a non-empty string of at most 1,024 characters) the record
+        key derives from it and the queue URL, and a second call with the same key sends
+        nothing and returns the same key (logged at INFO): a producer retried by its own
+        trigger sends its message once. A call that died between the record and the message
+        is completed by the next one. The same key with another body, ``meta``, attributes or
+        MessageGroupId raises :class:`IdempotencyConflictError`. On a FIFO queue the key also
+        gives the MessageDeduplicationId, unless one is passed. To learn whether a message
+        had been sent before, send it with ``send_message_batch`` (``SentKeys.already_sent``).
         """
         validate_queue_url(queue_url)
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
         delay = sqs_params.pop("DelaySeconds", None)
         if delay is not None:
             check_delay_seconds(delay, "sqs_params.DelaySeconds")
@@ -115,13 +134,17 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
             message_group_id=sqs_params.pop("MessageGroupId", None),
             message_deduplication_id=sqs_params.pop("MessageDeduplicationId", None),
             message_attributes=sqs_params.pop("MessageAttributes", None),
+            idempotency_key=idempotency_key,
         )
         if sqs_params:
             raise ValidationError(
                 f"sqs_params.{sorted(sqs_params)[0]}", "not a SendMessage parameter"
             )
         prepared = (await self._prepare(queue_url, [message], meta, field_name="body"))[0]
-        await send_one(self._aws, queue_url, prepared)
+        if idempotency_key is None:
+            await send_one(self._aws, queue_url, prepared)
+        else:
+            await send_once(self._aws, queue_url, prepared)
         return prepared.key
 
     async def send_message_batch(
@@ -131,35 +154,47 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
         *,
         meta: Any = None,
         progress: Progress | None = None,
-    ) -> list[RecordKey]:
+    ) -> SentKeys:
         """Send any number of messages: records first (25 a call), then messages (10 a call).
 
         Each entry is a body or a :class:`Message`. Partial failures are retried with jittered
         back-off; what still fails raises :class:`PartialSendError`, which lists the indexes sent
         and not sent: ``resend_unsent(error)`` sends just the unsent ones under their record
         keys, completing the batch without duplicates or records left behind.
+
+        Returns the keys in the order of ``entries`` (a :class:`SentKeys` list). An entry
+        with ``Message.idempotency_key`` is sent as by ``send_message(idempotency_key=...)``:
+        ``already_sent`` lists those found sent before (nothing was sent for them). Two entries
+        with one key are a ValidationError; a key whose record is another message's raises
+        :class:`IdempotencyConflictError` before any message of the batch is sent.
         """
         validate_queue_url(queue_url)
         if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
             raise ValidationError("entries", "expected a list of message bodies or Message objects")
+        check_unique_idempotency_keys(entries)
         prepared = await self._prepare(queue_url, entries, meta, field_name="entries")
-        outcome = await write_then_send(
-            self._aws, queue_url, plain_units(prepared), progress=progress
-        )
+        outcome = await send_entries(self._aws, queue_url, prepared, progress=progress)
         if outcome.failed:
             unsent = {i: unsent_message(prepared[i], err) for i, err in outcome.failed.items()}
-            raise PartialSendError(outcome.sent, outcome.failed, queue_url=queue_url, unsent=unsent)
-        return [outcome.sent[i] for i in range(len(prepared))]
+            raise PartialSendError(
+                outcome.sent,
+                outcome.failed,
+                queue_url=queue_url,
+                unsent=unsent,
+                already_sent=outcome.already_sent,
+            )
+        return SentKeys((outcome.sent[i] for i in range(len(prepared))), outcome.already_sent)
 
     async def resend_unsent(
         self, error: PartialSendError, *, progress: Progress | None = None
-    ) -> list[RecordKey]:
+    ) -> SentKeys:
         """Send the entries a :class:`PartialSendError` lists as not sent, under their keys.
 
         Returns the keys of the whole original batch, in order, once every entry was sent; if
         some still fail it raises PartialSendError again, with the original batch's indexes, so
         it can be passed here again. Records are not written twice, and an entry whose message
-        a consumer has already received is not sent again.
+        a consumer has already received is not sent again. ``already_sent`` lists the entries
+        of the batch whose idempotency key had been sent before it.
         """
         sizing = await self._sizing(error.queue_url) if error.queue_url else None
         return await resend_unsent(self._aws, error, progress=progress, sizing=sizing)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .._errors import SQSClusterError
+from .._records.model import RecordKey, shown
 from .outgoing import UnsentMessage
 
 
@@ -15,7 +16,9 @@ class PartialSendError(SQSClusterError):
     ``sent`` maps entry index to its record key; ``failed`` maps entry index to the last error.
     ``unsent`` holds, per failed index, the entry as it was prepared (its record key, body and
     SQS parameters): ``MessageClient.resend_unsent(error)`` sends exactly those entries under
-    the same keys, so no record is left behind and nothing is sent twice.
+    the same keys, so no record is left behind and nothing is sent twice. ``already_sent``
+    holds the indexes of ``sent`` whose idempotency key had been sent before (nothing was sent
+    for them).
     """
 
     def __init__(
@@ -25,6 +28,7 @@ class PartialSendError(SQSClusterError):
         *,
         queue_url: str | None = None,
         unsent: Mapping[int, UnsentMessage] | None = None,
+        already_sent: Iterable[int] = (),
     ) -> None:
         shown = ", ".join(f"#{i}: {err}" for i, err in sorted(failed.items())[:5])
         more = "" if len(failed) <= 5 else f" (+{len(failed) - 5} more)"
@@ -36,6 +40,7 @@ class PartialSendError(SQSClusterError):
         self.failed = failed
         self.queue_url = queue_url
         self.unsent: dict[int, UnsentMessage] = dict(unsent or {})
+        self.already_sent = frozenset(already_sent)
 
     @property
     def failed_indexes(self) -> Sequence[int]:
@@ -53,3 +58,28 @@ class MessageInProgressError(SQSClusterError):
         )
         self.key = key
         self.lease_until_ms = lease_until_ms
+
+
+class IdempotencyConflictError(SQSClusterError, ValueError):
+    """An ``idempotency_key`` was sent to the queue before with another message: nothing of
+    this call was sent.
+
+    Two sends under one key must carry the same body, ``meta``, message attributes and
+    MessageGroupId. ``field`` names the first conflicting key (``idempotency_key``, or
+    ``entries[3].idempotency_key``), ``idempotency_key`` is its value and ``key`` its record's
+    key; ``indexes`` lists every conflicting entry of a batch (empty for ``send_message``).
+    """
+
+    def __init__(
+        self, field: str, idempotency_key: str, key: RecordKey, indexes: Sequence[int] = ()
+    ) -> None:
+        more = f" (and {len(indexes) - 1} more entries)" if len(indexes) > 1 else ""
+        super().__init__(
+            f"{field}: {shown(idempotency_key)} was sent to this queue before with another "
+            f"message: its body, meta, message attributes or MessageGroupId differ{more}. "
+            "Nothing was sent; a new message needs a new key"
+        )
+        self.field = field
+        self.idempotency_key = idempotency_key
+        self.key = key
+        self.indexes = list(indexes)

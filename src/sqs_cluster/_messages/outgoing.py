@@ -5,18 +5,26 @@ Pure functions, no IO: :mod:`.sending` writes and sends what these prepare.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ValidationError
 from .._records.codec import dumps, now_iso
 from .._records.limits import check_record_data
-from .._records.model import RecordKey, RecordType, Status, StatusCode
+from .._records.model import (
+    IDEMPOTENT_ID_PREFIX,
+    RecordKey,
+    RecordType,
+    Status,
+    StatusCode,
+    shown,
+)
 from .payloads import (
     SIZE_ATTRIBUTES,
     PayloadRef,
@@ -34,17 +42,27 @@ MAX_MESSAGE_BYTES = 1_048_576
 UNKNOWN_QUEUE_LIMIT = 262_144
 """The limit assumed when a queue's own may not be read: older queues' default."""
 MAX_DELAY_SECONDS = 900
+IDEMPOTENCY_ATTRIBUTE = "idempotencySha256"
+"""The record attribute holding :func:`idempotency_digest` of a message sent with a key."""
+SENT_ATTRIBUTE = "sentAt"
+"""The record attribute set once the message of an idempotent send was confirmed sent."""
 
 
 @dataclass(frozen=True)
 class Message:
-    """An outgoing message with per-message SQS parameters (for ``send_message_batch``)."""
+    """An outgoing message with per-message SQS parameters (for ``send_message_batch``).
+
+    ``idempotency_key`` makes the send idempotent: its record key derives from the key and the
+    queue URL, and a later send of the same key to the same queue sends nothing (see
+    ``MessageClient.send_message``).
+    """
 
     body: Any
     delay_seconds: int | None = None
     message_group_id: str | None = None
     message_deduplication_id: str | None = None
     message_attributes: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +94,8 @@ class Prepared:
     """One validated entry: its record item and its SQS batch entry (``Id`` added at send).
 
     ``payload`` is the offloaded body and where it goes, for a message sent as a pointer:
-    it is stored before the message is sent.
+    it is stored before the message is sent. ``idempotency_key`` is the caller's key of an
+    idempotent send (its record then holds ``idempotencySha256``).
     """
 
     index: int
@@ -85,6 +104,7 @@ class Prepared:
     entry: dict[str, Any]
     size: int
     payload: tuple[PayloadRef, bytes] | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,19 @@ class UnsentMessage:
     error: str
 
 
+class SentKeys(list[RecordKey]):
+    """The record keys of a batch in the order of its entries: a list, plus ``already_sent``.
+
+    ``already_sent`` holds the indexes of the entries whose ``idempotency_key`` had been sent
+    to the queue before: nothing was sent for them this time, and their keys are those of the
+    earlier sends. It is empty when no entry was.
+    """
+
+    def __init__(self, keys: Iterable[RecordKey] = (), already_sent: Iterable[int] = ()) -> None:
+        super().__init__(keys)
+        self.already_sent: frozenset[int] = frozenset(already_sent)
+
+
 def unsent_message(prepared: Prepared, error: str) -> UnsentMessage:
     """What resending a prepared entry under its key needs (the key attribute is re-added)."""
     entry = prepared.entry
@@ -114,9 +147,26 @@ def unsent_message(prepared: Prepared, error: str) -> UnsentMessage:
         message_group_id=entry.get("MessageGroupId"),
         message_deduplication_id=entry.get("MessageDeduplicationId"),
         message_attributes=attributes or None,
+        idempotency_key=prepared.idempotency_key,
     )
     meta = prepared.item.get("meta")
     return UnsentMessage(prepared.key, message, None if meta is None else meta["S"], error)
+
+
+def check_unique_idempotency_keys(entries: Sequence[Any]) -> None:
+    """ValidationError when two entries of one batch carry the same idempotency key."""
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        key = entry.idempotency_key if isinstance(entry, Message) else None
+        if not isinstance(key, str):
+            continue
+        if key in seen:
+            raise ValidationError(
+                f"entries[{index}].idempotency_key",
+                f"{shown(key)} is also the key of entries[{seen[key]}]: a batch sends each "
+                "idempotency key once",
+            )
+        seen[key] = index
 
 
 def validate_queue_url(queue_url: Any, field_name: str = "queue_url") -> str:
@@ -191,6 +241,31 @@ def message_attributes(
     key_json = key_json or json.dumps(key.to_dict(), separators=(",", ":"), ensure_ascii=False)
     attrs[KEY_ATTRIBUTE] = {"DataType": "String", "StringValue": key_json}
     return attrs
+
+
+def idempotency_digest(
+    text: str,
+    meta_text: str | None,
+    attributes: Mapping[str, Any] | None,
+    message_group_id: str | None,
+) -> str:
+    """What a second send under the same idempotency key must repeat, as one SHA-256 (hex):
+    the body as sent, ``meta`` as JSON, the caller's message attributes and MessageGroupId.
+    DelaySeconds and MessageDeduplicationId are not part of it."""
+    parts = [text, meta_text, _plain(dict(attributes or {})), message_group_id]
+    canonical = json.dumps(parts, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """Attribute values as JSON: binary values in base64."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
 def _attributes_size(attrs: Mapping[str, Any]) -> int:
@@ -274,7 +349,7 @@ def prepare_message(
     """
     sizing = sizing or Sizing()
     out = message if isinstance(message, Message) else Message(body=message)
-    key = key or RecordKey.for_message(uuid.uuid4().hex, queue_url)
+    key = key or _new_key(out, queue_url, field_name)
     if validated:  # checked already (a cluster validates every task first): serialise once
         text = out.body if isinstance(out.body, str) else fast_dumps(out.body)
     else:
@@ -311,15 +386,10 @@ def prepare_message(
         body = body_attributes(text, body_bytes, 0, where) if where else {}
     stored = body_bytes if "body" in body else 0
     check_record_data(stored + meta_bytes, field_name, parts="body and meta")
-    entry: dict[str, Any] = {"MessageBody": sent, "MessageAttributes": attrs}
-    if out.delay_seconds is not None:
-        entry["DelaySeconds"] = check_delay_seconds(
-            out.delay_seconds, f"{field_name}.delay_seconds"
-        )
-    if out.message_group_id is not None:
-        entry["MessageGroupId"] = out.message_group_id
-    if out.message_deduplication_id is not None:
-        entry["MessageDeduplicationId"] = out.message_deduplication_id
+    entry = _entry(out, sent, attrs, field_name, fifo_deduplication_id(out, queue_url, key))
+    if out.idempotency_key is not None:
+        digest = idempotency_digest(text, meta_text, out.message_attributes, out.message_group_id)
+        extra = {**(extra or {}), IDEMPOTENCY_ATTRIBUTE: {"S": digest}}
     item = record_item(
         key,
         record_type=record_type,
@@ -329,4 +399,47 @@ def prepare_message(
         ttl_seconds=ttl_seconds,
         extra=extra,
     )
-    return Prepared(index=index, key=key, item=item, entry=entry, size=size, payload=payload)
+    return Prepared(
+        index=index,
+        key=key,
+        item=item,
+        entry=entry,
+        size=size,
+        payload=payload,
+        idempotency_key=out.idempotency_key,
+    )
+
+
+def _new_key(out: Message, queue_url: str, field_name: str) -> RecordKey:
+    """A random key, or the one an idempotency key derives (checked, naming the field)."""
+    if out.idempotency_key is None:
+        return RecordKey.for_message(uuid.uuid4().hex, queue_url)
+    return RecordKey.for_idempotency_key(
+        out.idempotency_key, queue_url, f"{field_name}.idempotency_key"
+    )
+
+
+def fifo_deduplication_id(out: Message, queue_url: str, key: RecordKey) -> str | None:
+    """The MessageDeduplicationId to send: the caller's; else, for an idempotent send to a
+    FIFO queue, the key's digest, so SQS itself drops a resend within its 5-minute window."""
+    if out.message_deduplication_id is not None:
+        return out.message_deduplication_id
+    if out.idempotency_key is None or not queue_url.endswith(".fifo"):
+        return None
+    return key.id.removeprefix(IDEMPOTENT_ID_PREFIX)
+
+
+def _entry(
+    out: Message, sent: str, attrs: dict[str, Any], field_name: str, dedup: str | None
+) -> dict[str, Any]:
+    """The SendMessage(Batch) entry of a prepared message (``Id`` is added at send)."""
+    entry: dict[str, Any] = {"MessageBody": sent, "MessageAttributes": attrs}
+    if out.delay_seconds is not None:
+        entry["DelaySeconds"] = check_delay_seconds(
+            out.delay_seconds, f"{field_name}.delay_seconds"
+        )
+    if out.message_group_id is not None:
+        entry["MessageGroupId"] = out.message_group_id
+    if dedup is not None:
+        entry["MessageDeduplicationId"] = dedup
+    return entry

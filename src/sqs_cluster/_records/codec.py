@@ -155,6 +155,7 @@ def record_from_item(item: Mapping[str, Any]) -> MessageRecord[Any]:
         body_sha256=data.get("bodySha256"),
         body_at=data.get("bodyAt"),
         task=json.loads(data["task"]) if "task" in data else None,
+        sent_at=data.get("sentAt"),
         **fields,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,11 @@ from .._types import Meta
 
 KEY_PREFIX = "SQSMessage$"
 """Every item the library reads or writes has a ``pKey`` starting with this (its key space)."""
+IDEMPOTENT_ID_PREFIX = "idem-"
+"""The id of an idempotent send's record: this, then 64 hex digits. At 69 characters it is
+longer than any cluster id (64 at most), and it has no ``.``, so it is no task's key."""
+MAX_IDEMPOTENCY_KEY_LENGTH = 1024
+"""The longest ``idempotency_key``, in characters (it is hashed, never stored)."""
 
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 200
@@ -74,6 +80,21 @@ class RecordKey:
         return cls(f"{KEY_PREFIX}{message_id}", f"{KEY_PREFIX}{queue_url}")
 
     @classmethod
+    def for_idempotency_key(
+        cls, idempotency_key: str, queue_url: str, field_name: str = "idempotency_key"
+    ) -> RecordKey:
+        """Key of the record of a message sent with ``idempotency_key`` to ``queue_url``.
+
+        Its id is ``idem-`` and the SHA-256 (hex) of the queue URL, a newline and the key, so
+        the same key on two queues names two messages. Raises ValidationError for a key that
+        is not a non-empty string of at most ``MAX_IDEMPOTENCY_KEY_LENGTH`` characters.
+        """
+        check_idempotency_key(idempotency_key, field_name)
+        text = f"{queue_url}\n{idempotency_key}".encode()
+        digest = hashlib.sha256(text).hexdigest()
+        return cls.for_message(f"{IDEMPOTENT_ID_PREFIX}{digest}", queue_url)
+
+    @classmethod
     def coerce(cls, value: Any, field_name: str = "key") -> RecordKey:
         """Accept a RecordKey, a ``{"pKey", "rKey"}`` mapping or a ``(pKey, rKey)`` pair.
 
@@ -108,6 +129,22 @@ class RecordKey:
     def to_dict(self) -> dict[str, str]:
         """The wire form ``{"pKey": ..., "rKey": ...}``."""
         return {"pKey": self.p_key, "rKey": self.r_key}
+
+
+def check_idempotency_key(value: Any, field_name: str = "idempotency_key") -> str:
+    """Raise ValidationError unless ``value`` is a non-empty string of at most
+    ``MAX_IDEMPOTENCY_KEY_LENGTH`` characters."""
+    if not isinstance(value, str) or not value:
+        raise ValidationError(
+            field_name, f"expected a non-empty string (the send's own key), got {shown(value)}"
+        )
+    if len(value) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ValidationError(
+            field_name,
+            f"{len(value)} characters; an idempotency key has at most "
+            f"{MAX_IDEMPOTENCY_KEY_LENGTH} (hash a longer one yourself)",
+        )
+    return value
 
 
 def check_key_space(p_key: str, field_name: str = "key") -> None:
@@ -169,6 +206,9 @@ class MessageRecord(Generic[Meta]):
     task: Any = None
     """For a completed task, the task as given to ``create_message_cluster`` (kept when at
     most ``Config.record_body_bytes`` as JSON), else None."""
+    sent_at: str | None = None
+    """For a message sent with an ``idempotency_key``: when its send was confirmed (a retry
+    with the key then sends nothing); None before that, and for every other message."""
 
     @property
     def p_key(self) -> str:

@@ -29,6 +29,7 @@ RESERVED_FIELDS = frozenset(
         "errors", "clusterKey", "taskIndex", "rev", "revision", "key", "status_code", "started_at",
         "completed_at", "updated_at", "expires_at", "consumption_count", "lease_until_ms",
         "onComplete", "on_complete", "task", "results", "resultsTo",
+        "sentAt", "sent_at", "idempotencySha256",
     }
 )  # fmt: skip
 

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: 2e73eef29b01529f (gen_sync.py --check tells hand edits from stale files).
+# Body digest: d4f8a7956e366995 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -21,6 +21,7 @@ from .. import (
     ConfigError,
     ConflictError,
     ErrorEntry,
+    IdempotencyConflictError,
     LambdaContext,
     MalformedEventError,
     Message,
@@ -37,6 +38,7 @@ from .. import (
     RedriveError,
     ResourceMissingError,
     Resources,
+    SentKeys,
     SQSClusterError,
     Status,
     StatusCode,
@@ -78,6 +80,7 @@ __all__ = [
     "PartialBatchResponse",
     "QueueArn",
     "ReceivedMessage",
+    "SentKeys",
     "UnsentMessage",
     "parse_record",
     "LambdaContext",
@@ -88,6 +91,7 @@ __all__ = [
     "ClusterSendError",
     "ConfigError",
     "ConflictError",
+    "IdempotencyConflictError",
     "MalformedEventError",
     "CallbackImportError",
     "CompletionQueue",

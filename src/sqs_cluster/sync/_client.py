@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 879eb79a8cb80e19 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 5b6603114be4ca40 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .._config import Config
 from .._facade import runtime as _facade
 from .._messages.batch import DEFAULT_BATCH_CONCURRENCY, PartialBatchResponse
 from .._messages.errors import PartialSendError
+from .._messages.outgoing import SentKeys
 from .._messages.sending import Progress
 from .._messages.tracking import Claim
 from .._records.model import MessageRecord, RecordKey, Status
@@ -60,15 +61,37 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         return self._plain(self._core.add_request_hook, hook)
 
     def send_message(
-        self, queue_url: str, body: Any, *, meta: Any = None, **sqs_params: Any
+        self,
+        queue_url: str,
+        body: Any,
+        *,
+        meta: Any = None,
+        idempotency_key: str | None = None,
+        **sqs_params: Any,
     ) -> RecordKey:
         """Write a record, then send ``body``; returns the record's key.
 
         ``body`` is sent unchanged when it is a string, else as JSON. ``meta`` is stored on the
         record only. ``sqs_params`` are SendMessage parameters (``DelaySeconds``,
         ``MessageGroupId``, ``MessageAttributes`` ... up to 9 attributes: one carries the key).
+
+        With ``idempotency_key`` (a non-empty string of at most 1,024 characters) the record
+        key derives from it and the queue URL, and a second call with the same key sends
+        nothing and returns the same key (logged at INFO): a producer retried by its own
+        trigger sends its message once. A call that died between the record and the message
+        is completed by the next one. The same key with another body, ``meta``, attributes or
+        MessageGroupId raises :class:`IdempotencyConflictError`. On a FIFO queue the key also
+        gives the MessageDeduplicationId, unless one is passed. To learn whether a message
+        had been sent before, send it with ``send_message_batch`` (``SentKeys.already_sent``).
         """
-        return self._call(self._core.send_message, queue_url, body, meta=meta, **sqs_params)
+        return self._call(
+            self._core.send_message,
+            queue_url,
+            body,
+            meta=meta,
+            idempotency_key=idempotency_key,
+            **sqs_params,
+        )
 
     def send_message_batch(
         self,
@@ -77,13 +100,19 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         *,
         meta: Any = None,
         progress: Progress | None = None,
-    ) -> list[RecordKey]:
+    ) -> SentKeys:
         """Send any number of messages: records first (25 a call), then messages (10 a call).
 
         Each entry is a body or a :class:`Message`. Partial failures are retried with jittered
         back-off; what still fails raises :class:`PartialSendError`, which lists the indexes sent
         and not sent: ``resend_unsent(error)`` sends just the unsent ones under their record
         keys, completing the batch without duplicates or records left behind.
+
+        Returns the keys in the order of ``entries`` (a :class:`SentKeys` list). An entry
+        with ``Message.idempotency_key`` is sent as by ``send_message(idempotency_key=...)``:
+        ``already_sent`` lists those found sent before (nothing was sent for them). Two entries
+        with one key are a ValidationError; a key whose record is another message's raises
+        :class:`IdempotencyConflictError` before any message of the batch is sent.
         """
         return self._call(
             self._core.send_message_batch, queue_url, entries, meta=meta, progress=progress
@@ -91,13 +120,14 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
 
     def resend_unsent(
         self, error: PartialSendError, *, progress: Progress | None = None
-    ) -> list[RecordKey]:
+    ) -> SentKeys:
         """Send the entries a :class:`PartialSendError` lists as not sent, under their keys.
 
         Returns the keys of the whole original batch, in order, once every entry was sent; if
         some still fail it raises PartialSendError again, with the original batch's indexes, so
         it can be passed here again. Records are not written twice, and an entry whose message
-        a consumer has already received is not sent again.
+        a consumer has already received is not sent again. ``already_sent`` lists the entries
+        of the batch whose idempotency key had been sent before it.
         """
         return self._call(self._core.resend_unsent, error, progress=progress)
 
