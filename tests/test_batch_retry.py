@@ -63,7 +63,8 @@ def body_of(record: dict[str, Any]) -> Any:
 
 
 def record_of(event: dict[str, Any], body: Any) -> dict[str, Any]:
-    (record,) = [r for r in event["Records"] if body_of(r) == body]
+    records: list[dict[str, Any]] = event["Records"]
+    (record,) = [r for r in records if body_of(r) == body]
     return record
 
 
