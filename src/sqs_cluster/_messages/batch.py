@@ -205,11 +205,16 @@ async def process_batch(
     )
     deadline.log_not_started(len(run.not_started))
     await apply_delays(client, run.retry_delays(retry))
-    if raise_on_entire_batch_failure and run.records and len(run.failed) == len(run.records):
-        ids = run.failed_ids()
-        errors = {i: e for i in ids if (e := verdicts.error_of(i)) is not None}
-        raise BatchFailedError(ids, errors, response)
+    if raise_on_entire_batch_failure:
+        _raise_if_all_failed(run, response)
     return response
+
+
+def _raise_if_all_failed(run: BatchRun, response: PartialBatchResponse) -> None:
+    if run.records and len(run.failed) == len(run.records):
+        ids = run.failed_ids()
+        errors = {i: e for i in ids if (e := run.verdicts.error_of(i)) is not None}
+        raise BatchFailedError(ids, errors, response)
 
 
 async def run_records(
