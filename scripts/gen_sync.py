@@ -37,7 +37,13 @@ sys.path.insert(0, str(ROOT / "src"))  # introspect this tree, not whatever is i
 PACKAGE, SYNC = "sqs_cluster", "sqs_cluster.sync"
 TARGET = ROOT / "src" / "sqs_cluster" / "sync"
 
-HAND_WRITTEN = {"Handler": "callback", "ClusterCallback": "callback", "RecordLike": "alias"}
+HAND_WRITTEN = {
+    "Handler": "callback",
+    "ClusterCallback": "callback",
+    "SuccessHook": "callback",
+    "FailureHook": "callback",
+    "RecordLike": "alias",
+}
 """Type aliases that mention a twin, twinned by hand in ``sync/_callbacks.py``: a "callback"
 (the user's function, adapted) or an "alias" (a value type, converted like any argument)."""
 

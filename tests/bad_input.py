@@ -22,6 +22,7 @@ import pytest
 from aiobotocore.session import AioSession
 
 from sqs_cluster import (
+    Backoff,
     Config,
     ConfigError,
     MalformedEventError,
@@ -29,7 +30,9 @@ from sqs_cluster import (
     MessageClient,
     RecordKey,
     ResourceMissingError,
+    RetryAfter,
     ValidationError,
+    WorkerOptions,
 )
 
 from .conftest import REGION, Queue
@@ -279,6 +282,111 @@ CASES = [
         "handler",
         "callable",
         id="handler-not-callable",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(
+            {"Records": [sqs_record(c)]},
+            noop,
+            retry=30,  # type: ignore[arg-type]
+        ),
+        ValidationError,
+        "retry",
+        "Backoff",
+        id="retry-a-number",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(
+            {"Records": [sqs_record(c)]}, noop, retry=Backoff(base_seconds=0)
+        ),
+        ValidationError,
+        "retry.base_seconds",
+        "> 0",
+        "43200",
+        id="retry-base-zero",
+    ),
+    case(
+        lambda c: Backoff(base_seconds=10, max_seconds=5),
+        ValidationError,
+        "retry.max_seconds",
+        ">= base_seconds",
+        id="retry-max-below-base",
+    ),
+    case(
+        lambda c: Backoff(max_seconds=86400),
+        ValidationError,
+        "retry.max_seconds",
+        "<= 43200",
+        id="retry-max-beyond-sqs",
+    ),
+    case(
+        lambda c: Backoff(on="TimeoutError"),  # type: ignore[arg-type]
+        ValidationError,
+        "retry.on",
+        "exception class",
+        id="retry-on-a-string",
+    ),
+    case(
+        lambda c: RetryAfter(-1),
+        ValidationError,
+        "RetryAfter.seconds",
+        ">= 0",
+        id="retry-after-negative",
+    ),
+    case(
+        lambda c: RetryAfter(50_000),
+        ValidationError,
+        "RetryAfter.seconds",
+        "<= 43200",
+        id="retry-after-beyond-sqs",
+    ),
+    case(
+        lambda c: WorkerOptions(retry=Backoff(on=TimeoutError)),
+        ValidationError,
+        "retry.on",
+        "the worker sees which messages failed, not why",
+        id="worker-retry-on",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(
+            {"Records": [sqs_record(c)]}, noop, deadline_margin_seconds=-1
+        ),
+        ValidationError,
+        "deadline_margin_seconds",
+        ">= 0",
+        id="deadline-margin-negative",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(
+            {"Records": [sqs_record(c)]},
+            noop,
+            deadline_margin_seconds="5",  # type: ignore[arg-type]
+        ),
+        ValidationError,
+        "deadline_margin_seconds",
+        "number of seconds",
+        id="deadline-margin-a-string",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(
+            {"Records": [sqs_record(c)]},
+            noop,
+            raise_on_entire_batch_failure="yes",  # type: ignore[arg-type]
+        ),
+        ValidationError,
+        "raise_on_entire_batch_failure",
+        "True or False",
+        id="raise-on-entire-batch-failure-a-string",
+    ),
+    case(
+        lambda c: c.client.safe_process_batch(
+            {"Records": [sqs_record(c)]},
+            noop,
+            on_failure=42,  # type: ignore[arg-type]
+        ),
+        ValidationError,
+        "on_failure",
+        "callable",
+        id="on-failure-not-callable",
     ),
     # -- empty, oversized and non-JSON values --------------------------------------------------
     case(

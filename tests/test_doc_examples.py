@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -15,6 +16,10 @@ from typing import Any
 import boto3
 import pytest
 from docs.examples import (
+    batch_deadline,
+    batch_entire_failure,
+    batch_hooks,
+    batch_retry,
     config_from_env,
     idempotent_send,
     lambda_batch,
@@ -33,6 +38,7 @@ from docs.examples import (
 
 from sqs_cluster import (
     ENV_VARS,
+    BatchFailedError,
     ClaimOutcome,
     Config,
     MessageClient,
@@ -424,6 +430,91 @@ def test_local_budget() -> None:
     assert stats["throttled"].get("UpdateItem", 0) == throttled
     assert stats["consumed_wcu"]["UpdateItem"] == done  # a small item: 1 unit a write
     assert stats["by_item_top"] == [["counters", '{"pk":{"S":"hot"}}', done, throttled]]
+
+
+def visibility_changes(client: MessageClient) -> tuple[dict[str, int], Any]:
+    """Each ChangeMessageVisibilityBatch entry the client sends (receipt handle -> seconds),
+    and the function that stops recording."""
+    changes: dict[str, int] = {}
+
+    def hook(service: str, operation: str, params: Any) -> None:
+        if operation == "ChangeMessageVisibilityBatch":
+            for entry in json.loads(params["body"])["Entries"]:
+                changes[entry["ReceiptHandle"]] = entry["VisibilityTimeout"]
+
+    return changes, client.add_request_hook(hook)
+
+
+async def test_batch_retry_example(base_config: Config, queue: Queue, sqs: Any) -> None:
+    orders = [
+        {"id": 1, "amount": 5},
+        {"id": 2, "amount": 0},
+        {"id": 3, "amount": 5, "gateway": "down"},
+        {"id": 4, "amount": 5, "gateway": "busy"},
+    ]
+    async with MessageClient(base_config) as client:
+        event = await event_of(client, sqs, queue.url, orders)
+        changes, stop = visibility_changes(client)
+        response = await batch_retry.process(client, event)
+        stop()
+    by_id = {json.loads(r["body"])["id"]: r for r in event["Records"]}
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    assert failed == {by_id[i]["messageId"] for i in (2, 3, 4)}
+    assert set(changes) == {by_id[3]["receiptHandle"], by_id[4]["receiptHandle"]}
+    assert 0 <= changes[by_id[3]["receiptHandle"]] <= 10  # the first back-off, jittered
+    assert changes[by_id[4]["receiptHandle"]] == 60  # RetryAfter(60)
+
+
+class LambdaContextAt:
+    """Lambda's context with a fixed time left."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+async def test_batch_deadline_example(base_config: Config, queue: Queue, sqs: Any) -> None:
+    images = [{"image": f"{i}.png"} for i in range(3)]
+    async with MessageClient(base_config) as client:
+        event = await event_of(client, sqs, queue.url, images)
+        late = await batch_deadline.process(client, event, LambdaContextAt(20_000))
+        assert len(late["batchItemFailures"]) == 3  # under 25 s left: none started
+        for record in event["Records"]:
+            stored = await client.read_sqs_record(record).get_message_record(consistent_read=True)
+            assert stored.status is Status.PRE_FLIGHT  # untouched
+        in_time = await batch_deadline.process(client, event, LambdaContextAt(600_000))
+        assert in_time == {"batchItemFailures": []}
+
+
+async def test_batch_entire_failure_example(
+    base_config: Config, queue: Queue, sqs: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with MessageClient(base_config) as client:
+        down = await event_of(client, sqs, queue.url, [{"cluster": "down"}] * 2)
+        with pytest.raises(BatchFailedError) as info:
+            await batch_entire_failure.process(client, down)
+        assert sorted(info.value.message_ids) == sorted(r["messageId"] for r in down["Records"])
+        assert "all 2 messages failed: ['ConnectionError']" in caplog.text
+        mixed = await event_of(client, sqs, queue.url, [{"cluster": "down"}, {"cluster": "up"}])
+        response = await batch_entire_failure.process(client, mixed)
+    assert len(response["batchItemFailures"]) == 1
+
+
+async def test_batch_hooks_example(
+    base_config: Config, queue: Queue, sqs: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    orders = [{"id": 1, "address": "1 Main St"}, {"id": 2}]
+    batch_hooks.outcomes.clear()
+    async with MessageClient(base_config) as client:
+        event = await event_of(client, sqs, queue.url, orders)
+        with caplog.at_level(logging.INFO, logger="orders"):
+            response = await batch_hooks.process(client, event)
+    assert len(response["batchItemFailures"]) == 1
+    assert batch_hooks.outcomes == {"shipped": 1, "ValueError": 1}
+    assert "order 1 shipped: TRACK-1" in caplog.text
+    assert "order 2 not shipped (receive 1): order 2: no address" in caplog.text
 
 
 def queue_visibility(config: Config, url: str) -> int:

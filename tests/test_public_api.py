@@ -30,6 +30,8 @@ PACKAGE = ROOT / "src" / "sqs_cluster"
 # -- exported names --------------------------------------------------------------------------
 
 CORE_NAMES = (
+    "Backoff",
+    "BatchFailedError",
     "BatchItemFailure",
     "CallbackState",
     "Claim",
@@ -42,6 +44,7 @@ CORE_NAMES = (
     "ConflictError",
     "ENV_VARS",
     "ErrorEntry",
+    "FailureHook",
     "Handler",
     "IdempotencyConflictError",
     "LambdaContext",
@@ -60,10 +63,12 @@ CORE_NAMES = (
     "RecordType",
     "ResourceMissingError",
     "Resources",
+    "RetryAfter",
     "SQSClusterError",
     "SentKeys",
     "Status",
     "StatusCode",
+    "SuccessHook",
     "UnsentMessage",
     "ValidationError",
     "Worker",
@@ -143,7 +148,9 @@ METHODS = {
     "receive_messages": "queue_url, *, max_messages=, wait_seconds=, visibility_timeout=",
     "resend_unsent": "error, *, progress=",
     "safe_process_batch": (
-        "event, handler, *, track=, concurrency=, delete_succeeded=, on_cluster_complete="
+        "event, handler, *, track=, concurrency=, delete_succeeded=, on_cluster_complete=, "
+        "context=, retry=, deadline_margin_seconds=, raise_on_entire_batch_failure=, "
+        "on_success=, on_failure="
     ),
     "send_message": "queue_url, body, *, meta=, idempotency_key=, **sqs_params",
     "send_message_batch": "queue_url, entries, *, meta=, progress=",

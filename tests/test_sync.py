@@ -130,7 +130,9 @@ def test_the_blocking_callback_types_say_they_take_a_plain_function() -> None:
     docs = alias_docstrings(ROOT / "src" / "sqs_cluster" / "sync" / HAND_WRITTEN)
     assert sync.Handler is sync._callbacks.Handler
     assert sync.ClusterCallback is sync._callbacks.ClusterCallback
-    for name in ("Handler", "ClusterCallback"):
+    assert sync.SuccessHook is sync._callbacks.SuccessHook
+    assert sync.FailureHook is sync._callbacks.FailureHook
+    for name in ("Handler", "ClusterCallback", "SuccessHook", "FailureHook"):
         assert "sync or async" not in docs[name], name
         assert "a plain function" in docs[name], name
 
@@ -525,17 +527,21 @@ def test_check_names_each_kind_of_damage(
     assert problem.startswith(expected)
 
 
+HOOKS = {"SuccessHook": "callback", "FailureHook": "callback"}
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
         (
             "HAND_WRITTEN",
-            {"Handler": "callback", "ClusterCallback": "callback", "RecordLike": "alias", "N": ""},
+            {**HOOKS, "Handler": "callback", "ClusterCallback": "callback", "RecordLike": "alias"}
+            | {"N": ""},
             "HAND_WRITTEN['N']",
         ),
         (
             "HAND_WRITTEN",
-            {"Handler": "callback", "RecordLike": "alias"},
+            {**HOOKS, "Handler": "callback", "RecordLike": "alias"},
             "ClusterCallback needs a twin",
         ),
         (

@@ -89,6 +89,8 @@ def test_help_is_complete(command: list[str]) -> None:
             "--wait-seconds",
             "--dead-letters",
             "--on-cluster-complete",
+            "--retry-base",
+            "--retry-max",
             "QUEUE_URL",
             "HANDLER",
         ):
@@ -109,6 +111,10 @@ def test_help_is_complete(command: list[str]) -> None:
           "--table", "t"], "not used with --dead-letters"),
         (["worker", "http://127.0.0.1:9/1/q", "--dead-letters", "--on-cluster-complete",
           "no_such_module:cb", "--table", "t"], "--on-cluster-complete: cannot import"),
+        (["worker", "http://127.0.0.1:9/1/q", "worker_app:handler", "--retry-base", "0",
+          "--table", "t"], "--retry-base: must be > 0"),
+        (["worker", "http://127.0.0.1:9/1/q", "worker_app:handler", "--retry-base", "9",
+          "--retry-max", "3", "--table", "t"], "--retry-max: must be >= --retry-base (9.0)"),
         (["status", "abc"], "SQS_CLUSTER_TABLE"),
     ],
 )  # fmt: skip

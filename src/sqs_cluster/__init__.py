@@ -23,10 +23,17 @@ from ._errors import (
     ValidationError,
 )
 from ._messages.batch import BatchItemFailure, Handler, PartialBatchResponse
-from ._messages.errors import IdempotencyConflictError, MessageInProgressError, PartialSendError
+from ._messages.errors import (
+    BatchFailedError,
+    IdempotencyConflictError,
+    MessageInProgressError,
+    PartialSendError,
+)
 from ._messages.event import QueueArn, ReceivedMessage, parse_record
+from ._messages.hooks import FailureHook, SuccessHook
 from ._messages.outgoing import Message, SentKeys, UnsentMessage
 from ._messages.payloads import PayloadMissingError, PayloadRef
+from ._messages.retry import Backoff, RetryAfter
 from ._messages.tracking import Claim, ClaimOutcome
 from ._records.model import (
     ErrorEntry,
@@ -58,15 +65,19 @@ __all__ = [
     "ClusterCallback",
     "ClusterRecord",
     # sending and consuming
+    "Backoff",
     "BatchItemFailure",
     "Claim",
     "ClaimOutcome",
+    "FailureHook",
     "Handler",
     "Message",
     "PartialBatchResponse",
     "QueueArn",
     "ReceivedMessage",
     "SentKeys",
+    "RetryAfter",
+    "SuccessHook",
     "UnsentMessage",
     "parse_record",
     # local worker
@@ -76,6 +87,7 @@ __all__ = [
     "WorkerStats",
     "run_worker",
     # errors
+    "BatchFailedError",
     "ClusterSendError",
     "ConfigError",
     "ConflictError",

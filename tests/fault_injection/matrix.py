@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from sqs_cluster import (
+    Backoff,
     CallbackState,
     ClaimOutcome,
     ClusterRecord,
@@ -30,6 +31,7 @@ from sqs_cluster import (
     ReceivedMessage,
     RecordKey,
     RecordNotFoundError,
+    RetryAfter,
     Status,
     StatusCode,
     ValidationError,
@@ -309,6 +311,66 @@ async def op_large_messages(cell: Cell) -> None:
         assert resolved.body == "r" * 1_100_000 and not resolved.payload_pending
         return
     raise AssertionError(f"resolve_sqs_record never succeeded: {cell.injector.summary()}")
+
+
+async def op_retry_backoff(cell: Cell) -> None:
+    """Retry delays, RetryAfter and hooks under faults: every message whose handler raised is
+    reported and seen by on_failure, whatever becomes of its ChangeMessageVisibilityBatch; a
+    failure whose delay was set comes back after it (1 s), one whose delay was lost after the
+    receive's own 3 s; every message ends complete."""
+    url = cell.queue.url
+    keys = await cell.clean.send_message_batch(url, list(range(10)))
+    runs: Counter[int] = Counter()
+    raised: set[str] = set()  # this batch's messages whose handler raised
+    on_failure_saw: set[str] = set()
+    on_success_saw: set[int] = set()
+
+    async def handler(message: ReceivedMessage[Any]) -> int:
+        runs[message.body] += 1
+        if runs[message.body] == 1:  # each message fails its first run
+            raised.add(message.message_id)
+            raise RetryAfter(1) if message.body % 2 else ValueError("the first run fails")
+        return int(message.body)
+
+    async def on_failure(message: ReceivedMessage[Any], error: BaseException) -> None:
+        on_failure_saw.add(message.message_id)
+
+    def on_success(message: ReceivedMessage[Any], result: Any) -> None:
+        on_success_saw.add(result)
+
+    sqs, start = cell.clean._aws.sqs, time.monotonic()
+    while time.monotonic() - start < 60:
+        resp = await sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=3,
+            WaitTimeSeconds=0,
+        )
+        received = resp.get("Messages", [])
+        if not received:
+            if await queue_depth(cell.clean, url) == 0:
+                break
+            await asyncio.sleep(0.2)
+            continue
+        raised.clear()
+        response = await cell.faulty.safe_process_batch(
+            lambda_event(received, queue_url=url, region=REGION),
+            handler,
+            delete_succeeded=True,
+            retry=Backoff(base_seconds=1, max_seconds=1, jitter=False),
+            on_success=on_success,
+            on_failure=on_failure,
+        )
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        assert raised <= failed, "a handler's failure was not reported"
+        assert raised <= on_failure_saw, "on_failure missed a handler's failure"
+    else:
+        raise AssertionError(f"the queue never drained: {cell.injector.summary()}")
+    records = await cell.clean.get_message_records(keys)
+    assert [r.status if r else None for r in records] == [Status.COMPLETE] * 10
+    assert sorted(runs) == list(range(10)) and on_success_saw <= set(range(10))
 
 
 async def op_wait_for_message_cluster(cell: Cell) -> None:
@@ -854,6 +916,18 @@ SCENARIOS: dict[str, Scenario] = {
             "sqs.DeleteMessageBatch",
         ),
         ops("resolve_sqs_record"),
+    ),
+    "retry_backoff": Scenario(
+        op_retry_backoff,
+        ops(
+            "sqs.GetQueueAttributes",
+            "dynamodb.UpdateItem",
+            "dynamodb.GetItem",
+            "dynamodb.TransactWriteItems",  # a batch's outcomes, in one transaction
+            "sqs.ChangeMessageVisibilityBatch",
+            "sqs.DeleteMessageBatch",
+        ),
+        ops("safe_process_batch"),
     ),
     "tasks_from_s3": Scenario(
         op_tasks_from_s3,

@@ -95,27 +95,37 @@ async def change_visibility(
     that expired meanwhile, whose message is visible again anyway). Returns the handles whose
     visibility was not changed: sender faults, and entries still failing after the retries.
     """
+    return await change_visibilities(aws, queue_url, [(h, timeout) for h in receipt_handles])
+
+
+async def change_visibilities(
+    aws: AWS, queue_url: str, entries: Sequence[tuple[str, int]], *, attempts: int | None = None
+) -> list[str]:
+    """ChangeMessageVisibilityBatch (10 a call) of ``(receipt handle, timeout)`` entries, each
+    with its own timeout; see :func:`change_visibility`. ``attempts`` (default
+    ``Config.partial_retry_attempts``) bounds the requests per 10 entries: 1 sends each
+    chunk once and returns the entries SQS refused without retrying them."""
     unchanged: list[str] = []
-    for chunk in chunked(receipt_handles, 10):
+    for chunk in chunked(entries, 10):
         pending = dict(enumerate(chunk))
-        for attempt in range(aws.config.partial_retry_attempts):
+        for attempt in range(attempts or aws.config.partial_retry_attempts):
             if attempt:
                 await sleep_backoff(attempt)
-            entries: Any = [
-                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": timeout}
-                for i, h in pending.items()
+            batch: Any = [
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": t}
+                for i, (h, t) in pending.items()
             ]
             async with aws.slot():
                 resp: Any = await aws.sqs.change_message_visibility_batch(
-                    QueueUrl=queue_url, Entries=entries
+                    QueueUrl=queue_url, Entries=batch
                 )
             failed = resp.get("Failed", [])
-            unchanged.extend(pending[int(f["Id"])] for f in failed if f.get("SenderFault"))
+            unchanged.extend(pending[int(f["Id"])][0] for f in failed if f.get("SenderFault"))
             retry = [f for f in failed if not f.get("SenderFault")]
             pending = {int(f["Id"]): pending[int(f["Id"])] for f in retry}
             if not pending:
                 break
-        unchanged.extend(pending.values())
+        unchanged.extend(h for h, _ in pending.values())
     return unchanged
 
 

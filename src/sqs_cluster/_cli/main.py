@@ -77,6 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--wait-seconds", type=int, default=20, help="long-poll wait, 0-20")
     worker.add_argument("--visibility-timeout", type=int, help="default: the queue's")
     worker.add_argument("--max-empty-polls", type=int, help="exit after this many empty polls")
+    worker.add_argument(
+        "--retry-base",
+        type=float,
+        metavar="SECONDS",
+        help="back off failed messages: the first retry waits up to this long, each later one "
+        "twice as long (full jitter; default: the visibility timeout, no back-off)",
+    )
+    worker.add_argument(
+        "--retry-max",
+        type=float,
+        metavar="SECONDS",
+        help="with back-off, the longest wait (default 300, at most 43200)",
+    )
     _add_aws_flags(worker)
 
     status = sub.add_parser(
@@ -158,6 +171,22 @@ def _worker_handlers(args: argparse.Namespace) -> tuple[Any, Any]:
     return None, load_handler(callback, "--on-cluster-complete") if callback else None
 
 
+def _retry(args: argparse.Namespace) -> Any:
+    """The worker's Backoff from --retry-base and --retry-max, or None without them."""
+    from .._errors import ValidationError
+    from .._messages.retry import Backoff
+
+    given = {"base_seconds": args.retry_base, "max_seconds": args.retry_max}
+    if all(v is None for v in given.values()):
+        return None
+    flags = {"retry.base_seconds": "--retry-base", "retry.max_seconds": "--retry-max"}
+    try:
+        return Backoff(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        message = str(exc).removeprefix(f"{exc.field}: ").replace("base_seconds", "--retry-base")
+        raise SQSClusterError(f"{flags.get(exc.field, exc.field)}: {message}") from None
+
+
 async def _worker(args: argparse.Namespace) -> int:
     from .._client.client import MessageClient
     from .worker import Worker, WorkerOptions
@@ -169,6 +198,7 @@ async def _worker(args: argparse.Namespace) -> int:
         wait_seconds=args.wait_seconds,
         visibility_timeout=args.visibility_timeout,
         max_empty_polls=args.max_empty_polls,
+        retry=_retry(args),
     )
     async with MessageClient(_config(args)) as client:
         if handler is None:  # --dead-letters

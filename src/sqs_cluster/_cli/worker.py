@@ -29,6 +29,7 @@ from .._errors import ValidationError
 from .._messages.event import ReceivedMessage
 from .._messages.lambda_shape import lambda_event
 from .._messages.lease import MIN_RENEW_PERIOD, stop
+from .._messages.retry import Backoff, Delay, apply_delays
 
 BACKOFF_BASE = 1.0
 """Seconds: the first back-off after a failed poll is up to this long (full jitter)."""
@@ -73,7 +74,15 @@ class WorkerStats:
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """How a worker polls: batch size, pollers, long-poll wait and when to stop by itself."""
+    """How a worker polls: batch size, pollers, long-poll wait and when to stop by itself.
+
+    ``retry``: a :class:`Backoff` for every message the handler reports as failed (all of the
+    batch when it raises): its visibility timeout is set from its receive count once the
+    handler returned, one ChangeMessageVisibilityBatch per 10 messages. The worker does not
+    see why a message failed, so ``Backoff.on`` must stay at its default; a handler that sets
+    delays itself (``safe_process_batch(..., retry=...)``, ``RetryAfter``) needs no ``retry``
+    here, which would replace its delays.
+    """
 
     batch_size: int = 10
     concurrency: int = 1
@@ -81,6 +90,7 @@ class WorkerOptions:
     visibility_timeout: int | None = None
     max_empty_polls: int | None = None
     function_name: str = "sqs-cluster-worker"
+    retry: Backoff | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10:
@@ -90,6 +100,14 @@ class WorkerOptions:
         if not 0 <= self.wait_seconds <= 20:
             raise ValidationError(
                 "wait_seconds", f"must be 0-20 (SQS limit), got {self.wait_seconds}"
+            )
+        if self.retry is not None and not isinstance(self.retry, Backoff):
+            raise ValidationError("retry", f"expected a Backoff(...) or None, got {self.retry!r}")
+        if self.retry is not None and self.retry.on != (Exception,):
+            raise ValidationError(
+                "retry.on",
+                "the worker sees which messages failed, not why: leave on= at its default "
+                "(or pass the Backoff to safe_process_batch in the handler)",
             )
 
 
@@ -245,6 +263,7 @@ class Worker:
             await stop(heartbeat)
             await stop(leases)
         await self._settle(event, failed)
+        await self._delay_retries(messages, failed)
         self._count(messages, failed)
         logger.info(
             "batch: %d received, %d failed, %d ms",
@@ -308,17 +327,30 @@ class Worker:
         if done:
             await self.client.delete_messages(done)
 
+    async def _delay_retries(self, messages: list[dict[str, Any]], failed: set[str]) -> None:
+        """With ``options.retry``: the failed messages' visibility, from their receive count."""
+        retry = self.options.retry
+        if retry is None or not failed:
+            return
+        delays = [
+            Delay(self.queue_url, m["ReceiptHandle"], retry.delay(_receives(m)), m["MessageId"])
+            for m in messages
+            if m["MessageId"] in failed
+        ]
+        await apply_delays(self.client, delays)
+
     def _count(self, messages: list[dict[str, Any]], failed: set[str]) -> None:
         stats = self.stats
         stats.batches += 1
         stats.received += len(messages)
         stats.failed += len(failed)
         stats.succeeded += len(messages) - len(failed)
-        stats.redelivered += sum(
-            1
-            for m in messages
-            if int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)) > 1
-        )
+        stats.redelivered += sum(1 for m in messages if _receives(m) > 1)
+
+
+def _receives(message: Mapping[str, Any]) -> int:
+    """A received message's ``ApproximateReceiveCount``."""
+    return int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
 
 
 async def run_worker(

@@ -21,6 +21,7 @@ from .._messages.batch import (
 from .._messages.dead_letters import process_dead_letters
 from .._messages.errors import PartialSendError
 from .._messages.event import ReceivedMessage
+from .._messages.hooks import FailureHook, SuccessHook
 from .._messages.lease import effective_lease, renew_lease, should_warn, warn_burning
 from .._messages.outgoing import (
     MAX_MESSAGE_BYTES,
@@ -35,7 +36,14 @@ from .._messages.outgoing import (
     unsent_message,
     validate_queue_url,
 )
-from .._messages.sending import Progress, resend_unsent, send_entries, send_once, send_one
+from .._messages.retry import Backoff
+from .._messages.sending import (
+    Progress,
+    resend_unsent,
+    send_entries,
+    send_once,
+    send_one,
+)
 from .._messages.tracking import (
     Claim,
     claim,
@@ -390,6 +398,11 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
         delete_succeeded: bool = False,
         on_cluster_complete: ClusterCallback | None = None,
         context: Any = None,
+        retry: Backoff | None = None,
+        deadline_margin_seconds: float | None = None,
+        raise_on_entire_batch_failure: bool = False,
+        on_success: SuccessHook | None = None,
+        on_failure: FailureHook | None = None,
     ) -> PartialBatchResponse:
         """Run ``handler`` on each record and return Lambda's partial batch response.
 
@@ -406,6 +419,16 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
         capped by the queue's visibility timeout and, given Lambda's ``context`` (or the local
         worker's), by the invocation's remaining time: a delivery that dies mid-handler leaves a
         lease that has ended by the time SQS delivers the message again.
+
+        ``retry=Backoff(...)`` sets each failed message's visibility timeout to an exponential
+        back-off from its receive count before returning (one ChangeMessageVisibilityBatch per
+        10 failures; best effort), and a handler may raise ``RetryAfter(seconds)``. Given a
+        ``context``, no message starts once less than ``deadline_margin_seconds`` are left
+        (default: 5 s, or a tenth of the time left at the start when that is shorter; 0 turns
+        it off): those not started are reported as failed. ``raise_on_entire_batch_failure``
+        raises :class:`BatchFailedError` when every message failed. ``on_success(message,
+        result)`` and ``on_failure(message, error)`` run after each message that ran; what
+        they raise is logged and ignored.
         """
         return await process_batch(
             self,
@@ -416,6 +439,11 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
             delete_succeeded=delete_succeeded,
             on_cluster_complete=on_cluster_complete,
             context=context,
+            retry=retry,
+            deadline_margin_seconds=deadline_margin_seconds,
+            raise_on_entire_batch_failure=raise_on_entire_batch_failure,
+            on_success=on_success,
+            on_failure=on_failure,
         )
 
     async def process_dead_letters(

@@ -71,6 +71,15 @@ class QueueOperations:
         """
         return await queue_ops.change_visibility(self._aws, queue_url, receipt_handles, timeout)
 
+    async def _set_visibilities(
+        self, queue_url: str, entries: Sequence[tuple[str, int]]
+    ) -> list[str]:
+        """Give each ``(receipt handle, timeout)`` its own visibility timeout: one request per
+        10 entries, refused entries not retried (a failed message's retry delay is best
+        effort: without it the message comes back after its visibility timeout). Returns the
+        handles not changed; a failed request raises."""
+        return await queue_ops.change_visibilities(self._aws, queue_url, entries, attempts=1)
+
     async def queue_visibility_timeout(self, queue_url: str) -> int:
         """The queue's visibility timeout in seconds, read once per process.
 

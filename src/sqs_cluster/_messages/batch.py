@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 from .._concurrency import call_handler, run_bounded
-from .._errors import MalformedEventError, ValidationError
+from .._errors import ValidationError
 from .._records.model import shown
+from .batch_run import BatchRun, Positioned
+from .deadline import Deadline, check_margin
+from .errors import BatchFailedError
 from .event import QueueArn, ReceivedMessage, event_records
+from .hooks import FailureHook, SuccessHook, Verdict, Verdicts, check_hook, run_hooks
 from .lease import RemainingMs, keep_lease, remaining_of, stop
 from .payloads import PayloadMissingError
+from .retry import Backoff, apply_delays, check_retry
 from .tracking import Claim, ClaimOutcome
 
 if TYPE_CHECKING:
@@ -95,6 +99,10 @@ class BatchClient(Protocol):
 
     async def delete_messages(self, messages: Sequence[ReceivedMessage[Any]]) -> list[str]: ...
 
+    async def _set_visibilities(
+        self, queue_url: str, entries: Sequence[tuple[str, int]]
+    ) -> list[str]: ...
+
     def log_failure(self, message: ReceivedMessage[Any], exc: BaseException) -> None: ...
 
     def _fan_in(self) -> FanInLike: ...
@@ -126,50 +134,13 @@ class BatchClient(Protocol):
     ) -> None: ...
 
 
-@dataclass
-class _BatchState:
-    failed: set[int] = field(default_factory=set)  # positions in the event
-    succeeded: list[ReceivedMessage[Any]] = field(default_factory=list)
+OnDone = Callable[[ReceivedMessage[Any], bool, "anyio.CapacityLimiter"], Awaitable[None]]
+"""Called after each record that ran: the message, whether it succeeded, the batch's limiter."""
 
 
-Positioned = tuple[int, ReceivedMessage[Any]]
-
-
-def _parse_each(
-    client: BatchClient, records: Sequence[Mapping[str, Any]], state: _BatchState
-) -> list[ReceivedMessage[Any] | None]:
-    """Parse every record; one whose body contradicts its key fails alone (not the batch)."""
-    parsed: list[ReceivedMessage[Any] | None] = []
-    for position, record in enumerate(records):
-        try:
-            parsed.append(client.read_sqs_record(record))
-        except MalformedEventError as exc:
-            logger.warning("rejected message %s: %s", record.get("messageId"), exc)
-            state.failed.add(position)
-            parsed.append(None)
-    return parsed
-
-
-def _groups(
-    messages: Sequence[ReceivedMessage[Any] | None],
-    records: Sequence[Mapping[str, Any]],
-    fifo: bool,
-) -> list[list[Positioned]]:
-    if not fifo:
-        return [[(i, m)] for i, m in enumerate(messages) if m is not None]
-    groups: dict[str, list[Positioned]] = {}
-    for i, message in enumerate(messages):
-        group = (records[i].get("attributes") or {}).get("MessageGroupId") or ""
-        groups.setdefault(group, []).append((i, message))  # type: ignore[arg-type]
-    return list(groups.values())
-
-
-def _stop_at_rejected(group: list[Positioned], failed: set[int]) -> list[Positioned]:
-    for n, (position, _) in enumerate(group):
-        if position in failed:
-            failed.update(p for p, _ in group[n:])
-            return group[:n]
-    return group
+def _check_flag(value: Any, field_name: str) -> None:
+    if not isinstance(value, bool):
+        raise ValidationError(field_name, f"expected True or False, got {shown(value)}")
 
 
 def _check_callable(value: Any, field_name: str) -> None:
@@ -190,20 +161,37 @@ async def process_batch(
     delete_succeeded: bool = False,
     on_cluster_complete: ClusterCallback | None = None,
     context: Any = None,
+    retry: Backoff | None = None,
+    deadline_margin_seconds: float | None = None,
+    raise_on_entire_batch_failure: bool = False,
+    on_success: SuccessHook | None = None,
+    on_failure: FailureHook | None = None,
 ) -> PartialBatchResponse:
     """Process every record; FIFO groups stop at their first failure. See the client method."""
     _check_callable(handler, "handler")
+    check_hook(on_success, "on_success")
+    check_hook(on_failure, "on_failure")
+    _check_flag(raise_on_entire_batch_failure, "raise_on_entire_batch_failure")
+    retry = check_retry(retry)
+    margin = check_margin(deadline_margin_seconds)
     remaining = remaining_of(context)
     fanin = client._fan_in()
+    verdicts = Verdicts()
 
     async def one(message: ReceivedMessage[Any], limiter: anyio.CapacityLimiter) -> bool:
+        verdict = verdicts.of(message.message_id)
         if not track:
-            return await _process_untracked(client, message, handler, limiter)
+            return await _process_untracked(client, message, handler, limiter, verdict)
         return await _process_one(
-            client, message, handler, limiter, on_cluster_complete, remaining, fanin
+            client, message, handler, limiter, on_cluster_complete, remaining, fanin, verdict
         )
 
-    return await run_records(
+    async def done(message: ReceivedMessage[Any], ok: bool, limiter: Any) -> None:
+        verdict = verdicts.of(message.message_id)
+        await run_hooks(message, ok, verdict, (on_success, on_failure), limiter)
+
+    deadline, run = Deadline(remaining, margin), BatchRun([], verdicts)
+    response = await run_records(
         client,
         event,
         one,
@@ -211,7 +199,22 @@ async def process_batch(
         concurrency=concurrency,
         delete_succeeded=delete_succeeded,
         on_cluster_complete=on_cluster_complete,
+        run=run,
+        may_start=deadline.allows_start,
+        on_done=done,
     )
+    deadline.log_not_started(len(run.not_started))
+    await apply_delays(client, run.retry_delays(retry))
+    if raise_on_entire_batch_failure:
+        _raise_if_all_failed(run, response)
+    return response
+
+
+def _raise_if_all_failed(run: BatchRun, response: PartialBatchResponse) -> None:
+    if run.records and len(run.failed) == len(run.records):
+        ids = run.failed_ids()
+        errors = {i: e for i in ids if (e := run.verdicts.error_of(i)) is not None}
+        raise BatchFailedError(ids, errors, response)
 
 
 async def run_records(
@@ -223,45 +226,53 @@ async def run_records(
     concurrency: int = DEFAULT_BATCH_CONCURRENCY,
     delete_succeeded: bool = False,
     on_cluster_complete: ClusterCallback | None = None,
+    run: BatchRun | None = None,
+    may_start: Callable[[], bool] = lambda: True,
+    on_done: OnDone | None = None,
 ) -> PartialBatchResponse:
     """Parse an event and run ``one(message, limiter)`` on every record, ``concurrency`` at once.
 
     ``one`` returns True when the record succeeded and must not raise. A record that does not
     parse fails alone; FIFO groups stop at their first failure, so what comes back keeps its
-    order. Returns Lambda's partial batch response.
+    order. Returns Lambda's partial batch response; ``run`` (when given) holds the details.
+    A record starts only while ``may_start()`` says so (the others are reported as failed);
+    ``on_done`` is called after each record that ran.
     """
     if on_cluster_complete is not None:
         _check_callable(on_cluster_complete, "on_cluster_complete")
-    records = event_records(event)  # validates the whole event before any side effect
-    if not records:
+    run = run or BatchRun([])
+    run.records = event_records(event)  # validates the whole event before any side effect
+    if not run.records:
         return {"batchItemFailures": []}
     if check_table:  # a missing table fails the invocation once, not every record on its own
         await client._preflight.table()
-    fifo = QueueArn.parse(records[0]["eventSourceARN"]).is_fifo
-    state = _BatchState()
-    messages = _parse_each(client, records, state)
+    fifo = QueueArn.parse(run.records[0]["eventSourceARN"]).is_fifo
+    run.parse(client.read_sqs_record)
     import anyio
 
     limiter = anyio.CapacityLimiter(max(1, concurrency))
 
     async def run_group(group: list[Positioned]) -> None:
         for n, (position, message) in enumerate(group):
-            if await _run_loaded(client, message, one, limiter):
-                state.succeeded.append(message)
+            if not may_start():
+                run.leave(group[n:], cause=None)
+                return
+            verdict = run.verdicts.of(message.message_id)
+            succeeded = await _run_loaded(client, message, one, limiter, verdict)
+            if on_done is not None:
+                await on_done(message, succeeded, limiter)
+            if succeeded:
+                run.succeeded.append(message)
                 continue
-            state.failed.add(position)
+            run.failed.add(position)
             if fifo:  # keep order: the rest of this group must come back too
-                state.failed.update(p for p, _ in group[n + 1 :])
+                run.leave(group[n + 1 :], cause=position)
                 return
 
-    groups = _groups(messages, records, fifo)
-    if fifo:  # a group with a rejected record stops there, like a failure, to keep its order
-        groups = [_stop_at_rejected(g, state.failed) for g in groups]
-    await run_bounded(groups, run_group, concurrency=concurrency)
-    if delete_succeeded and state.succeeded:
-        await client.delete_messages(state.succeeded)
-    failures = [records[p]["messageId"] for p in sorted(state.failed)]
-    return {"batchItemFailures": [{"itemIdentifier": i} for i in failures]}
+    await run_bounded(run.groups(fifo), run_group, concurrency=concurrency)
+    if delete_succeeded and run.succeeded:
+        await client.delete_messages(run.succeeded)
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in run.failed_ids()]}
 
 
 async def _run_loaded(
@@ -269,6 +280,7 @@ async def _run_loaded(
     message: ReceivedMessage[Any],
     one: Callable[[ReceivedMessage[Any], anyio.CapacityLimiter], Awaitable[bool]],
     limiter: anyio.CapacityLimiter,
+    verdict: Verdict,
 ) -> bool:
     """``one(message)`` with an offloaded body loaded first, and deleted once it succeeded.
 
@@ -287,9 +299,11 @@ async def _run_loaded(
                     exc.ref.uri,
                 )
                 return True
+            verdict.fail(exc)
             client.log_failure(message, exc)
             return False
         except Exception as exc:  # a loaded body that contradicts its key, S3 down ...
+            verdict.fail(exc)
             client.log_failure(message, exc)
             return False
     succeeded = await one(message, limiter)
@@ -310,13 +324,16 @@ async def _process_untracked(
     message: ReceivedMessage[Any],
     handler: Handler,
     limiter: anyio.CapacityLimiter,
+    verdict: Verdict,
 ) -> bool:
     """``track=False``: the handler alone. Never raises."""
     try:
-        await call_handler(handler, message, limiter=limiter)
+        result = await call_handler(handler, message, limiter=limiter)
     except Exception as exc:
+        verdict.fail(exc)
         client.log_failure(message, exc)
         return False
+    verdict.succeed(result)
     return True
 
 
@@ -328,12 +345,16 @@ async def _process_one(
     callback: ClusterCallback | None,
     remaining: RemainingMs,
     fanin: FanInLike,
+    verdict: Verdict,
 ) -> bool:
     """True when the message succeeded (or was already complete). Never raises: a fault in
     the handler or in AWS fails this record only, and SQS brings it back."""
     try:
-        return await _process_tracked(client, message, handler, limiter, callback, remaining, fanin)
+        return await _process_tracked(
+            client, message, handler, limiter, callback, remaining, fanin, verdict
+        )
     except Exception as exc:
+        verdict.fail(exc)
         client.log_failure(message, exc)
         return False
 
@@ -396,6 +417,7 @@ async def _process_tracked(
     callback: ClusterCallback | None,
     remaining: RemainingMs,
     fanin: FanInLike,
+    verdict: Verdict,
 ) -> bool:
     """Claim, run and settle one message; its settlement joins the batch's group commit."""
     member = _Member(fanin)
@@ -416,13 +438,16 @@ async def _process_tracked(
             try:
                 result = await call_handler(handler, message, limiter=limiter)
             except Exception as exc:
+                verdict.fail(exc)
                 client.log_failure(message, exc)
                 if message.is_task and await client.is_last_receive(message):
                     return False, await member.settle(client, message, error=exc)
                 member.leave()
                 await client.mark_failed(message, exc)
                 return False, None
-            return True, await member.settle(client, message, result=result)
+            cluster = await member.settle(client, message, result=result)
+            verdict.succeed(result)
+            return True, cluster
 
         succeeded, cluster = await run_leased(client, message, work, remaining)
         await client._run_callback(cluster, callback, limiter)

@@ -83,3 +83,34 @@ class IdempotencyConflictError(SQSClusterError, ValueError):
         self.idempotency_key = idempotency_key
         self.key = key
         self.indexes = list(indexes)
+
+
+class BatchFailedError(SQSClusterError):
+    """Every message of a batch failed (``safe_process_batch(...,
+    raise_on_entire_batch_failure=True)``).
+
+    ``message_ids`` lists them in the event's order; ``errors`` maps those that failed with an
+    exception to it (a message bounced by another delivery's lease, not started before the
+    deadline, or left behind by its FIFO group has none); ``response`` is the partial batch
+    response the call would have returned.
+    """
+
+    def __init__(
+        self,
+        message_ids: Sequence[str],
+        errors: Mapping[str, BaseException],
+        response: Mapping[str, Any],
+    ) -> None:
+        def one(message_id: str) -> str:
+            error = errors.get(message_id)
+            return message_id if error is None else f"{message_id} ({type(error).__name__})"
+
+        listed = ", ".join(one(i) for i in message_ids[:10])
+        more = "" if len(message_ids) <= 10 else f" (+{len(message_ids) - 10} more)"
+        super().__init__(
+            f"all {len(message_ids)} messages of the batch failed: {listed}{more}; each is "
+            "logged with its error"
+        )
+        self.message_ids = list(message_ids)
+        self.errors = dict(errors)
+        self.response = response

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster.
-# Body digest: d4f8a7956e366995 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: c9fa5dd584375f63 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of :mod:`sqs_cluster` (generated): the same API, with no ``async``.
 
 Each client keeps its own event loop in a background thread, so calls block while the
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from .. import (
     ENV_VARS,
+    Backoff,
+    BatchFailedError,
     BatchItemFailure,
     CallbackImportError,
     CallbackState,
@@ -38,6 +40,7 @@ from .. import (
     RedriveError,
     ResourceMissingError,
     Resources,
+    RetryAfter,
     SentKeys,
     SQSClusterError,
     Status,
@@ -51,7 +54,7 @@ from .. import (
     parse_record,
 )
 from ._aws_provision import ensure_resources
-from ._callbacks import ClusterCallback, Handler
+from ._callbacks import ClusterCallback, FailureHook, Handler, SuccessHook
 from ._cli_worker import Worker, run_worker
 from ._client import MessageClient
 from ._clusters_model import ClusterRecord
@@ -72,15 +75,19 @@ __all__ = [
     "CallbackState",
     "ClusterCallback",
     "ClusterRecord",
+    "Backoff",
     "BatchItemFailure",
     "Claim",
     "ClaimOutcome",
+    "FailureHook",
     "Handler",
     "Message",
     "PartialBatchResponse",
     "QueueArn",
     "ReceivedMessage",
     "SentKeys",
+    "RetryAfter",
+    "SuccessHook",
     "UnsentMessage",
     "parse_record",
     "LambdaContext",
@@ -88,6 +95,7 @@ __all__ = [
     "WorkerOptions",
     "WorkerStats",
     "run_worker",
+    "BatchFailedError",
     "ClusterSendError",
     "ConfigError",
     "ConflictError",

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 5b6603114be4ca40 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 70017e918559222d (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from .._facade import runtime as _facade
 from .._messages.batch import DEFAULT_BATCH_CONCURRENCY, PartialBatchResponse
 from .._messages.errors import PartialSendError
 from .._messages.outgoing import SentKeys
+from .._messages.retry import Backoff
 from .._messages.sending import Progress
 from .._messages.tracking import Claim
 from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn
-from ._callbacks import ClusterCallback, Handler, RecordLike
+from ._callbacks import ClusterCallback, FailureHook, Handler, RecordLike, SuccessHook
 from ._clusters_model import ClusterRecord
 from ._messages_event import ReceivedMessage
 
@@ -210,6 +211,11 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         delete_succeeded: bool = False,
         on_cluster_complete: ClusterCallback | None = None,
         context: Any = None,
+        retry: Backoff | None = None,
+        deadline_margin_seconds: float | None = None,
+        raise_on_entire_batch_failure: bool = False,
+        on_success: SuccessHook | None = None,
+        on_failure: FailureHook | None = None,
     ) -> PartialBatchResponse:
         """Run ``handler`` on each record and return Lambda's partial batch response.
 
@@ -226,6 +232,16 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         capped by the queue's visibility timeout and, given Lambda's ``context`` (or the local
         worker's), by the invocation's remaining time: a delivery that dies mid-handler leaves a
         lease that has ended by the time SQS delivers the message again.
+
+        ``retry=Backoff(...)`` sets each failed message's visibility timeout to an exponential
+        back-off from its receive count before returning (one ChangeMessageVisibilityBatch per
+        10 failures; best effort), and a handler may raise ``RetryAfter(seconds)``. Given a
+        ``context``, no message starts once less than ``deadline_margin_seconds`` are left
+        (default: 5 s, or a tenth of the time left at the start when that is shorter; 0 turns
+        it off): those not started are reported as failed. ``raise_on_entire_batch_failure``
+        raises :class:`BatchFailedError` when every message failed. ``on_success(message,
+        result)`` and ``on_failure(message, error)`` run after each message that ran; what
+        they raise is logged and ignored.
         """
         return self._call(
             self._core.safe_process_batch,
@@ -236,6 +252,11 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
             delete_succeeded=delete_succeeded,
             on_cluster_complete=self._callback(on_cluster_complete),
             context=context,
+            retry=retry,
+            deadline_margin_seconds=deadline_margin_seconds,
+            raise_on_entire_batch_failure=raise_on_entire_batch_failure,
+            on_success=self._callback(on_success),
+            on_failure=self._callback(on_failure),
         )
 
     def process_dead_letters(
