@@ -12,9 +12,11 @@ but unrecorded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .._aws.clients import AWS
@@ -28,15 +30,26 @@ from .model import progress_key, progress_marker_key
 logger = logging.getLogger("sqs_cluster")
 
 
+@dataclass
+class _Whole:
+    """A unit sent whole, waiting for the group write that records it."""
+
+    number: int
+    sent: list[int]
+    done: asyncio.Future[None]
+
+
 class ProgressWriter:
     """Persists, unit by unit, which tasks were confirmed sent.
 
-    One conditional UpdateItem per unit that sent anything: a unit sent whole goes to
-    ``sentUnits``, the tasks of a unit sent in part to ``sentTasks``, and their number is added
-    to ``sentCount`` only if the unit (or the part's first task) is not in the set yet, so a
-    retried write counts once. ``known`` maps a unit to the tasks a resume found sent already:
-    a marker of that unit lists them too. Tasks whose progress could not be written anywhere end
-    up in ``unrecorded`` (index -> why).
+    One conditional UpdateItem records units: a unit sent whole goes to ``sentUnits``, the
+    tasks of a unit sent in part to ``sentTasks``, and their number is added to ``sentCount``
+    only if the units (or the part's first task) are not in the set yet, so a retried write
+    counts once. Units sent whole that finish while a write is under way are recorded together
+    by the next one (a group commit: one request for several units, each unit done only once
+    its write landed). ``known`` maps a unit to the tasks a resume found sent already: a marker
+    of that unit lists them too. Tasks whose progress could not be written anywhere end up in
+    ``unrecorded`` (index -> why).
     """
 
     def __init__(
@@ -46,45 +59,80 @@ class ProgressWriter:
         self._key = progress_key(cluster)
         self._known = known if known is not None else {}
         self.unrecorded: dict[int, str] = {}
+        self._waiting: list[_Whole] = []
+        self._writing = False
 
     async def record(self, unit: Unit, failed: Mapping[int, str]) -> None:
         """Record a finished unit: whole if nothing failed, else just the tasks that were sent."""
         sent = [p.index for p in unit.send if p.index not in failed]
         if not sent:
             return
-        whole = not failed  # the whole unit is done, whatever an earlier call had sent of it
+        if failed:
+            await self._write([(unit.number, sent)], whole=False)
+            return
+        # the whole unit is done, whatever an earlier call had sent of it
+        waiting = _Whole(unit.number, sent, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        if self._writing:  # the write under way takes it next
+            await waiting.done
+            return
+        self._writing = True
+        group: list[_Whole] = []
         try:
-            await self._update(unit.number, sent, whole)
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                await self._write([(w.number, w.sent) for w in group], whole=True)
+                for w in group:
+                    w.done.set_result(None)
+                group = []
+        except BaseException:  # cancelled: the units it was to record stay "may have been sent"
+            for w in [*group, *self._waiting]:
+                if not w.done.done():
+                    w.done.cancel()
+            self._waiting = []
+            raise
+        finally:
+            self._writing = False
+
+    async def _write(self, units: list[tuple[int, list[int]]], *, whole: bool) -> None:
+        try:
+            await self._update(units, whole)
         except Exception as exc:
             cause = f"{type(exc).__name__}: {exc}"
             logger.warning("progress of %s not written (%s); writing a marker", self._key, cause)
-            await self._mark(unit.number, sent, whole, cause)
+            for number, sent in units:
+                await self._mark(number, sent, whole, cause)
 
-    async def _update(self, number: int, sent: list[int], whole: bool) -> None:
+    async def _update(self, units: list[tuple[int, list[int]]], whole: bool) -> None:
         if whole:
-            field, members, guard = "sentUnits", [number], number
+            field = "sentUnits"
+            members = guards = [number for number, _ in units]
         else:
-            field, members, guard = "sentTasks", sorted(sent), min(sent)
+            ((_, sent),) = units
+            field, members, guards = "sentTasks", sorted(sent), [min(sent)]
+        values: dict[str, Any] = {
+            ":n": {"N": str(sum(len(sent) for _, sent in units))},
+            ":s": {"NS": [str(m) for m in members]},
+            ":x": {"N": str(int(time.time()) + self._aws.config.record_ttl_seconds)},
+        }
+        for i, guard in enumerate(guards):
+            values[f":g{i}"] = {"N": str(guard)}
+        # applied already when the units (or the part's first task) are in the set: by this
+        # very write, whose answer was lost and which botocore sent again
+        condition = " AND ".join(f"NOT contains(#s, :g{i})" for i in range(len(guards)))
         written = await update_if(
             self._aws,
             {
                 "TableName": self._aws.config.table,
                 "Key": key_item(self._key),
                 "UpdateExpression": "ADD #c :n, #s :s SET #x = if_not_exists(#x, :x)",
-                # applied already when the unit (or the part's first task) is in the set: by
-                # this very write, whose answer was lost and which botocore sent again
-                "ConditionExpression": "NOT contains(#s, :g)",
+                "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#c": "sentCount", "#s": field, "#x": "expiresAt"},
-                "ExpressionAttributeValues": {
-                    ":n": {"N": str(len(sent))},
-                    ":s": {"NS": [str(m) for m in members]},
-                    ":g": {"N": str(guard)},
-                    ":x": {"N": str(int(time.time()) + self._aws.config.record_ttl_seconds)},
-                },
+                "ExpressionAttributeValues": values,
             },
         )
         if not written.applied:
-            logger.debug("progress of unit %d of %s was written already", number, self._key)
+            logger.debug("progress of units %s of %s was written already", guards, self._key)
 
     async def _mark(self, number: int, sent: list[int], whole: bool, cause: str) -> None:
         """The fallback: one marker item for the unit, ``whole`` or listing its sent tasks."""
