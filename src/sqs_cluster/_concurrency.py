@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -15,23 +22,55 @@ T = TypeVar("T")
 
 
 async def run_bounded(
-    items: Iterable[T], worker: Callable[[T], Awaitable[None]], *, concurrency: int
+    items: Iterable[T] | AsyncIterable[T],
+    worker: Callable[[T], Awaitable[None]],
+    *,
+    concurrency: int,
 ) -> None:
     """Run ``worker`` over ``items`` with at most ``concurrency`` in flight.
 
-    Items are pulled lazily, so memory stays bounded by ``concurrency``, not by the item count.
-    The first exception cancels the other workers and is raised.
+    Items are pulled lazily (from an async iterable, one puller at a time), so memory stays
+    bounded by ``concurrency``, not by the item count. The first exception cancels the other
+    workers and is raised.
     """
-    iterator: Iterator[T] = iter(items)
-
-    async def drain() -> None:
-        for item in iterator:
-            await worker(item)
+    if isinstance(items, AsyncIterable):
+        drain = _async_drain(items.__aiter__(), worker)
+    else:
+        drain = _sync_drain(iter(items), worker)
 
     workers = max(1, concurrency)
     async with _Group() as group:
         for _ in range(workers):
             group.create_task(drain())
+
+
+def _sync_drain(
+    iterator: Iterator[T], worker: Callable[[T], Awaitable[None]]
+) -> Callable[[], Awaitable[None]]:
+    async def drain() -> None:
+        for item in iterator:
+            await worker(item)
+
+    return drain
+
+
+def _async_drain(
+    iterator: AsyncIterator[T], worker: Callable[[T], Awaitable[None]]
+) -> Callable[[], Awaitable[None]]:
+    """A worker loop over an async iterator that several loops share (an async generator
+    must not be stepped by two of them at once)."""
+    pulling = asyncio.Lock()
+
+    async def drain() -> None:
+        while True:
+            async with pulling:
+                try:
+                    item = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+            await worker(item)
+
+    return drain
 
 
 class _Group:

@@ -32,6 +32,7 @@ ENV_VARS: dict[str, str] = {
     "offload_threshold_bytes": "SQS_CLUSTER_OFFLOAD_THRESHOLD_BYTES",
     "delete_payloads": "SQS_CLUSTER_DELETE_PAYLOADS",
     "record_body_bytes": "SQS_CLUSTER_RECORD_BODY_BYTES",
+    "stream_tasks_above": "SQS_CLUSTER_STREAM_TASKS_ABOVE",
 }
 
 
@@ -70,6 +71,10 @@ class Config:
     (then it is refused). The payload is deleted once its message succeeded, unless
     ``delete_payloads`` is False. A record copies a body of at most ``record_body_bytes``;
     above that it keeps the body's size, SHA-256 and where it lives.
+
+    Clusters from a stream of tasks (an iterable, not a list): one longer than
+    ``stream_tasks_above`` (default 16,000: what fills the 64 counter shards) is fanned out as
+    it is read, in memory bounded by ``max_concurrency``; a shorter one is read whole first.
     """
 
     table: str
@@ -91,6 +96,7 @@ class Config:
     offload_threshold_bytes: int | None = None
     delete_payloads: bool = True
     record_body_bytes: int = 4096
+    stream_tasks_above: int = 16_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, str) or not self.table:
@@ -117,6 +123,7 @@ class Config:
             _positive("max_receive_count", self.max_receive_count, maximum=1000)
         if self.offload_threshold_bytes is not None:
             _positive("offload_threshold_bytes", self.offload_threshold_bytes, maximum=1_048_576)
+        _positive("stream_tasks_above", self.stream_tasks_above, maximum=1_000_000)
         if isinstance(self.record_body_bytes, bool) or not isinstance(self.record_body_bytes, int):
             raise ConfigError(
                 f"record_body_bytes: expected a whole number, got {self.record_body_bytes!r}"

@@ -24,8 +24,9 @@ from .._clusters.create import create_cluster
 from .._clusters.fanin import FanIn
 from .._clusters.globals import read_globals, update_globals
 from .._clusters.model import ClusterCallback, ClusterRecord, globals_object_key
-from .._clusters.plan import collect_tasks, plan_cluster
+from .._clusters.plan import plan_cluster
 from .._clusters.read import coerce_cluster_key, iter_task_records, read_cluster
+from .._clusters.stream import read_tasks
 from .._errors import ConfigError
 from .._messages.event import ReceivedMessage
 from .._messages.sending import Progress
@@ -67,10 +68,14 @@ class ClusterOperations:
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
 
         ``tasks`` is a list, or any iterable or async iterable (a generator,
-        :meth:`tasks_from_s3`): it is read to its end first, so the total is fixed before the
-        first write and the cluster can never end early; resuming takes the same tasks again.
+        :meth:`tasks_from_s3`). A stream of up to ``Config.stream_tasks_above`` tasks (16,000)
+        is read whole first; a longer one is fanned out as it is read, in bounded memory, and
+        its total is fixed when it ends: the cluster cannot end before (``streaming``). Resuming
+        takes the same tasks again, from the start.
 
-        Every task is validated before anything is written (errors name ``tasks[i]``). Then the
+        Every task is validated before anything is written (errors name ``tasks[i]``), except
+        those of a long stream, checked as they are read: a bad one stops the fan-out with
+        ClusterSendError naming it, and a resume with the stream fixed goes on. Then the
         cluster record, the globals object (``<pKey>-globals.json``, SSE-encrypted), the task
         records and the messages are written, concurrently under the client's semaphore.
         ``progress(n)`` is called as tasks are confirmed sent. If it fails (ClusterSendError
@@ -99,7 +104,7 @@ class ClusterOperations:
         plan = await plan_cluster(
             self._aws,
             queue_url,
-            await collect_tasks(tasks),
+            await read_tasks(tasks, self._aws.config.stream_tasks_above),
             globals_value=globals,
             meta=meta,
             omit_globals=omit_globals,

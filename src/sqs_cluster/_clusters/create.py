@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from .._aws.clients import AWS
@@ -30,9 +30,10 @@ from .errors import ClusterSendError
 from .fanout_lease import FanoutLease
 from .globals import write_globals
 from .model import counter_key, progress_key, progress_marker_key
-from .plan import ClusterPlan, prepare_task
+from .plan import ClusterPlan, check_group, prepare_task, validate_task
 from .progress import ProgressWriter
-from .shards import quota, shard_count, shard_key
+from .shards import quota, shard_key
+from .stream import TaskStream, open_shard_items, seal, sealed_total
 
 logger = logging.getLogger("sqs_cluster")
 NOT_ATTEMPTED = "not attempted: the fan-out stopped first"
@@ -46,25 +47,29 @@ async def create_cluster_record(aws: AWS, plan: ClusterPlan) -> bool:
     cluster (or another queue) must fail here, before anything else is written.
     """
     expires = str(int(time.time()) + aws.config.record_ttl_seconds)
-    total = len(plan.tasks)
-    shards = shard_count(total)
-    counter = {
+    shards = plan.shards
+    counter: dict[str, Any] = {
         "pKey": {"S": plan.key.p_key},
         "rKey": {"S": counter_key(plan.key).r_key},
-        "total": {"N": str(total)},
         "url": {"S": plan.queue_url},
         "expiresAt": {"N": expires},
         "shards": {"N": str(shards)},
         "shardsLeft": {"N": str(shards)},
     }
+    if plan.stream is None:  # a stream's total is written when it ends (``stream.seal``)
+        counter["total"] = {"N": str(len(plan.tasks))}
+    else:
+        counter["stream"] = {"BOOL": True}
     fresh = await _put_if_absent(aws, counter)
     if not fresh:
         await _check_same_cluster(aws, plan)
     # before any task is sent, so nothing can count before its shard exists; a crash may come
     # in between, and a resume writes what is missing (each write applies only if absent)
-    await asyncio.gather(
-        *(_put_if_absent(aws, _shard_item(plan, shard, shards, expires)) for shard in range(shards))
-    )
+    if plan.stream is None:
+        items = [_shard_item(plan, shard, shards, expires) for shard in range(shards)]
+    else:
+        items = open_shard_items(plan.key, expires)
+    await asyncio.gather(*(_put_if_absent(aws, item) for item in items))
     await _put_if_absent(aws, _cluster_item(aws, plan, expires))
     return fresh
 
@@ -94,9 +99,12 @@ def _cluster_item(aws: AWS, plan: ClusterPlan, expires: str) -> dict[str, Any]:
         "startedAt": {"S": stamp},
         "updatedAt": {"S": stamp},
         "expiresAt": {"N": expires},
-        "total": {"N": str(len(plan.tasks))},
         "toleratedFailures": {"N": str(plan.tolerated)},
     }
+    if plan.stream is None:
+        item["total"] = {"N": str(len(plan.tasks))}
+    else:
+        item["stream"] = {"BOOL": True}
     if plan.meta_text is not None:
         item["meta"] = {"S": plan.meta_text}
     if plan.location is not None:
@@ -119,7 +127,11 @@ async def _put_if_absent(aws: AWS, item: dict[str, Any]) -> bool:
 
 async def _check_same_cluster(aws: AWS, plan: ClusterPlan) -> None:
     existing = from_item(await get_raw(aws, counter_key(plan.key), consistent_read=True) or {})
-    if existing.get("url") != plan.queue_url or existing.get("total") != len(plan.tasks):
+    if plan.stream is not None:  # its total is checked once the stream ended
+        same = existing.get("url") == plan.queue_url and bool(existing.get("stream"))
+    else:
+        same = existing.get("url") == plan.queue_url and existing.get("total") == len(plan.tasks)
+    if not same:
         raise ValidationError(
             "cluster_id",
             f"{plan.key.id!r} is already used by a cluster of {existing.get('total')} tasks on "
@@ -270,6 +282,8 @@ class Fanout:
         # fresh: nothing was ever sent, so no task record needs reading first
         fresh = fresh and before.get("leaseOwner", self.lease.token) == self.lease.token
         fresh = fresh and not (units or tasks or fanned_out or "sentCount" in before)
+        if fanned_out and plan.stream is not None:  # what was read of it is its sealed total
+            plan.stream.window.read = await sealed_total(aws, plan.key) or 0
         total = len(plan.tasks)
         if fanned_out:
             self.sent_units = set(range(-(-total // UNIT)))
@@ -279,25 +293,85 @@ class Fanout:
             return plan.key
         if plan.location is not None:  # never overwrite globals tasks may already have changed
             await write_globals(aws, plan.location, plan.globals_value, if_none_match=True)
-        already = len(tasks) + sum(min(UNIT, total - u * UNIT) for u in units)
+        sizes = (UNIT if plan.stream else min(UNIT, total - u * UNIT) for u in units)
+        already = len(tasks) + sum(sizes)
         if self.progress is not None and already:
             self.progress(already)
-        await write_then_send(
-            aws,
-            plan.queue_url,
-            plan_units(aws, plan, units, tasks),
-            progress=self.progress,
-            resolve=None if fresh else self._resolve,
-            before_write=self._before_write,
-            before_send=self._before_send,
-            after_unit=self._after_unit,
-            collect_keys=False,
-        )
+        if plan.stream is None:
+            todo: Iterable[Unit] | AsyncIterable[Unit] = plan_units(aws, plan, units, tasks)
+        else:
+            todo = self._stream_units(plan.stream, units, tasks)
+        try:
+            await write_then_send(
+                aws,
+                plan.queue_url,
+                todo,
+                progress=self.progress,
+                resolve=None if fresh else self._resolve,
+                before_write=self._before_write,
+                before_send=self._before_send,
+                after_unit=self._after_unit,
+                collect_keys=False,
+            )
+        except ValidationError as exc:  # a task of the stream, read after others were sent
+            if plan.stream is None:
+                raise
+            raise self.stopped(str(exc)) from exc
         if self.failed:
             raise self.stopped(None)
         # every unit's progress was recorded before it finished, so the lease can go at once
         await asyncio.gather(mark_fanned_out(aws, plan), self.lease.release())
         return plan.key
+
+    async def _stream_units(
+        self, stream: TaskStream, sent_units: set[int], sent_tasks: set[int]
+    ) -> AsyncIterator[Unit]:
+        """A stream's units as it is read; the last one held back until the stream is sealed
+        (so the seal always leaves room for a task not yet sent, see ``stream``)."""
+        held: list[int] = []
+        pending: list[int] = []
+        index = 0
+        async for batch in stream.batches():
+            for task in batch:
+                stream.window.values[index] = task
+                if stream.group_of is not None:
+                    where = f"message_group_id(tasks[{index}])"
+                    stream.groups.values[index] = check_group(stream.group_of(task), where)
+                pending.append(index)
+                index += 1
+                stream.window.read = index
+                if len(pending) == UNIT:
+                    unit = self._stream_unit(stream, held, sent_units, sent_tasks)
+                    if unit is not None:
+                        yield unit
+                    held, pending = pending, []
+        stream.total = index
+        await seal(self.aws, self.plan.key, index, self.plan.tolerated_spec)
+        for indexes in (held, pending):
+            unit = self._stream_unit(stream, indexes, sent_units, sent_tasks)
+            if unit is not None:
+                yield unit
+
+    def _stream_unit(
+        self, stream: TaskStream, indexes: list[int], sent_units: set[int], sent_tasks: set[int]
+    ) -> Unit | None:
+        """The unit of ``indexes`` (None when sent already), its tasks checked and prepared,
+        then dropped from the stream's window."""
+        if not indexes:
+            return None
+        try:
+            if indexes[0] // UNIT in sent_units:
+                return None
+            items = []
+            for i in indexes:
+                if i not in sent_tasks:
+                    validate_task(self.plan, i, stream.window.values[i])
+                    items.append(prepare_task(self.aws, self.plan, i))
+            return Unit(indexes[0] // UNIT, items, items) if items else None
+        finally:
+            for i in indexes:
+                stream.window.values.pop(i, None)
+                stream.groups.values.pop(i, None)
 
     async def _resolve(self, unit: Unit) -> Unit:
         return await resolve_resumed(self.aws, self.plan.key, unit, self.confirmed)

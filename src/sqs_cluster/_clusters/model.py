@@ -183,6 +183,9 @@ class ClusterRecord(Generic[Meta, Globals]):
     a completion can tell which end it is for."""
     redriving: bool = False
     """True while a redrive is under way (or stopped midway: calling it again finishes it)."""
+    streaming: bool = False
+    """True while the tasks of a cluster created from a long stream are still being read:
+    ``total`` is then what was sent so far, and the cluster cannot end."""
     client: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -272,10 +275,13 @@ def cluster_from_items(
     if main is None:
         raise RecordNotFoundError(key)
     location = main.get("globals")
+    sent = max(sent, int(main.get("sentCount", 0)))
+    streaming = "total" not in main and bool(main.get("stream"))
     return ClusterRecord(
         key=key,
-        total=int(main.get("total", 0)),
-        sent=max(sent, int(main.get("sentCount", 0))),
+        total=sent if streaming else int(main.get("total", 0)),
+        streaming=streaming,
+        sent=sent,
         completed=completed,
         failed=failed,
         tolerated_failures=int(main.get("toleratedFailures", 0)),

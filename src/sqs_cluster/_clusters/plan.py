@@ -29,12 +29,13 @@ from .._messages.outgoing import (
     validate_queue_url,
 )
 from .._records.codec import dumps
-from .._records.limits import check_meta_size
+from .._records.limits import MAX_SHARDS, check_meta_size
 from .._records.model import RecordKey, RecordType
 from .bound import on_complete_text
 from .globals import globals_body
 from .model import cluster_key, globals_object_key, tolerated_count, validate_cluster_id
 from .shards import shard_count
+from .stream import TaskStream
 from .task_wire import TaskWire
 
 GroupId = str | Callable[[Any], str]
@@ -64,11 +65,20 @@ class ClusterPlan:
     """``"s3"``: write every result as one JSON Lines object when the cluster ends."""
     dedup_suffix: str = ""
     """FIFO only: added to each task's deduplication id (a redrive's messages are new ones)."""
+    stream: TaskStream | None = None
+    """A stream fanned out as it is read (``tasks`` is then its window, see ``stream``)."""
+    tolerated_spec: int | str | None = None
+    """``tolerated_failures`` as given: a percentage of a stream is resolved when it ends."""
+
+    @cached_property
+    def shards(self) -> int:
+        """How many counter shards the cluster counts into (all of them for a stream)."""
+        return MAX_SHARDS if self.stream is not None else shard_count(len(self.tasks))
 
     @cached_property
     def wire(self) -> TaskWire:
         """The templates of this cluster's task bodies and keys."""
-        return TaskWire.for_cluster(self.key, self.location, shard_count(len(self.tasks)))
+        return TaskWire.for_cluster(self.key, self.location, self.shards)
 
 
 async def plan_cluster(
@@ -94,7 +104,10 @@ async def plan_cluster(
     message (see ``Config.offload_payloads``).
     """
     validate_queue_url(queue_url)
-    if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Sequence):
+    stream = tasks if isinstance(tasks, TaskStream) else None
+    if stream is None and (
+        isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Sequence)
+    ):
         raise ValidationError(
             "tasks",
             f"expected a list or an (async) iterable of tasks, got {type(tasks).__name__}",
@@ -102,7 +115,14 @@ async def plan_cluster(
     if not tasks:
         raise ValidationError("tasks", "a cluster needs at least one task")
     fifo = queue_url.rstrip("/").endswith(".fifo")
-    groups = plan_groups(queue_url, fifo, message_group_id, tasks)
+    groups: str | Sequence[str] | None
+    if stream is None:
+        groups = plan_groups(queue_url, fifo, message_group_id, tasks)
+    else:  # checked now, computed as the stream is read
+        groups = plan_groups(queue_url, fifo, message_group_id, [])
+        if isinstance(groups, list):
+            assert callable(message_group_id)
+            stream.group_of, groups = message_group_id, stream.groups
     cid = validate_cluster_id(cluster_id) if cluster_id is not None else uuid.uuid4().hex
     key = cluster_key(cid, queue_url)
     location = None
@@ -119,22 +139,26 @@ async def plan_cluster(
     if results == "s3" and not aws.config.bucket:
         raise ConfigError('bucket: results="s3" needs Config.bucket')
     limit = await queue_max_bytes(queue_url)
+    tolerated = tolerated_count(tolerated_failures, 0 if stream else len(tasks))
     plan = ClusterPlan(
         key=key,
         queue_url=queue_url,
-        tasks=tasks,
+        tasks=tasks if stream is None else stream.window,
         location=location,
         meta_text=meta_text,
         globals_value={} if globals_value is None else globals_value,
-        tolerated=tolerated_count(tolerated_failures, len(tasks)),
+        tolerated=tolerated,
         sizing=sizing_for(aws.config, limit),
         fifo=fifo,
         groups=groups,
         on_complete_text=bound,
         results_to=results,
+        stream=stream,
+        tolerated_spec=tolerated_failures,
     )
-    for index, task in enumerate(tasks):
-        validate_task(plan, index, task)
+    if stream is None:  # a stream's tasks are checked as they are read
+        for index, task in enumerate(tasks):
+            validate_task(plan, index, task)
     return plan
 
 
@@ -150,6 +174,11 @@ async def collect_tasks(tasks: Any) -> Any:
 
         return await anyio.to_thread.run_sync(list, tasks)
     return tasks
+
+
+def check_group(value: Any, field_name: str) -> str:
+    """A message group id as SQS takes it (ValidationError naming ``field_name`` otherwise)."""
+    return _check_group(value, field_name)
 
 
 def plan_groups(

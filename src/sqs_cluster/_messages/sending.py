@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
@@ -326,7 +326,7 @@ def plain_units(prepared: Iterable[Prepared]) -> Iterator[Unit]:
 async def write_then_send(
     aws: AWS,
     queue_url: str,
-    units: Iterable[Unit],
+    units: Iterable[Unit] | AsyncIterable[Unit],
     *,
     progress: Progress | None = None,
     resolve: Callable[[Unit], Awaitable[Unit]] | None = None,

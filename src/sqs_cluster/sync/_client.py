@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 70017e918559222d (gen_sync.py --check tells hand edits from stale files).
+# Body digest: d80569ab5a8ccfe4 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -425,10 +425,14 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         """Fan out one message per task, fan back in with ``on_cluster_complete``.
 
         ``tasks`` is a list, or any iterable or async iterable (a generator,
-        :meth:`tasks_from_s3`): it is read to its end first, so the total is fixed before the
-        first write and the cluster can never end early; resuming takes the same tasks again.
+        :meth:`tasks_from_s3`). A stream of up to ``Config.stream_tasks_above`` tasks (16,000)
+        is read whole first; a longer one is fanned out as it is read, in bounded memory, and
+        its total is fixed when it ends: the cluster cannot end before (``streaming``). Resuming
+        takes the same tasks again, from the start.
 
-        Every task is validated before anything is written (errors name ``tasks[i]``). Then the
+        Every task is validated before anything is written (errors name ``tasks[i]``), except
+        those of a long stream, checked as they are read: a bad one stops the fan-out with
+        ClusterSendError naming it, and a resume with the stream fixed goes on. Then the
         cluster record, the globals object (``<pKey>-globals.json``, SSE-encrypted), the task
         records and the messages are written, concurrently under the client's semaphore.
         ``progress(n)`` is called as tasks are confirmed sent. If it fails (ClusterSendError

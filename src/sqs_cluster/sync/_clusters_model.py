@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: 52e25d4912ef894d (gen_sync.py --check tells hand edits from stale files).
+# Body digest: de4952c67d83198b (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -180,6 +180,13 @@ class ClusterRecord(
     def redriving(self) -> bool:
         """True while a redrive is under way (or stopped midway: calling it again finishes it)."""
         return self._core.redriving
+
+    @property
+    def streaming(self) -> bool:
+        """True while the tasks of a cluster created from a long stream are still being read:
+        ``total`` is then what was sent so far, and the cluster cannot end.
+        """
+        return self._core.streaming
 
     @property
     def id(self) -> str:

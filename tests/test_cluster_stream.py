@@ -1,0 +1,203 @@
+"""Clusters from a stream longer than ``Config.stream_tasks_above``: fanned out as it is read,
+the total fixed when it ends, never ended before; resumable. And ``iter_results`` at 10,000.
+
+Through the public API on the local server (the sync facade's iterators in test_sync.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from sqs_cluster import ClusterSendError, Config, MessageClient, Status
+from sqs_cluster._messages.lambda_shape import lambda_event
+
+from . import lifecycle_callbacks
+from .conftest import REGION, Queue, receive_event
+from .drain import drain_queue
+
+pytestmark = pytest.mark.asyncio
+
+CALLBACK = "tests.lifecycle_callbacks:record_end"
+ABOVE = 100  # streams longer than this are fanned out as they are read
+
+
+@pytest.fixture
+def config(base_config: Config) -> Config:
+    return base_config.with_changes(stream_tasks_above=ABOVE)
+
+
+def numbers(count: int) -> Iterator[dict[str, int]]:
+    for n in range(count):
+        yield {"n": n}
+
+
+def shards_of(records: list[dict[str, Any]]) -> set[int]:
+    return {json.loads(r["body"])["shards"] for r in records}
+
+
+async def test_a_long_stream_is_counted_whole_and_ends_once(
+    config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(
+            queue.url, numbers(430), omit_globals=True, on_complete=CALLBACK
+        )
+        created = await client.get_message_cluster(key, consistent_read=True)
+        assert (created.total, created.sent, created.streaming) == (430, 430, False)
+        ran: Counter[int] = Counter()
+        await drain_queue(client, queue.url, lambda m: ran.update([m.task["n"]]) or m.task["n"])
+        ended = await client.get_message_cluster(key, consistent_read=True)
+        results = sorted([r.result async for r in client.iter_results(key)])
+    assert (ended.status, ended.completed, ended.total) == (Status.COMPLETE, 430, 430)
+    assert ran == Counter(range(430))
+    assert results == list(range(430))
+    assert [e for e in lifecycle_callbacks.ENDED if e[0] == key.id] == [(key.id, "COMPLETE", 430)]
+
+
+async def test_a_short_stream_is_read_whole_and_a_long_one_counts_into_every_shard(
+    config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(config) as client:
+        await client.create_message_cluster(queue.url, numbers(ABOVE), omit_globals=True)
+        assert shards_of(receive_event(sqs, queue.url, max_messages=ABOVE)["Records"]) == {1}
+        await client.create_message_cluster(queue.url, numbers(ABOVE + 1), omit_globals=True)
+        assert shards_of(receive_event(sqs, queue.url, max_messages=ABOVE + 1)["Records"]) == {64}
+
+
+async def test_the_cluster_cannot_end_before_its_stream_does(config: Config, queue: Queue) -> None:
+    paused, resume = asyncio.Event(), asyncio.Event()
+
+    async def slow_stream() -> AsyncIterator[int]:
+        for n in range(300):
+            if n == 250:  # read 100 a batch: two were fanned out, bar the unit held back
+                paused.set()
+                await resume.wait()
+            yield n
+
+    async with MessageClient(config) as client:
+        create = asyncio.ensure_future(
+            client.create_message_cluster(
+                queue.url, slow_stream(), cluster_id="slow-stream-1", omit_globals=True
+            )
+        )
+        await paused.wait()
+        for _ in range(50):  # consumers finish everything sent so far
+            await drain_queue(client, queue.url, lambda m: None)
+            midway = await client.get_message_cluster("SQSMessage$slow-stream-1", True)
+            if midway.completed >= 150:
+                break
+        assert midway.streaming and midway.status is Status.PRE_FLIGHT
+        assert midway.completed == midway.sent >= 150 and not midway.is_finished
+        resume.set()
+        key = await create
+        await drain_queue(client, queue.url, lambda m: None)
+        ended = await client.get_message_cluster(key, consistent_read=True)
+    assert (ended.status, ended.total, ended.completed) == (Status.COMPLETE, 300, 300)
+
+
+async def test_a_stream_that_stops_midway_is_resumed_with_the_same_stream(
+    config: Config, queue: Queue
+) -> None:
+    def broken(count: int, fail_at: int) -> Iterator[int]:
+        for n in range(count):
+            if n == fail_at:
+                raise ConnectionError("the source went away")
+            yield n
+
+    async with MessageClient(config) as client:
+        with pytest.raises(ClusterSendError, match="the source went away") as info:
+            await client.create_message_cluster(
+                queue.url, broken(500, 333), cluster_id="resume-stream-1", omit_globals=True
+            )
+        assert "resume" in str(info.value)
+        ran: Counter[int] = Counter()
+        await drain_queue(client, queue.url, lambda m: ran.update([m.task]))
+        partial = await client.get_message_cluster("SQSMessage$resume-stream-1", True)
+        assert (
+            partial.streaming and not partial.is_finished and partial.completed == sum(ran.values())
+        )
+        key = await client.create_message_cluster(
+            queue.url, broken(500, -1), cluster_id="resume-stream-1", omit_globals=True
+        )
+        await drain_queue(client, queue.url, lambda m: ran.update([m.task]))
+        ended = await client.get_message_cluster(key, consistent_read=True)
+    assert (ended.status, ended.total, ended.completed) == (Status.COMPLETE, 500, 500)
+    assert ran == Counter(range(500))  # each task ran once: resent copies were absorbed
+
+
+async def test_a_bad_task_read_late_stops_the_fan_out_naming_it(
+    config: Config, queue: Queue
+) -> None:
+    def tasks(bad: bool) -> Iterator[Any]:
+        for n in range(200):
+            yield {1, 2} if bad and n == 170 else n
+
+    async with MessageClient(config) as client:
+        with pytest.raises(ClusterSendError, match=r"tasks\[170\]") as info:
+            await client.create_message_cluster(
+                queue.url, tasks(True), cluster_id="bad-stream-1", omit_globals=True
+            )
+        assert 0 < info.value.sent < 200
+        key = await client.create_message_cluster(
+            queue.url, tasks(False), cluster_id="bad-stream-1", omit_globals=True
+        )
+        await drain_queue(client, queue.url, lambda m: None)
+        ended = await client.get_message_cluster(key, consistent_read=True)
+    assert (ended.status, ended.completed) == (Status.COMPLETE, 200)
+
+
+async def drain_fast(client: MessageClient, queue_url: str, handler: Any, total: int) -> None:
+    """Process ``total`` tasks as Lambda would at scale: batches of 100, four at a time."""
+    sqs = client._aws.sqs
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while done < total:
+            records: list[dict[str, Any]] = []
+            for _ in range(10):
+                resp = await sqs.receive_message(
+                    QueueUrl=queue_url,
+                    MaxNumberOfMessages=10,
+                    MessageAttributeNames=["All"],
+                    AttributeNames=["All"],
+                    VisibilityTimeout=60,
+                    WaitTimeSeconds=0,
+                )
+                records += [dict(m) for m in resp.get("Messages", [])]
+            if not records:
+                await asyncio.sleep(0.1)
+                continue
+            event = lambda_event(records, queue_url=queue_url, region=REGION)
+            response = await client.safe_process_batch(
+                event, handler, concurrency=25, delete_succeeded=True
+            )
+            assert response == {"batchItemFailures": []}
+            done += len(records)
+
+    await asyncio.gather(*(worker() for _ in range(4)))
+
+
+async def test_iter_results_over_ten_thousand_tasks(base_config: Config, queue: Queue) -> None:
+    async with MessageClient(base_config.with_changes(max_concurrency=64)) as client:
+        key = await client.create_message_cluster(
+            queue.url, ({"n": n} for n in range(10_000)), omit_globals=True
+        )
+        await drain_fast(client, queue.url, lambda m: m.task["n"] * 2, 10_000)
+        requests_before = dict(client.request_counts)
+        seen = 0
+        async for index, task, result in client.iter_results(key):
+            assert (task, result) == ({"n": index}, index * 2)
+            assert index == seen  # in index order, none missing
+            seen += 1
+        reads = client.request_counts["dynamodb.BatchGetItem"] - requests_before.get(
+            "dynamodb.BatchGetItem", 0
+        )
+    assert seen == 10_000
+    assert reads == 1 + 100  # the shards, then 100 task records a request: never all at once
