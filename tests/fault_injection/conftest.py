@@ -26,6 +26,7 @@ async def fault_config(endpoint: str) -> Config:
         # a running callback keeps its claim through a slow read on a loaded machine (at 1 s
         # it could lapse between the claim and the start, and then rightly not start)
         callback_lease_seconds=5,
+        stream_tasks_above=60,  # a stream of more is fanned out as it is read
     )
     await ensure_resources(config)
     return config

@@ -160,6 +160,33 @@ async def op_create_message_cluster(cell: Cell) -> None:
         assert set(indexes.values()) == {1}, f"tasks sent twice: {indexes}"
 
 
+async def op_create_from_stream(cell: Cell) -> None:
+    """A stream longer than ``stream_tasks_above`` (60 here) under faults: called again with the
+    same stream until it returns; its total is sealed once and every task was sent."""
+    cluster_id = unique("matrix")
+    key = None
+    for _ in range(10):
+        try:
+            key = await cell.faulty.create_message_cluster(
+                cell.queue.url,
+                ({"i": i} for i in range(130)),
+                cluster_id=cluster_id,
+                omit_globals=True,
+            )
+            break
+        except ClusterSendError as exc:
+            cell.errors.append(exc)
+            assert exc.cluster_id == cluster_id and "resume" in str(exc)
+    assert key is not None, f"never created: {cell.injector.summary()}"
+    cluster = await cell.clean.get_message_cluster(key, consistent_read=True)
+    assert (cluster.total, cluster.sent, cluster.streaming) == (130, 130, False)
+    assert cluster.status is Status.IN_PROGRESS
+    indexes = Counter(
+        json.loads(m["body"])["index"] for m in await receive_messages(cell.clean, cell.queue.url)
+    )
+    assert set(indexes) == set(range(130))
+
+
 async def op_tasks_from_s3(cell: Cell) -> None:
     """Tasks read from S3 under faults: a read that fails fails its create before anything is
     written (an S3 error, not a ClusterSendError); the create is then called again."""
@@ -883,6 +910,20 @@ SCENARIOS: dict[str, Scenario] = {
             "dynamodb.UpdateItem",
             "dynamodb.GetItem",  # a resume reads the progress item
             "dynamodb.BatchGetItem",  # and the progress markers
+        ),
+        ops("create_message_cluster"),
+    ),
+    "create_from_stream": Scenario(
+        op_create_from_stream,
+        ops(
+            "sqs.GetQueueAttributes",
+            "dynamodb.PutItem",
+            "dynamodb.BatchWriteItem",
+            "sqs.SendMessageBatch",
+            "dynamodb.UpdateItem",
+            "dynamodb.GetItem",
+            "dynamodb.BatchGetItem",
+            "dynamodb.TransactWriteItems",  # the seal
         ),
         ops("create_message_cluster"),
     ),
