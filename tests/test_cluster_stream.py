@@ -201,3 +201,25 @@ async def test_iter_results_over_ten_thousand_tasks(base_config: Config, queue: 
         )
     assert seen == 10_000
     assert reads == 1 + 100  # the shards, then 100 task records a request: never all at once
+
+
+async def test_a_streamed_cluster_is_cancelled_and_redriven_across_all_its_shards(
+    config: Config, queue: Queue, sqs: Any
+) -> None:
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(queue.url, numbers(300), omit_globals=True)
+        assert (await client.get_message_cluster(key)).shards == 64
+        first = receive_event(sqs, queue.url, max_messages=20)
+        assert await client.safe_process_batch(first, lambda m: None) == {"batchItemFailures": []}
+        cancelled = await client.cancel_message_cluster(key)
+        assert (cancelled.status, cancelled.completed, cancelled.cancelled) == (
+            Status.STOPPED,
+            20,
+            280,
+        )
+        assert await client.redrive_message_cluster(key, tasks=numbers(300)) == 280
+        ran: Counter[int] = Counter()
+        await drain_queue(client, queue.url, lambda m: ran.update([m.task["n"]]))
+        ended = await client.get_message_cluster(key, consistent_read=True)
+    assert (ended.status, ended.completed, ended.cancelled) == (Status.COMPLETE, 300, 0)
+    assert len(ran) == 280 and set(ran.values()) == {1}  # first-run copies were absorbed

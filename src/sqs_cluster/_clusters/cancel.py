@@ -21,7 +21,6 @@ from .complete import finalize_if_done, finish_counted
 from .count import Entry, settle
 from .model import ClusterRecord
 from .read import iter_task_records, read_cluster
-from .shards import shard_count
 
 CHUNK = 20
 """Tasks cancelled per transaction (each also counts on a shard and maybe the top counter)."""
@@ -91,7 +90,7 @@ async def cancel_cluster(
     """Flag the cluster, stop and count its unstarted tasks; the cluster once it ended."""
     cluster = await read_cluster(aws, key, consistent_read=True)
     await flag_cancelled(aws, cluster.key, reason)
-    shards = shard_count(cluster.total)
+    shards = cluster.shards
     pending: list[Entry] = []
     ended: ClusterRecord[Any, Any] | None = None
 

@@ -183,6 +183,8 @@ class ClusterRecord(Generic[Meta, Globals]):
     a completion can tell which end it is for."""
     redriving: bool = False
     """True while a redrive is under way (or stopped midway: calling it again finishes it)."""
+    shards: int = 1
+    """How many counter shards it counts into (``shards``)."""
     streaming: bool = False
     """True while the tasks of a cluster created from a long stream are still being read:
     ``total`` is then what was sent so far, and the cluster cannot end."""
@@ -259,6 +261,7 @@ def cluster_from_items(
     main: Mapping[str, Any] | None = None
     completed = failed = cancelled = sent = 0
     redriving = False
+    shards = 1
     for item in items:
         r_key = item["rKey"]
         if item.get("type") == "cluster":
@@ -266,6 +269,7 @@ def cluster_from_items(
             key = RecordKey(item["pKey"], r_key)
         elif r_key.startswith(COUNTER_PREFIX):
             redriving = "redriveHold" in item
+            shards = int(item.get("shards", 1))
         elif r_key == SHARD_R_KEY:
             completed += int(item.get("completed", 0))
             failed += int(item.get("failed", 0))
@@ -281,6 +285,7 @@ def cluster_from_items(
         key=key,
         total=sent if streaming else int(main.get("total", 0)),
         streaming=streaming,
+        shards=shards,
         sent=sent,
         completed=completed,
         failed=failed,

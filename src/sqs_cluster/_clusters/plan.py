@@ -69,10 +69,14 @@ class ClusterPlan:
     """A stream fanned out as it is read (``tasks`` is then its window, see ``stream``)."""
     tolerated_spec: int | str | None = None
     """``tolerated_failures`` as given: a percentage of a stream is resolved when it ends."""
+    fixed_shards: int | None = None
+    """The shards of a cluster that exists (a redrive's plan), else derived from its tasks."""
 
     @cached_property
     def shards(self) -> int:
         """How many counter shards the cluster counts into (all of them for a stream)."""
+        if self.fixed_shards is not None:
+            return self.fixed_shards
         return MAX_SHARDS if self.stream is not None else shard_count(len(self.tasks))
 
     @cached_property

@@ -41,7 +41,7 @@ from .._records.store import BATCH_GET_LIMIT, batch_get_raw
 from .errors import RedriveError
 from .model import FINISHED, CallbackState, ClusterRecord, counter_key, task_key
 from .plan import ClusterPlan, prepare_task, validate_task
-from .shards import shard_count, shard_key
+from .shards import shard_key
 
 logger = logging.getLogger("sqs_cluster")
 
@@ -245,8 +245,7 @@ async def _shard_actions(
     """Take ``tallies`` back from the shards that counted them (as read now), each on the
     condition that it still has them and still is full or not as seen; shards that were full
     are counted up on the top counter, under the redrive's hold."""
-    shards = shard_count(cluster.total)
-    keys = [shard_key(cluster.key, s) for s in range(shards)]
+    keys = [shard_key(cluster.key, s) for s in range(cluster.shards)]
     read = [from_item(i) for i in await batch_get_raw(aws, keys, consistent_read=True)]
     left = {name: tallies.count(name) for name in _TALLIES}
     actions: list[dict[str, Any]] = []
@@ -345,6 +344,7 @@ async def redrive(
         sizing=sizing,
         fifo=cluster.url.rstrip("/").endswith(".fifo"),
         dedup_suffix=f".r{number}",
+        fixed_shards=cluster.shards,
     )
     failed: dict[int, str] = {}
     for start in range(0, len(targets), CHUNK):

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: de4952c67d83198b (gen_sync.py --check tells hand edits from stale files).
+# Body digest: e520d8da33c89602 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -180,6 +180,11 @@ class ClusterRecord(
     def redriving(self) -> bool:
         """True while a redrive is under way (or stopped midway: calling it again finishes it)."""
         return self._core.redriving
+
+    @property
+    def shards(self) -> int:
+        """How many counter shards it counts into (``shards``)."""
+        return self._core.shards
 
     @property
     def streaming(self) -> bool:
