@@ -13,8 +13,6 @@ from sqs_cluster import Config, MessageClient, ReceivedMessage, Status, Validati
 
 from .conftest import Queue, receive_event
 
-pytestmark = pytest.mark.asyncio
-
 
 @dataclass(frozen=True)
 class Line:
@@ -199,3 +197,19 @@ async def test_the_sync_facade_takes_a_model(base_config: Config, queue: Queue, 
     assert len(response["batchItemFailures"]) == 1
     assert seen == [Order("o-1", 12.0, [Line("a", 2)])]
     assert errors[0][-1].message.startswith("body.lines: expected a JSON array")
+
+
+def test_pydantic_is_never_imported_by_the_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sqs_cluster, sqs_cluster.sync\n"
+        "from sqs_cluster._messages.models import parse_model\n"
+        "from dataclasses import dataclass\n"
+        "@dataclass\nclass A:\n    n: int\n"
+        "assert parse_model(A, {'n': 1}, 'body') == A(1)\n"
+        "assert 'pydantic' not in sys.modules, 'pydantic was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
