@@ -19,6 +19,7 @@ from docs.examples import (
     batch_deadline,
     batch_entire_failure,
     batch_hooks,
+    batch_models,
     batch_retry,
     config_from_env,
     idempotent_send,
@@ -40,6 +41,7 @@ from sqs_cluster import (
     ENV_VARS,
     BatchFailedError,
     ClaimOutcome,
+    ClusterRecord,
     Config,
     MessageClient,
     MessageInProgressError,
@@ -515,6 +517,28 @@ async def test_batch_hooks_example(
     assert batch_hooks.outcomes == {"shipped": 1, "ValueError": 1}
     assert "order 1 shipped: TRACK-1" in caplog.text
     assert "order 2 not shipped (receive 1): order 2: no address" in caplog.text
+
+
+async def test_batch_models_example(base_config: Config, queue: Queue, sqs: Any) -> None:
+    orders = [
+        {"order_id": "o-1", "lines": [{"sku": "a", "quantity": 2}, {"sku": "b", "quantity": 1}]},
+        {"order_id": "o-2", "lines": [{"sku": "a"}]},
+    ]
+    async with MessageClient(base_config) as client:
+        event = await event_of(client, sqs, queue.url, orders)
+        response = await batch_models.process(client, event)
+        records = [
+            await client.read_sqs_record(r).get_message_record(True) for r in event["Records"]
+        ]
+        key = await client.create_message_cluster(queue.url, [1], globals={"cents": {"a": 250}})
+        cluster: ClusterRecord[None, batch_models.Prices] = await client.get_message_cluster(key)
+        assert await batch_models.price_of(cluster, "a") == 250
+    by_order = {json.loads(r.body or "")["order_id"]: r for r in records}
+    assert by_order["o-1"].status is Status.COMPLETE and by_order["o-1"].result == 3
+    assert by_order["o-2"].status is Status.ERROR
+    assert by_order["o-2"].errors[-1].message.startswith("body.lines[0].quantity: is required")
+    bad = [r["messageId"] for r in event["Records"] if '"o-2"' in r["body"]]
+    assert response == {"batchItemFailures": [{"itemIdentifier": bad[0]}]}
 
 
 def queue_visibility(config: Config, url: str) -> int:

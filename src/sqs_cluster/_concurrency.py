@@ -113,13 +113,18 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
+def is_async_callable(fn: Any) -> bool:
+    """True for an ``async def`` function, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
+
+
 async def call_handler(
     handler: Callable[..., Any], *args: Any, limiter: anyio.CapacityLimiter | None = None
 ) -> Any:
     """Await an async handler; run a sync one in a worker thread under ``limiter``."""
-    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None)  # noqa: B004
-    ):
+    if is_async_callable(handler):
         return await handler(*args)
     import anyio.to_thread  # lazily: keeps ``import sqs_cluster`` light
 

@@ -55,6 +55,7 @@ from .._records.codec import dumps
 from .._records.limits import check_meta_size
 from .._records.model import MessageRecord, RecordKey, check_idempotency_key
 from .._records.store import Changes, ChangesFn, get_record, get_records, update_record
+from .._types import Body
 from .lifecycle import LifecycleOperations
 from .queues import QueueOperations
 from .reading import ReadingOperations, RecordLike
@@ -391,8 +392,9 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
     async def safe_process_batch(
         self,
         event: Any,
-        handler: Handler,
+        handler: Handler[Body],
         *,
+        model: type[Body] | None = None,
         track: bool = True,
         concurrency: int = DEFAULT_BATCH_CONCURRENCY,
         delete_succeeded: bool = False,
@@ -429,11 +431,18 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
         raises :class:`BatchFailedError` when every message failed. ``on_success(message,
         result)`` and ``on_failure(message, error)`` run after each message that ran; what
         they raise is logged and ignored.
+
+        ``model`` (a dataclass or a pydantic model class) parses each payload before the handler
+        sees it: a plain message's ``body``, a cluster task's ``task``. A payload that does not
+        parse fails its message alone, like a handler error, with a ``ValidationError`` naming
+        the field (``body.amount``, ``task.amount``). The handler's annotation types the
+        message: ``handler(message: ReceivedMessage[Order])``.
         """
         return await process_batch(
             self,
             event,
             handler,
+            model=model,
             track=track,
             concurrency=concurrency,
             delete_succeeded=delete_succeeded,

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 from .._concurrency import call_handler, run_bounded
 from .._errors import ValidationError
 from .._records.model import shown
+from .._types import Body
 from .batch_run import BatchRun, Positioned
 from .deadline import Deadline, check_margin
 from .errors import BatchFailedError
 from .event import QueueArn, ReceivedMessage, event_records
 from .hooks import FailureHook, SuccessHook, Verdict, Verdicts, check_hook, run_hooks
 from .lease import RemainingMs, keep_lease, remaining_of, stop
+from .models import check_model, with_model
 from .payloads import PayloadMissingError
 from .retry import Backoff, apply_delays, check_retry
 from .tracking import Claim, ClaimOutcome
@@ -28,10 +30,12 @@ if TYPE_CHECKING:
     from .._clusters.count import Entry, Outcome
     from .._clusters.model import ClusterCallback, ClusterRecord
 
-Handler = Callable[[ReceivedMessage[Any]], Awaitable[Any] | Any]
+Handler = Callable[[ReceivedMessage[Body]], Awaitable[Any] | Any]
 """A record handler: sync or async, takes the parsed message; raising marks it failed.
 
-A non-None return value (any JSON value) is stored on the record as its ``result``."""
+``Handler[Order]`` takes a ``ReceivedMessage[Order]``; ``safe_process_batch`` infers the type
+from the handler's annotation (and ``model=``). A non-None return value (any JSON value) is
+stored on the record as its ``result``."""
 
 logger = logging.getLogger("sqs_cluster")
 T = TypeVar("T")
@@ -154,8 +158,9 @@ def _check_callable(value: Any, field_name: str) -> None:
 async def process_batch(
     client: BatchClient,
     event: Any,
-    handler: Handler,
+    handler: Handler[Body],
     *,
+    model: type[Body] | None = None,
     track: bool = True,
     concurrency: int = DEFAULT_BATCH_CONCURRENCY,
     delete_succeeded: bool = False,
@@ -169,6 +174,8 @@ async def process_batch(
 ) -> PartialBatchResponse:
     """Process every record; FIFO groups stop at their first failure. See the client method."""
     _check_callable(handler, "handler")
+    check_model(model)
+    parsed = with_model(handler, model)
     check_hook(on_success, "on_success")
     check_hook(on_failure, "on_failure")
     _check_flag(raise_on_entire_batch_failure, "raise_on_entire_batch_failure")
@@ -181,9 +188,9 @@ async def process_batch(
     async def one(message: ReceivedMessage[Any], limiter: anyio.CapacityLimiter) -> bool:
         verdict = verdicts.of(message.message_id)
         if not track:
-            return await _process_untracked(client, message, handler, limiter, verdict)
+            return await _process_untracked(client, message, parsed, limiter, verdict)
         return await _process_one(
-            client, message, handler, limiter, on_cluster_complete, remaining, fanin, verdict
+            client, message, parsed, limiter, on_cluster_complete, remaining, fanin, verdict
         )
 
     async def done(message: ReceivedMessage[Any], ok: bool, limiter: Any) -> None:
@@ -322,7 +329,7 @@ async def _settled(client: BatchClient, message: ReceivedMessage[Any]) -> bool:
 async def _process_untracked(
     client: BatchClient,
     message: ReceivedMessage[Any],
-    handler: Handler,
+    handler: Handler[Any],
     limiter: anyio.CapacityLimiter,
     verdict: Verdict,
 ) -> bool:
@@ -340,7 +347,7 @@ async def _process_untracked(
 async def _process_one(
     client: BatchClient,
     message: ReceivedMessage[Any],
-    handler: Handler,
+    handler: Handler[Any],
     limiter: anyio.CapacityLimiter,
     callback: ClusterCallback | None,
     remaining: RemainingMs,
@@ -412,7 +419,7 @@ async def run_leased(
 async def _process_tracked(
     client: BatchClient,
     message: ReceivedMessage[Any],
-    handler: Handler,
+    handler: Handler[Any],
     limiter: anyio.CapacityLimiter,
     callback: ClusterCallback | None,
     remaining: RemainingMs,

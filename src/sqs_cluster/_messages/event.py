@@ -55,6 +55,12 @@ class ReceivedMessage(Generic[Body]):
 
     ``key`` is the message's own record; for a task of a cluster ``cluster_key`` is the cluster's
     record and ``task`` the task's payload. ``body`` is JSON-decoded when it is JSON.
+
+    The type parameter is the payload a handler works on: ``body`` for a plain message, ``task``
+    for a cluster's task. ``ReceivedMessage[Order]`` types both as ``Order``; with
+    ``safe_process_batch(..., model=Order)`` the payload is an ``Order`` at run time too (the
+    other field stays as it came: None for a plain message's ``task``, the task's envelope for
+    a task's ``body``). ``ReceivedMessage[Any]`` leaves them untyped.
     """
 
     message_id: str
@@ -79,8 +85,8 @@ class ReceivedMessage(Generic[Body]):
     """The FIFO message group, None on a standard queue."""
     tracked: bool
     """True when it was sent through sqs-cluster (it carries its record key)."""
-    task: Any = None
-    """For a task, the task as given to ``create_message_cluster``."""
+    task: Body = None  # type: ignore[assignment]  # None for a plain message
+    """For a task, the task as given to ``create_message_cluster``; None for a message."""
     task_index: int | None = None
     """For a task, its index in the cluster's task list."""
     cluster_key: RecordKey | None = None

@@ -14,11 +14,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._client.reading import WrappedRecord
+from .._types import Body
 from ._clusters_model import ClusterRecord
 from ._messages_event import ReceivedMessage
 
-Handler = Callable[[ReceivedMessage[Any]], Any]
+Handler = Callable[[ReceivedMessage[Body]], Any]
 """A record handler: a plain function that takes the parsed message; raising marks it failed.
+
+``Handler[Order]`` takes a ``ReceivedMessage[Order]`` (see ``safe_process_batch(model=...)``).
 
 A non-None return value (any JSON value) is stored on the record as its ``result``.
 """

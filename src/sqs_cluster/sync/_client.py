@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: d80569ab5a8ccfe4 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 2a8c10d32045768e (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .._messages.sending import Progress
 from .._messages.tracking import Claim
 from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn
+from .._types import Body
 from ._callbacks import ClusterCallback, FailureHook, Handler, RecordLike, SuccessHook
 from ._clusters_model import ClusterRecord
 from ._messages_event import ReceivedMessage
@@ -204,8 +205,9 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
     def safe_process_batch(
         self,
         event: Any,
-        handler: Handler,
+        handler: Handler[Body],
         *,
+        model: type[Body] | None = None,
         track: bool = True,
         concurrency: int = DEFAULT_BATCH_CONCURRENCY,
         delete_succeeded: bool = False,
@@ -242,11 +244,18 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         raises :class:`BatchFailedError` when every message failed. ``on_success(message,
         result)`` and ``on_failure(message, error)`` run after each message that ran; what
         they raise is logged and ignored.
+
+        ``model`` (a dataclass or a pydantic model class) parses each payload before the handler
+        sees it: a plain message's ``body``, a cluster task's ``task``. A payload that does not
+        parse fails its message alone, like a handler error, with a ``ValidationError`` naming
+        the field (``body.amount``, ``task.amount``). The handler's annotation types the
+        message: ``handler(message: ReceivedMessage[Order])``.
         """
         return self._call(
             self._core.safe_process_batch,
             event,
             self._callback(handler),
+            model=model,
             track=track,
             concurrency=concurrency,
             delete_succeeded=delete_succeeded,

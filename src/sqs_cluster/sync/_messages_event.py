@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._messages.event.
-# Body digest: 124d6e57ea3689b3 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 2ccd4bea8f7bf13e (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._messages.event`` (generated)."""
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ class ReceivedMessage(
 
     ``key`` is the message's own record; for a task of a cluster ``cluster_key`` is the cluster's
     record and ``task`` the task's payload. ``body`` is JSON-decoded when it is JSON.
+
+    The type parameter is the payload a handler works on: ``body`` for a plain message, ``task``
+    for a cluster's task. ``ReceivedMessage[Order]`` types both as ``Order``; with
+    ``safe_process_batch(..., model=Order)`` the payload is an ``Order`` at run time too (the
+    other field stays as it came: None for a plain message's ``task``, the task's envelope for
+    a task's ``body``). ``ReceivedMessage[Any]`` leaves them untyped.
 
     Blocking view generated from :class:`sqs_cluster.ReceivedMessage`: fields are the async
     object's; its async methods block and return the result. See docs/sync.md.
@@ -84,8 +90,8 @@ class ReceivedMessage(
         return self._core.tracked
 
     @property
-    def task(self) -> Any:
-        """For a task, the task as given to ``create_message_cluster``."""
+    def task(self) -> Body:
+        """For a task, the task as given to ``create_message_cluster``; None for a message."""
         return self._core.task
 
     @property
