@@ -50,6 +50,10 @@ def _settings(request: web.Request) -> Settings:
     return request.app[SETTINGS]
 
 
+class Refused(Exception):
+    """An action the dashboard will not run (403): actions off, or no valid token."""
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse a Host header naming another site while bound to loopback (DNS rebinding),
@@ -59,17 +63,25 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response: web.StreamResponse = _error(403, f"Host {request.host!r} is not this dashboard")
     else:
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            response = exc
-        except RecordNotFoundError as exc:
-            response = _error(404, str(exc), request)
-        except ValidationError as exc:
-            response = _error(400, str(exc), request)
-        except ResourceMissingError as exc:
-            response = _error(503, str(exc), request)
+            response = await _answer(request, handler)
+        except web.HTTPException as exc:  # aiohttp's own 404 and 405
+            exc.headers.update(SECURITY_HEADERS)
+            raise
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Refused as exc:
+        return _error(403, str(exc))
+    except RecordNotFoundError as exc:
+        return _error(404, str(exc), request)
+    except ValidationError as exc:
+        return _error(400, str(exc), request)
+    except ResourceMissingError as exc:
+        return _error(503, str(exc), request)
 
 
 def _hostname(host: str) -> str:
@@ -150,16 +162,10 @@ async def api_failed(request: web.Request) -> web.Response:
 def _check_action(request: web.Request) -> Settings:
     settings = _settings(request)
     if not settings.allow_actions:
-        raise web.HTTPForbidden(
-            text='{"error": "actions are off: start the dashboard with --allow-actions"}',
-            content_type="application/json",
-        )
+        raise Refused("actions are off: start the dashboard with --allow-actions")
     given = request.headers.get(TOKEN_HEADER, "")
     if not hmac.compare_digest(given.encode(), settings.token.encode()):
-        raise web.HTTPForbidden(
-            text=f'{{"error": "{TOKEN_HEADER}: missing or wrong; reload the page"}}',
-            content_type="application/json",
-        )
+        raise Refused(f"{TOKEN_HEADER}: missing or wrong; reload the page")
     return settings
 
 
@@ -196,7 +202,7 @@ async def redrive(request: web.Request) -> web.Response:
 async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in STATIC:
-        raise web.HTTPNotFound()
+        raise web.HTTPNotFound(text="no such file")
     text = (
         resources.files(__package__).joinpath("static").joinpath(name).read_text(encoding="utf-8")
     )

@@ -109,7 +109,8 @@ async def query_index_page(
         async with aws.slot():
             resp: Any = await aws.ddb.query(**request)
     except Exception as exc:
-        if error_code(exc) == "ValidationException" and "index" in str(exc).lower():
+        missing = {"ValidationException", "ResourceNotFoundException"}  # AWS's, the local one's
+        if error_code(exc) in missing and "index" in str(exc).lower():
             raise ResourceMissingError(
                 f"index: the table {aws.config.table} has no index {index!r} (tables made "
                 "before it need it added: run `sqs-cluster init`, which adds it with "
