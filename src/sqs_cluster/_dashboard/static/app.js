@@ -190,7 +190,7 @@
       refresh().then(function () { setLive(true); }, function () { setLive(false); })
         .then(function () { setTimeout(tick, INTERVAL); });
     }
-    setTimeout(tick, INTERVAL);
+    tick();
   }
 
   applyShares();
