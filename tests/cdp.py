@@ -29,12 +29,13 @@ def find_chromium() -> str | None:
 class Page:
     """One page target: commands answered in order of their ids, events kept for waiting."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: Any) -> None:
         self._ws = ws
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._events: list[dict[str, Any]] = []
         self._event = asyncio.Event()
+        self._sending: set[asyncio.Future[None]] = set()
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -55,9 +56,11 @@ class Page:
         number = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[number] = future
-        asyncio.ensure_future(
+        sending = asyncio.ensure_future(
             self._ws.send_str(json.dumps({"id": number, "method": method, "params": params}))
         )
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
         return future
 
     async def event(self, method: str, timeout: float = 30) -> dict[str, Any]:
@@ -87,7 +90,7 @@ class Page:
         """Evaluate ``expression`` every 0.2 s until it is truthy; its value."""
 
         async def poll() -> Any:
-            while not (value := await self.evaluate(expression)):
+            while not (value := await self.evaluate(expression)):  # noqa: ASYNC110 (the page)
                 await asyncio.sleep(0.2)
             return value
 
@@ -115,7 +118,7 @@ class Page:
             mobile=False,
         )
         shot = await self.send("Page.captureScreenshot", format="png")
-        path.write_bytes(base64.b64decode(shot["data"]))
+        await asyncio.to_thread(path.write_bytes, base64.b64decode(shot["data"]))
 
     async def close(self) -> None:
         self._reader.cancel()

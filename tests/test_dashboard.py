@@ -3,9 +3,14 @@ JSON API, escaping, the missing-index message, and the guards on actions."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import boto3
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +24,7 @@ from .conftest import REGION, Queue, make_queue, unique
 from .drain import drain_queue
 
 Open = Callable[..., Any]
+GUIDE_SCRIPT = Path(__file__).resolve().parent.parent / "docs" / "examples" / "guide_dashboard.sh"
 
 
 @pytest.fixture
@@ -259,3 +265,35 @@ async def test_a_table_without_the_index_gets_a_clear_message_then_init_adds_it(
     await ensure_resources(config)  # idempotent: the index is there
     resp = await http.get("/api/clusters")
     assert resp.status == 200 and (await resp.json())["clusters"] == []
+
+
+async def test_the_guide_script_serves_the_dashboard(endpoint: str) -> None:
+    """docs/examples/guide_dashboard.sh, as docs/operations/dashboard.md shows it, on a free
+    port: it prints its URL and serves the home page and the JSON API; stopped by its PID."""
+    script = GUIDE_SCRIPT
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": REGION,
+        "DASHBOARD_PORT": "0",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+    process = await asyncio.create_subprocess_exec(
+        "bash", str(script), env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        url = ""
+        while not url.startswith("http://127.0.0.1:"):
+            line = (await asyncio.wait_for(process.stdout.readline(), 120)).decode()
+            assert line, "the script ended before the dashboard listened"
+            url = line.removeprefix("dashboard: ").split()[0] if "dashboard: " in line else ""
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "api/clusters") as resp:
+                assert resp.status == 200 and "clusters" in await resp.json()
+            async with http.post(url + "api/clusters/x/cancel") as resp:
+                assert resp.status == 403  # actions are off without --allow-actions
+    finally:
+        process.terminate()
+        await process.wait()

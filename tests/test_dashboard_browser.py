@@ -73,13 +73,18 @@ def row_counts(dom: str, cluster_id: str) -> tuple[int, int, int]:
     return done, failed, left
 
 
-async def keep(page: Page, folder: Path, name: str, width: int) -> None:
-    await page.screenshot(folder / name, width)
-    assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def copy_screenshot(shot: Path) -> None:
+    """The screenshot as a PNG, copied to $DASHBOARD_SCREENSHOTS when set."""
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     target = os.environ.get("DASHBOARD_SCREENSHOTS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
-        (Path(target) / name).write_bytes((folder / name).read_bytes())
+        (Path(target) / shot.name).write_bytes(shot.read_bytes())
+
+
+async def keep(page: Page, folder: Path, name: str, width: int) -> None:
+    await page.screenshot(folder / name, width)
+    await asyncio.to_thread(copy_screenshot, folder / name)
 
 
 async def test_the_page_shows_progress_live_and_its_cancel_button_stops_the_cluster(
