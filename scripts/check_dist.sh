@@ -32,7 +32,8 @@ import zipfile
 wheel, sdist = sys.argv[1], sys.argv[2]
 names = zipfile.ZipFile(wheel).namelist()
 for needed in ("sqs_cluster/__init__.py", "sqs_cluster/py.typed", "sqs_cluster/local/__init__.py",
-               "sqs_cluster/pytest_plugin.py", "sqs_cluster/sync/__init__.py"):
+               "sqs_cluster/pytest_plugin.py", "sqs_cluster/sync/__init__.py",
+               "sqs_cluster/_dashboard/static/app.js", "sqs_cluster/_dashboard/static/style.css"):
     assert needed in names, f"wheel lacks {needed}"
 entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
 text = zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -25,6 +25,7 @@ from sqs_cluster import (
     Status,
 )
 from sqs_cluster._aws.preflight import forget_passed_checks
+from sqs_cluster._clusters.read import recent_cluster_keys
 from sqs_cluster._messages.lambda_shape import lambda_event
 from sqs_cluster.testing import Access, OperationRecorder, iam_match
 
@@ -343,6 +344,7 @@ async def representative_workload(config: Config, queue: Queue, session: AioSess
         await client.update_message_cluster_globals(cluster, {"g": 2})
         assert await client.get_message_cluster_globals(cluster) == {"g": 2}
         assert await client.max_receive_count(queue.url) == 3
+        assert cluster.p_key in [k.p_key for k, _ in await recent_cluster_keys(client._aws, 100)]
         callbacks: list[Any] = []
 
         async def handler(message: ReceivedMessage[Any]) -> None:

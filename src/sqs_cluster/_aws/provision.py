@@ -1,8 +1,10 @@
 """``ensure_resources``: create (or confirm) the table, bucket and queues the library needs.
 
 Idempotent: existing resources are left as they are. The table is on-demand with TTL on
-``expiresAt``; the bucket gets default encryption, a public access block and a lifecycle rule
-that expires globals after 30 days; an optional queue gets a DLQ and a redrive policy.
+``expiresAt`` and the sparse index ``gsi1`` over cluster items (added to a table made
+before it by UpdateTable); the bucket gets default encryption, a public access block and a
+lifecycle rule that expires globals after 30 days; an optional queue gets a DLQ and a redrive
+policy.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from .clients import AWS, error_code
 
 GLOBALS_EXPIRY_DAYS = 30
 DEFAULT_MAX_RECEIVE_COUNT = 3
+CLUSTERS_INDEX = "gsi1"
+"""A sparse global secondary index over cluster items only: the recent clusters, newest first,
+in one Query (the dashboard's home page), never a Scan."""
+CLUSTERS_INDEX_PK = "gsi1pk"
+CLUSTERS_INDEX_SK = "gsi1sk"
+CLUSTERS_PARTITION = "clusters"
+"""The index partition every cluster item is written under (``gsi1pk``); its sort key
+``gsi1sk`` is ``<startedAt>#<id>``."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,9 @@ async def _ensure_table(aws: AWS) -> None:
             AttributeDefinitions=[
                 {"AttributeName": "pKey", "AttributeType": "S"},
                 {"AttributeName": "rKey", "AttributeType": "S"},
+                *INDEX_ATTRIBUTES,
             ],
+            GlobalSecondaryIndexes=[CLUSTERS_INDEX_SPEC],
             BillingMode="PAY_PER_REQUEST",
         )
     except Exception as exc:
@@ -69,12 +81,42 @@ async def _ensure_table(aws: AWS) -> None:
             raise
     waiter = aws.ddb.get_waiter("table_exists")
     await waiter.wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    await _ensure_clusters_index(aws)
     ttl = await aws.ddb.describe_time_to_live(TableName=table)
     if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}:
         await aws.ddb.update_time_to_live(
             TableName=table,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
         )
+
+
+INDEX_ATTRIBUTES: list[Any] = [
+    {"AttributeName": CLUSTERS_INDEX_PK, "AttributeType": "S"},
+    {"AttributeName": CLUSTERS_INDEX_SK, "AttributeType": "S"},
+]
+CLUSTERS_INDEX_SPEC: Any = {
+    "IndexName": CLUSTERS_INDEX,
+    "KeySchema": [
+        {"AttributeName": CLUSTERS_INDEX_PK, "KeyType": "HASH"},
+        {"AttributeName": CLUSTERS_INDEX_SK, "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "KEYS_ONLY"},
+}
+
+
+async def _ensure_clusters_index(aws: AWS) -> None:
+    """Add ``gsi1`` to a table created before it (one UpdateTable; DynamoDB backfills it from
+    the existing cluster items in the background, without blocking the table)."""
+    table = aws.config.table
+    described = await aws.ddb.describe_table(TableName=table)
+    indexes = described["Table"].get("GlobalSecondaryIndexes", [])
+    if any(i.get("IndexName") == CLUSTERS_INDEX for i in indexes):
+        return
+    await aws.ddb.update_table(
+        TableName=table,
+        AttributeDefinitions=INDEX_ATTRIBUTES,
+        GlobalSecondaryIndexUpdates=[{"Create": CLUSTERS_INDEX_SPEC}],
+    )
 
 
 async def _ensure_bucket(aws: AWS, bucket: str) -> None:

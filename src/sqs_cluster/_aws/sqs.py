@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -156,6 +157,39 @@ async def queue_attribute(aws: AWS, queue_url: str, name: str) -> str | None:
         raise
     value = resp.get("Attributes", {}).get(name)
     return None if value is None else str(value)
+
+
+DEPTH_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+async def queue_depth(aws: AWS, queue_url: str) -> dict[str, int]:
+    """The queue's approximate message counts: visible, in flight and delayed (one
+    GetQueueAttributes)."""
+    names: Any = list(DEPTH_ATTRIBUTES)
+    try:
+        async with aws.slot():
+            resp: Any = await aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
+    except Exception as exc:
+        if error_code(exc) in MISSING_QUEUE_CODES:
+            raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
+        raise
+    attributes = resp.get("Attributes", {})
+    return {name: int(attributes.get(name, 0)) for name in DEPTH_ATTRIBUTES}
+
+
+async def dead_letter_url(aws: AWS, queue_url: str) -> str | None:
+    """The URL of the queue's dead-letter queue, from its redrive policy (the queue's URL with
+    the target's account and name: no GetQueueUrl); None without a redrive policy."""
+    policy = await queue_attribute(aws, queue_url, "RedrivePolicy")
+    if not policy:
+        return None
+    parts = str(json.loads(policy).get("deadLetterTargetArn", "")).split(":")
+    base = queue_url.rstrip("/").rsplit("/", 2)[0]
+    return f"{base}/{parts[4]}/{parts[5]}" if len(parts) == 6 else None
 
 
 async def visibility_timeout(aws: AWS, queue_url: str) -> int:

@@ -118,6 +118,24 @@ def _parser() -> argparse.ArgumentParser:
         help="visibility timeout in seconds; keep it above Config.lease_seconds (default 360)",
     )
     _add_aws_flags(init)
+
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="serve a web page of recent clusters, their progress, failures and queues",
+        description="Serve the operations dashboard: recent clusters (from the table's index "
+        "gsi1, which `sqs-cluster init` adds), each cluster's progress, failed tasks and queue "
+        "depths, updated live. Bound to 127.0.0.1 unless --host says otherwise; cancel and "
+        "redrive buttons only with --allow-actions.",
+        epilog=EPILOG,
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any)")
+    dashboard.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="show cancel and redrive buttons (each behind a confirmation and the page's token)",
+    )
+    _add_aws_flags(dashboard)
     return parser
 
 
@@ -248,6 +266,24 @@ async def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _dashboard(args: argparse.Namespace) -> int:
+    from .._client.client import MessageClient
+    from .._dashboard.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise SQSClusterError(f"--port: must be 0-65535, got {args.port}")
+
+    def ready(url: str) -> None:
+        actions = "on" if args.allow_actions else "off (--allow-actions)"
+        print(f"dashboard: {url}  (actions {actions}; Ctrl-C to stop)", flush=True)
+
+    async with MessageClient(_config(args)) as client:
+        await serve(
+            client, host=args.host, port=args.port, allow_actions=args.allow_actions, ready=ready
+        )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
@@ -256,7 +292,7 @@ def _run(args: argparse.Namespace) -> int:
             raise SQSClusterError("--tasks: must be at least 1")
         result = run_demo(args.tasks, workers=args.workers, endpoint_url=args.endpoint_url)
         return 0 if result.aggregate == result.expected and result.callback_runs == 1 else 1
-    commands = {"worker": _worker, "status": _status, "init": _init}
+    commands = {"worker": _worker, "status": _status, "init": _init, "dashboard": _dashboard}
     return asyncio.run(commands[args.command](args))
 
 

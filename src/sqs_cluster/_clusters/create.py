@@ -19,6 +19,7 @@ from typing import Any
 
 from .._aws.clients import AWS
 from .._aws.conditional import put_if, update_if
+from .._aws.provision import CLUSTERS_INDEX_PK, CLUSTERS_INDEX_SK, CLUSTERS_PARTITION
 from .._concurrency import chunked
 from .._errors import ConfigError, ValidationError
 from .._messages.outgoing import Prepared
@@ -100,6 +101,8 @@ def _cluster_item(aws: AWS, plan: ClusterPlan, expires: str) -> dict[str, Any]:
         "updatedAt": {"S": stamp},
         "expiresAt": {"N": expires},
         "toleratedFailures": {"N": str(plan.tolerated)},
+        CLUSTERS_INDEX_PK: {"S": CLUSTERS_PARTITION},  # the sparse index of recent clusters
+        CLUSTERS_INDEX_SK: {"S": f"{stamp}#{plan.key.id}"},
     }
     if plan.stream is None:
         item["total"] = {"N": str(len(plan.tasks))}

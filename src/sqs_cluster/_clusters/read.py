@@ -6,6 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .._aws.clients import AWS
+from .._aws.provision import (
+    CLUSTERS_INDEX,
+    CLUSTERS_INDEX_PK,
+    CLUSTERS_INDEX_SK,
+    CLUSTERS_PARTITION,
+)
 from .._errors import RecordNotFoundError
 from .._records.codec import from_item
 from .._records.model import STATUS_CODES, MessageRecord, RecordKey, Status, check_key_space
@@ -14,6 +20,7 @@ from .._records.store import (
     batch_get_raw,
     get_raw,
     get_records,
+    query_index_page,
     query_partition,
 )
 from .model import (
@@ -103,3 +110,18 @@ async def cluster_ended(aws: AWS, key: RecordKey) -> bool:
         raise RecordNotFoundError(key)
     code = int(item.get("statusCode", {}).get("N", "0"))
     return code in {int(STATUS_CODES[status]) for status in FINISHED}
+
+
+async def recent_cluster_keys(
+    aws: AWS, limit: int, before: str | None = None
+) -> list[tuple[RecordKey, str]]:
+    """The keys of up to ``limit`` clusters, newest first, from the sparse index ``gsi1`` (one
+    Query, no Scan), each with its sort key ``<startedAt>#<id>``: pass the last one as
+    ``before`` for the next page."""
+    condition = f"{CLUSTERS_INDEX_PK} = :p"
+    values: dict[str, Any] = {":p": {"S": CLUSTERS_PARTITION}}
+    if before is not None:
+        condition += f" AND {CLUSTERS_INDEX_SK} < :before"
+        values[":before"] = {"S": before}
+    items = await query_index_page(aws, CLUSTERS_INDEX, condition, values, limit)
+    return [(RecordKey(i["pKey"]["S"], i["rKey"]["S"]), i[CLUSTERS_INDEX_SK]["S"]) for i in items]

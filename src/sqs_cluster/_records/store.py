@@ -6,11 +6,11 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from .._aws.clients import AWS
+from .._aws.clients import AWS, error_code
 from .._aws.conditional import update_if
 from .._aws.retry import sleep_backoff
 from .._concurrency import chunked
-from .._errors import ConflictError, RecordNotFoundError, ValidationError
+from .._errors import ConflictError, RecordNotFoundError, ResourceMissingError, ValidationError
 from .codec import dumps, key_item, now_iso, record_from_item
 from .limits import check_meta_size, check_record_data
 from .model import MessageRecord, RecordKey
@@ -29,7 +29,7 @@ RESERVED_FIELDS = frozenset(
         "errors", "clusterKey", "taskIndex", "rev", "revision", "key", "status_code", "started_at",
         "completed_at", "updated_at", "expires_at", "consumption_count", "lease_until_ms",
         "onComplete", "on_complete", "task", "results", "resultsTo",
-        "sentAt", "sent_at", "idempotencySha256",
+        "sentAt", "sent_at", "idempotencySha256", "gsi1pk", "gsi1sk",
     }
 )  # fmt: skip
 
@@ -89,6 +89,36 @@ async def query_partition(
         if "LastEvaluatedKey" not in resp:
             return items
         request["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+async def query_index_page(
+    aws: AWS, index: str, key_condition: str, values: dict[str, Any], limit: int
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` raw items of one Query on the global secondary index ``index``, in
+    descending sort key order. A missing index raises ResourceMissingError naming it and the
+    way to add it (``sqs-cluster init``)."""
+    request: dict[str, Any] = {
+        "TableName": aws.config.table,
+        "IndexName": index,
+        "KeyConditionExpression": key_condition,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    try:
+        async with aws.slot():
+            resp: Any = await aws.ddb.query(**request)
+    except Exception as exc:
+        missing = {"ValidationException", "ResourceNotFoundException"}  # AWS's, the local one's
+        if error_code(exc) in missing and "index" in str(exc).lower():
+            raise ResourceMissingError(
+                f"index: the table {aws.config.table} has no index {index!r} (tables made "
+                "before it need it added: run `sqs-cluster init`, which adds it with "
+                f"UpdateTable): {exc}"
+            ) from exc
+        raise
+    items: list[dict[str, Any]] = resp.get("Items", [])
+    return items
 
 
 async def get_records(

@@ -134,12 +134,15 @@ def _dynamodb_access(
             access.extend(Access(a, arn(table), name, found) for a in _actions(name))
         return access
     keys = _leading_keys(body)
+    resource = arn(str(body.get("TableName", "")))
     if name == "dynamodb.Query":
         values = body.get("ExpressionAttributeValues", {})
-        match = re.match(r"^\s*pKey\s*=\s*(:\w+)", str(body.get("KeyConditionExpression", "")))
-        if match and match.group(1) in values:
+        match = re.match(r"^\s*\w+\s*=\s*(:\w+)", str(body.get("KeyConditionExpression", "")))
+        if match and match.group(1) in values:  # the table's or the index's partition key
             keys = (values[match.group(1)].get("S", ""),)
-    return [Access(a, arn(str(body.get("TableName", ""))), name, keys) for a in _actions(name)]
+        if body.get("IndexName"):
+            resource += f"/index/{body['IndexName']}"
+    return [Access(a, resource, name, keys) for a in _actions(name)]
 
 
 def _leading_keys(spec: Mapping[str, Any]) -> tuple[str, ...]:
