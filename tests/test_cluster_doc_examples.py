@@ -315,6 +315,8 @@ async def test_record_layout(
         "expiresAt": "N",
         "total": "N",
         "toleratedFailures": "N",
+        "gsi1pk": "S",  # the recent-clusters index (the dashboard)
+        "gsi1sk": "S",
         "meta": "S",
         "globals": "M",
     }

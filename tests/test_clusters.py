@@ -414,6 +414,51 @@ async def test_create_resumes_without_duplicates(
     assert sorted(indexes) == list(range(30, 120)) and set(indexes.values()) == {1}
 
 
+async def test_progress_of_a_large_fan_out_stays_small_and_resumes(
+    base_config: Config, queue: Queue, sqs: Any, real: dict[str, Any]
+) -> None:
+    """Units sent whole in a row fold into ``sentBelow``: the progress item, written once a
+    unit or so, stays a few hundred bytes at any size, and a resume reads the fold."""
+    calls = {"n": 0}
+
+    async def fails_after(call: Any, kwargs: dict[str, Any]) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 400:  # 80 units of 50 went out, then SQS refuses everything
+            failed = [
+                {"Id": e["Id"], "SenderFault": True, "Code": "Broken"} for e in kwargs["Entries"]
+            ]
+            return {"Successful": [], "Failed": failed}
+        return await call(**kwargs)
+
+    tasks = list(range(5_000))
+    clients = {**real, "sqs": FaultyClient(real["sqs"], send_message_batch=fails_after)}
+    async with MessageClient(base_config, clients=clients) as broken:
+        with pytest.raises(ClusterSendError) as info:
+            await broken.create_message_cluster(
+                queue.url, tasks, cluster_id="fold-me-1", omit_globals=True
+            )
+    assert info.value.sent == 4_000
+    async with MessageClient(base_config) as client:
+        progress = await client._aws.ddb.get_item(
+            TableName=base_config.table,
+            Key={"pKey": {"S": "SQSMessage$fold-me-1"}, "rKey": {"S": "SQSMessage$progress"}},
+            ConsistentRead=True,
+        )
+        item = progress["Item"]
+        assert int(item["sentBelow"]["N"]) >= 64  # folded
+        assert len(item.get("sentUnits", {}).get("NS", [])) < 64
+        key = await client.create_message_cluster(
+            queue.url, tasks, cluster_id="fold-me-1", omit_globals=True
+        )
+        cluster = await client.get_message_cluster(key, consistent_read=True)
+    assert (cluster.sent, cluster.status) == (5_000, Status.IN_PROGRESS)
+    indexes = Counter(
+        json.loads(r["body"])["index"]
+        for r in receive_event(sqs, queue.url, max_messages=5_000)["Records"]
+    )
+    assert sorted(indexes) == tasks and set(indexes.values()) == {1}  # nothing sent twice
+
+
 async def test_task_counted_failed_is_not_run_again(base_config: Config, queue: Queue) -> None:
     config = base_config.with_changes(max_receive_count=1)  # below the queue's redrive limit
     async with MessageClient(config) as client:

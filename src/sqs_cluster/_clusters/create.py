@@ -143,8 +143,11 @@ async def _check_same_cluster(aws: AWS, plan: ClusterPlan) -> None:
 
 
 def earlier_progress(item: Mapping[str, Any]) -> tuple[set[int], set[int], bool]:
-    """From the progress item: (units confirmed sent, single tasks confirmed sent, fanned out)."""
+    """From the progress item: (units confirmed sent, single tasks confirmed sent, fanned out).
+
+    Units below ``sentBelow`` were folded out of ``sentUnits`` (see ``progress``)."""
     units = set(map(int, item.get("sentUnits", set())))
+    units.update(range(int(item.get("sentBelow", 0))))
     return units, set(map(int, item.get("sentTasks", set()))), bool(item.get("fannedOut"))
 
 
@@ -281,6 +284,7 @@ class Fanout:
         plan, aws = self.plan, self.aws
         units, tasks, fanned_out = earlier_progress(before)
         self.sent_units, self.sent_tasks = set(units), set(tasks)
+        self.writer.start(int(before.get("sentBelow", 0)), units)
         self.progress_known = True
         # fresh: nothing was ever sent, so no task record needs reading first
         fresh = fresh and before.get("leaseOwner", self.lease.token) == self.lease.token

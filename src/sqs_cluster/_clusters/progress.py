@@ -29,6 +29,9 @@ from .model import progress_key, progress_marker_key
 
 logger = logging.getLogger("sqs_cluster")
 
+COMPACT = 64
+"""Units sent whole in a row that are folded into ``sentBelow`` at once."""
+
 
 @dataclass
 class _Whole:
@@ -61,6 +64,13 @@ class ProgressWriter:
         self.unrecorded: dict[int, str] = {}
         self._waiting: list[_Whole] = []
         self._writing = False
+        self._below = 0  # units below it are sent whole, as the item's ``sentBelow`` says
+        self._whole: set[int] = set()  # units at or above it known sent whole
+
+    def start(self, below: int, whole: set[int]) -> None:
+        """What the progress item said when the fan-out began."""
+        self._below = below
+        self._whole = {u for u in whole if u >= below}
 
     async def record(self, unit: Unit, failed: Mapping[int, str]) -> None:
         """Record a finished unit: whole if nothing failed, else just the tasks that were sent."""
@@ -85,6 +95,7 @@ class ProgressWriter:
                 for w in group:
                     w.done.set_result(None)
                 group = []
+                await self._compact()
         except BaseException:  # cancelled: the units it was to record stay "may have been sent"
             for w in [*group, *self._waiting]:
                 if not w.done.done():
@@ -94,9 +105,41 @@ class ProgressWriter:
         finally:
             self._writing = False
 
+    async def _compact(self) -> None:
+        """Fold the units sent whole below the first one that is not into ``sentBelow``, once
+        there are ``COMPACT`` of them: ``sentUnits`` then stays a few dozen numbers long, and
+        a progress write costs a write unit or two at a million tasks, not a hundred."""
+        below = self._below
+        while below in self._whole:
+            below += 1
+        if below - self._below < COMPACT:
+            return
+        folded = [u for u in range(self._below, below)]
+        try:
+            await update_if(
+                self._aws,
+                {
+                    "TableName": self._aws.config.table,
+                    "Key": key_item(self._key),
+                    "UpdateExpression": "SET sentBelow = :below DELETE sentUnits :folded",
+                    "ConditionExpression": "attribute_not_exists(sentBelow) OR sentBelow < :below",
+                    "ExpressionAttributeValues": {
+                        ":below": {"N": str(below)},
+                        ":folded": {"NS": [str(u) for u in folded]},
+                    },
+                },
+            )
+        except Exception as exc:  # the set stays longer; the next fold tries again
+            logger.warning("progress of %s not folded: %s: %s", self._key, type(exc).__name__, exc)
+            return
+        self._whole.difference_update(folded)
+        self._below = below
+
     async def _write(self, units: list[tuple[int, list[int]]], *, whole: bool) -> None:
         try:
             await self._update(units, whole)
+            if whole:
+                self._whole.update(number for number, _ in units)
         except Exception as exc:
             cause = f"{type(exc).__name__}: {exc}"
             logger.warning("progress of %s not written (%s); writing a marker", self._key, cause)
@@ -117,9 +160,12 @@ class ProgressWriter:
         }
         for i, guard in enumerate(guards):
             values[f":g{i}"] = {"N": str(guard)}
-        # applied already when the units (or the part's first task) are in the set: by this
-        # very write, whose answer was lost and which botocore sent again
+        # applied already when the units (or the part's first task) are in the set, or folded
+        # below ``sentBelow``: by this very write, whose answer was lost and which botocore sent
+        # again (a fold comes after the write it follows has returned)
         condition = " AND ".join(f"NOT contains(#s, :g{i})" for i in range(len(guards)))
+        values[":low"] = {"N": str(min(number for number, _ in units))}
+        condition += " AND (attribute_not_exists(sentBelow) OR sentBelow <= :low)"
         written = await update_if(
             self._aws,
             {
