@@ -45,6 +45,20 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=4, help="concurrent pollers (default 4)")
     demo.add_argument("--endpoint-url", help="run against this AWS endpoint instead")
 
+    local = sub.add_parser(
+        "local",
+        help="run the embedded local AWS in the foreground, for use from other shells",
+        description="Start the embedded local AWS, create a table, a bucket and a queue with a "
+        "dead-letter queue, and print the export lines (SQS_CLUSTER_*, AWS_* dummy credentials "
+        "and endpoint, QUEUE_URL, DLQ_URL) to paste into another shell. Serves until Ctrl-C "
+        "(SIGINT) or SIGTERM; its data lives in memory and goes with it.",
+    )
+    local.add_argument("--port", type=int, default=0, help="port to listen on (default: any free)")
+    local.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    local.add_argument(
+        "--visibility-timeout", type=int, default=360, help="the queue's, in seconds (default 360)"
+    )
+
     worker = sub.add_parser(
         "worker",
         help="long-poll a queue and call a Lambda-style handler",
@@ -256,6 +270,10 @@ def _run(args: argparse.Namespace) -> int:
             raise SQSClusterError("--tasks: must be at least 1")
         result = run_demo(args.tasks, workers=args.workers, endpoint_url=args.endpoint_url)
         return 0 if result.aggregate == result.expected and result.callback_runs == 1 else 1
+    if args.command == "local":
+        from .local import run_local
+
+        return run_local(port=args.port, host=args.host, visibility_timeout=args.visibility_timeout)
     commands = {"worker": _worker, "status": _status, "init": _init}
     return asyncio.run(commands[args.command](args))
 
