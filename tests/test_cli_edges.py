@@ -51,6 +51,12 @@ def read_exports(proc: subprocess.Popen[str]) -> dict[str, str]:
     raise AssertionError(f"no exports; stderr: {proc.stderr.read() if proc.stderr else ''}")
 
 
+def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def stop_by_pid(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
@@ -61,13 +67,7 @@ async def test_local_serves_until_sigint_and_its_exports_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port = free_port()
-    proc = subprocess.Popen(
-        [*CLI, "local", "--port", str(port)],
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(["local", "--port", str(port)], clean_env())
     try:
         exports = await asyncio.to_thread(read_exports, proc)
         assert exports["SQS_CLUSTER_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
