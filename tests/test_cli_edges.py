@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -15,6 +17,8 @@ from typing import Any
 import pytest
 
 from sqs_cluster import Config, MessageClient, Status, WorkerOptions, run_worker
+
+from .conftest import make_queue
 
 CLI = [sys.executable, "-m", "sqs_cluster._cli.main"]
 
@@ -115,3 +119,146 @@ def test_local_on_a_taken_port_is_one_line() -> None:
     assert result.stderr.count("\n") == 1 and f"--port: cannot listen on 127.0.0.1:{port}" in (
         result.stderr
     )
+
+
+def cli_env(config: Config, **extra: str) -> dict[str, str]:
+    """The environment of a shell pointed at the test server's table and bucket."""
+    return clean_env(
+        SQS_CLUSTER_TABLE=config.table,
+        SQS_CLUSTER_BUCKET=config.bucket or "",
+        SQS_CLUSTER_ENDPOINT_URL=config.endpoint_url or "",
+        SQS_CLUSTER_REGION="us-east-1",
+        **extra,
+    )
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 120) -> Any:
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def run_in_terminal(args: list[str], env: dict[str, str], columns: int = 80) -> tuple[int, str]:
+    """Run the CLI in a pseudo-terminal ``columns`` wide; its exit code and all it wrote."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in env.items() if k not in {"COLUMNS", "LINES", "TERM"}}
+    proc = subprocess.Popen([*CLI, *args], stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks: list[bytes] = []
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal closed: the command exited
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        proc.wait(timeout=60)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def screen_lines(output: str) -> list[str]:
+    """What each drawn line shows: escape sequences dropped, carriage returns honoured."""
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+    return [line.rstrip("\r").split("\r")[-1] for line in text.split("\n")]
+
+
+async def finished_cluster(config: Config, tasks: int) -> Any:
+    """A cluster of ``tasks`` tasks that a worker ran to the end."""
+    queue = await make_queue(config, visibility_timeout=30)
+    async with MessageClient(config) as client:
+        key = await client.create_message_cluster(queue.url, list(range(tasks)), omit_globals=True)
+
+        async def handler(event: dict[str, Any], context: Any) -> Any:
+            async def one(message: Any) -> int:
+                return int(message.task)
+
+            return await client.safe_process_batch(event, one)
+
+        options = WorkerOptions(wait_seconds=0, max_empty_polls=2)
+        await run_worker(queue.url, handler, client=client, options=options)
+    return key
+
+
+async def test_status_watch_in_an_80_column_terminal(base_config: Config) -> None:
+    key = await finished_cluster(base_config, 12)
+    env = cli_env(base_config)
+    code, out = await asyncio.to_thread(run_in_terminal, ["status", key.id, "--watch"], env)
+    assert code == 0, out
+    lines = [line.rstrip() for line in screen_lines(out)]
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    assert any(line.startswith("COMPLETE  done 12/12  failed 0  left 0") for line in lines), out
+    assert lines[-2:] == [f"cluster {key.id} ended COMPLETE", ""], lines
+    assert "-:--:--" not in out and "12/12 12" not in out
+
+
+async def test_status_once_is_labelled_and_has_no_placeholders(
+    base_config: Config,
+) -> None:
+    queue = await make_queue(base_config)
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, list(range(7)), omit_globals=True)
+    result = await asyncio.to_thread(run_cli, ["status", key.id], cli_env(base_config))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("IN PROGRESS  done 0/7  failed 0  left 7  elapsed "), (
+        result.stdout
+    )
+    assert "-:--" not in result.stdout and "eta" not in result.stdout  # nothing counted yet
+
+
+async def test_status_json(base_config: Config) -> None:
+    key = await finished_cluster(base_config, 5)
+    result = await asyncio.to_thread(run_cli, ["status", key.p_key, "--json"], cli_env(base_config))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["cluster"] == key.id and data["status"] == "COMPLETE"
+    assert (data["total"], data["done"], data["failed"], data["left"]) == (5, 5, 0, 0)
+    assert data["elapsed_seconds"] >= 0 and data["eta_seconds"] is None
+
+
+def test_status_of_an_unknown_cluster_names_it_plainly(base_config: Config) -> None:
+    result = run_cli(["status", "no-such-cluster"], cli_env(base_config))
+    assert result.returncode == 1
+    assert result.stderr.startswith("sqs-cluster: error: CLUSTER: no cluster 'no-such-cluster'")
+    assert base_config.table in result.stderr
+    assert "RecordKey(" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_in_a_pipe_uses_the_embedded_aws_whatever_the_environment_says() -> None:
+    # Settings a user left in their shell: the demo must neither use nor touch them.
+    env = clean_env(
+        SQS_CLUSTER_TABLE="my-real-table", SQS_CLUSTER_ENDPOINT_URL="http://127.0.0.1:9"
+    )
+    result = run_cli(["demo", "--tasks", "40", "--workers", "2"], env, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    out = result.stdout
+    assert "using embedded local AWS: endpoint http://127.0.0.1:" in out
+    assert "my-real-table" not in out and "\n  queue http://127.0.0.1:" in out
+    progress = [line for line in out.splitlines() if "  done " in line]
+    assert progress[-1].startswith("COMPLETE  done 40/40  failed 0  left 0")  # whole, last
+    assert "\x1b[" not in out  # no terminal codes in a pipe
+
+
+def test_demo_stops_at_once_on_sigint_with_a_summary() -> None:
+    proc = start_cli(["demo", "--tasks", "3000", "--workers", "1"], clean_env())
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "IN PROGRESS  done" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop_by_pid(proc)
+    assert proc.returncode == 130, err
+    assert "interrupted after" in out and "  done " in out.splitlines()[-1]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err

@@ -188,12 +188,12 @@ async def test_status_shows_progress_and_exits_when_finished(
     env = worker_env(base_config, tmp_path / "ledger")
     env["COLUMNS"] = "160"
     before = await asyncio.to_thread(run_cli, "status", key.id, env=env)
-    assert before.returncode == 0 and "0 done" in before.stdout and "12 left" in before.stdout
+    assert before.returncode == 0 and "done 0/12" in before.stdout and "left 12" in before.stdout
     watcher = start_cli(["status", key.p_key, "--watch"], env)
     worker = start_worker(queue, env, "--max-empty-polls", "3")
     out, _ = await asyncio.to_thread(watcher.communicate, timeout=120)
     await asyncio.to_thread(worker.communicate, timeout=120)
-    assert watcher.returncode == 0 and "12 done" in out and "COMPLETE" in out
+    assert watcher.returncode == 0 and "COMPLETE  done 12/12" in out
 
 
 async def test_dead_letters_worker_settles_a_task_whose_worker_died(

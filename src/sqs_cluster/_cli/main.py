@@ -38,12 +38,20 @@ def _parser() -> argparse.ArgumentParser:
         help="run a message cluster end to end on an embedded local AWS",
         description="Create a cluster with globals, run local workers over it (every tenth "
         "task fails once and is retried), show live progress, and print what "
-        "on_cluster_complete reported. Starts an embedded local AWS unless --endpoint-url or "
-        "SQS_CLUSTER_TABLE is set, in which case it uses those.",
+        "on_cluster_complete reported. It always starts an embedded local AWS, whatever the "
+        "environment says, unless --use-env or --endpoint-url asks for the SQS_CLUSTER_* and "
+        "AWS settings of the environment (then it creates a queue there). It prints the "
+        "endpoint, table and queue it uses. Ctrl-C stops it at once, with a summary.",
     )
     demo.add_argument("--tasks", type=int, default=1000, help="tasks in the cluster (default 1000)")
     demo.add_argument("--workers", type=int, default=4, help="concurrent pollers (default 4)")
-    demo.add_argument("--endpoint-url", help="run against this AWS endpoint instead")
+    demo.add_argument(
+        "--use-env",
+        action="store_true",
+        help="use SQS_CLUSTER_TABLE, SQS_CLUSTER_BUCKET and the AWS settings of the environment "
+        "instead of the embedded local AWS",
+    )
+    demo.add_argument("--endpoint-url", help="like --use-env, against this AWS endpoint")
 
     local = sub.add_parser(
         "local",
@@ -109,11 +117,18 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser(
         "status",
         help="show a cluster's progress",
-        description="Show a cluster's completed, failed and remaining tasks, rate and ETA.",
+        description="Show a cluster's status, done, failed and remaining tasks, elapsed time "
+        "since it started, rate and ETA: once, or with --watch until it ends (a live bar on a "
+        "terminal, a line every 5 s in a pipe). Ctrl-C stops watching (the cluster goes on).",
         epilog=EPILOG,
     )
     status.add_argument("cluster", metavar="CLUSTER", help="the cluster's pKey or id")
     status.add_argument("--watch", action="store_true", help="refresh until the cluster ends")
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON (one object; with --watch one line per refresh) instead of text",
+    )
     _add_aws_flags(status)
 
     init = sub.add_parser(
@@ -238,12 +253,32 @@ async def _worker(args: argparse.Namespace) -> int:
 
 async def _status(args: argparse.Namespace) -> int:
     from .._client.client import MessageClient
+    from .._errors import RecordNotFoundError
     from .._records.model import KEY_PREFIX
-    from .status import watch_cluster
+    from .status import Display, snapshot, summary_line, watch_cluster
 
     key = args.cluster if args.cluster.startswith(KEY_PREFIX) else KEY_PREFIX + args.cluster
-    async with MessageClient(_config(args)) as client:
-        cluster = await watch_cluster(client, key, watch=args.watch)
+    config = _config(args)
+    display = Display.choose(as_json=args.json) if args.watch or args.json else Display("plain")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with MessageClient(config) as client:
+        try:
+            cluster, interrupted = await watch_cluster(
+                client, key, display=display, watch=args.watch, stop=stop
+            )
+        except RecordNotFoundError:
+            where = config.endpoint_url or f"region {config.region or '(default)'}"
+            raise SQSClusterError(
+                f"CLUSTER: no cluster {key.removeprefix(KEY_PREFIX)!r} in table "
+                f"{config.table!r} at {where}; check the id and SQS_CLUSTER_TABLE"
+            ) from None
+    if args.watch:
+        display.say(summary_line(snapshot(cluster), interrupted=interrupted))
+    if interrupted:
+        return 130
     return 0 if cluster.status.value != "ERROR" else 2
 
 
@@ -268,7 +303,11 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.tasks < 1:
             raise SQSClusterError("--tasks: must be at least 1")
-        result = run_demo(args.tasks, workers=args.workers, endpoint_url=args.endpoint_url)
+        result = run_demo(
+            args.tasks, workers=args.workers, endpoint_url=args.endpoint_url, use_env=args.use_env
+        )
+        if result.interrupted:
+            return 130
         return 0 if result.aggregate == result.expected and result.callback_runs == 1 else 1
     if args.command == "local":
         from .local import run_local
