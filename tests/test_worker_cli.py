@@ -68,6 +68,13 @@ def start_dead_letters_worker(queue: Queue, env: dict[str, str]) -> subprocess.P
     )
 
 
+def popen_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """The CLI in the background, stdout and stderr captured."""
+    return subprocess.Popen(
+        [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.PIPE, text=True)
 
@@ -239,3 +246,42 @@ async def test_a_worker_warns_when_sqs_refuses_to_extend_visibility(
             stats = await Worker(client, queue.url, handler, options).run()
     assert stats.received == 1 and sqs.calls["change_message_visibility_batch"] >= 2
     assert "visibility of 1 messages not extended" in caplog.text
+
+
+async def test_hooks_open_and_close_the_handlers_client(
+    base_config: Config, tmp_path: Path
+) -> None:
+    queue = await make_queue(base_config, visibility_timeout=30)
+    async with MessageClient(base_config) as client:
+        await client.create_message_cluster(queue.url, list(range(15)), omit_globals=True)
+    ledger = tmp_path / "ledger"
+    env = {**worker_env(base_config, ledger), "PYTHONWARNINGS": "always"}
+    hooks = ["--on-startup", "worker_app:open_client", "--on-shutdown", "worker_app:close_client"]
+    args = ["worker", queue.url, "worker_app:kept_client_handler", *hooks]
+    proc = popen_cli(
+        [*args, "--wait-seconds", "0", "--max-empty-polls", "2", "--log-level", "debug"], env
+    )
+    _, err = await asyncio.to_thread(proc.communicate, timeout=120)
+    assert proc.returncode == 0, err
+    lines = ledger.read_text().split()
+    assert lines[0] == "startup" and lines[-1] == "shutdown"
+    assert sorted(int(n) for n in lines[1:-1]) == list(range(15))
+    assert "Unclosed" not in err and "DEBUG" in err  # --log-level debug shows debug lines
+
+
+def test_a_hook_that_is_not_there_is_one_line() -> None:
+    result = run_cli("worker", "http://q", "json:dumps", "--on-shutdown", "nope")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "--on-shutdown: expected module:function, got 'nope'" in result.stderr
+
+
+async def test_sigterm_ends_an_idle_long_poll(base_config: Config, tmp_path: Path) -> None:
+    queue = await make_queue(base_config, visibility_timeout=30)
+    env = worker_env(base_config, tmp_path / "ledger")
+    proc = start_worker(queue, env, "--wait-seconds", "20")
+    await asyncio.sleep(3)  # the worker is up and waiting in its first long poll
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopping: long poll cancelled" in err and "1 long polls cancelled" in err
+    assert "Traceback" not in err

@@ -19,6 +19,9 @@ EPILOG = (
 )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def _add_aws_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", help="DynamoDB table (default: $SQS_CLUSTER_TABLE)")
     parser.add_argument("--bucket", help="S3 bucket for globals (default: $SQS_CLUSTER_BUCKET)")
@@ -94,6 +97,18 @@ def _parser() -> argparse.ArgumentParser:
         help="with --dead-letters: module:function run as on_cluster_complete(cluster, "
         "get_globals) when a settled task ends its cluster",
     )
+    worker.add_argument(
+        "--on-startup",
+        metavar="HOOK",
+        help="module:function called (sync or async, no arguments) before the first poll, "
+        "e.g. to open the client the handler keeps",
+    )
+    worker.add_argument(
+        "--on-shutdown",
+        metavar="HOOK",
+        help="module:function called once polling stopped (also after an error), e.g. to "
+        "close that client",
+    )
     worker.add_argument("--batch-size", type=int, default=10, help="1-10 (default 10)")
     worker.add_argument("--concurrency", type=int, default=1, help="concurrent pollers (default 1)")
     worker.add_argument("--wait-seconds", type=int, default=20, help="long-poll wait, 0-20")
@@ -105,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="back off failed messages: the first retry waits up to this long, each later one "
         "twice as long (full jitter; default: the visibility timeout, no back-off)",
+    )
+    worker.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="DEBUG, INFO (default: a line per batch), WARNING or ERROR",
     )
     worker.add_argument(
         "--retry-max",
@@ -228,6 +250,8 @@ async def _worker(args: argparse.Namespace) -> int:
         visibility_timeout=args.visibility_timeout,
         max_empty_polls=args.max_empty_polls,
         retry=_retry(args),
+        on_startup=load_handler(args.on_startup, "--on-startup") if args.on_startup else None,
+        on_shutdown=load_handler(args.on_shutdown, "--on-shutdown") if args.on_shutdown else None,
     )
     async with MessageClient(_config(args)) as client:
         if handler is None:  # --dead-letters
@@ -241,12 +265,14 @@ async def _worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, worker.stop)
         stats = await worker.run()
     logging.getLogger("sqs_cluster.worker").info(
-        "stopped: %d batches, %d received, %d succeeded, %d failed, %d released",
+        "stopped: %d batches, %d received, %d succeeded, %d failed, %d released, "
+        "%d long polls cancelled",
         stats.batches,
         stats.received,
         stats.succeeded,
         stats.failed,
         stats.released,
+        stats.receives_cancelled,
     )
     return 0
 
@@ -320,7 +346,8 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sqs-cluster`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    level = getattr(args, "log_level", "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "demo":  # the progress bar and the summary tell the story
         logging.getLogger("sqs_cluster").setLevel(logging.ERROR)
     logging.getLogger("botocore").setLevel(logging.WARNING)
