@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,3 +263,62 @@ def test_demo_stops_at_once_on_sigint_with_a_summary() -> None:
     assert proc.returncode == 130, err
     assert "interrupted after" in out and "  done " in out.splitlines()[-1]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+def test_init_without_a_region_says_how_to_set_one(tmp_path: Path) -> None:
+    env = clean_env(AWS_CONFIG_FILE=str(tmp_path / "none"))
+    env = {k: v for k, v in env.items() if k not in {"AWS_REGION", "AWS_DEFAULT_REGION"}}
+    result = run_cli(["init", "--table", "t"], env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "sqs-cluster: error: region: no AWS region is set; pass --region or set AWS_REGION\n"
+    )
+
+
+def test_missing_credentials_on_a_local_endpoint_say_any_will_do(
+    base_config: Config, tmp_path: Path
+) -> None:
+    env = clean_env(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    env = {k: v for k, v in env.items() if not k.startswith(("AWS_ACCESS", "AWS_SECRET"))}
+    env.pop("AWS_SESSION_TOKEN", None)
+    env.pop("AWS_PROFILE", None)
+    args = ["--region", "us-east-1", "--endpoint-url", base_config.endpoint_url or ""]
+    result = run_cli(["init", "--table", "t", *args], env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "no AWS credentials found" in result.stderr
+    assert "AWS_ACCESS_KEY_ID=local" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_says_which_queue_attributes_differ(base_config: Config) -> None:
+    env = cli_env(base_config)
+    queue = f"q-{os.urandom(6).hex()}"
+    first = run_cli(["init", "--queue", queue, "--visibility-timeout", "30"], env)
+    assert first.returncode == 0, first.stderr
+    again = run_cli(["init", "--queue", queue, "--max-receive-count", "5"], env)
+    assert again.returncode == 1
+    assert again.stderr.startswith(f"sqs-cluster: error: queue: {queue!r} exists with other ")
+    assert "VisibilityTimeout is 30, asked 360" in again.stderr
+    assert "RedrivePolicy is maxReceiveCount 3 to " in again.stderr
+    assert "asked maxReceiveCount 5 to " in again.stderr
+    same = run_cli(["init", "--queue", queue, "--visibility-timeout", "30"], env)
+    assert same.returncode == 0, same.stderr  # still idempotent with the same attributes
+
+
+def test_a_mistyped_variable_is_named_with_the_closest_one(base_config: Config) -> None:
+    env = cli_env(base_config, SQS_CLUSTER_TABEL="orders")
+    result = run_cli(["status", "no-such-cluster"], env)
+    assert (
+        "sqs-cluster: warning: SQS_CLUSTER_TABEL is not a setting sqs-cluster reads (ignored); "
+        "did you mean SQS_CLUSTER_TABLE?\n"
+    ) in result.stderr
+
+
+def test_config_from_env_warns_about_an_unknown_variable() -> None:
+    env = {"SQS_CLUSTER_TABLE": "t", "SQS_CLUSTER_LEASE_SECOND": "60", "SQS_CLUSTER_FAULTS": ""}
+    with pytest.warns(UserWarning, match=r"SQS_CLUSTER_LEASE_SECOND .*SQS_CLUSTER_LEASE_SECONDS\?"):
+        config = Config.from_env(env)
+    assert config.lease_seconds == 300  # ignored, as the warning says

@@ -8,6 +8,7 @@ import importlib
 import logging
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -346,6 +347,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sqs-cluster`` console script."""
     args = _parser().parse_args(argv)
+    warnings.formatwarning = _warning_line
     level = getattr(args, "log_level", "INFO")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "demo":  # the progress bar and the summary tell the story
@@ -367,9 +369,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+HINTS = {
+    "NoRegionError": "region: no AWS region is set; pass --region or set AWS_REGION",
+    "NoCredentialsError": "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID "
+    "and AWS_SECRET_ACCESS_KEY (a local endpoint takes any values, e.g. "
+    "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local; `sqs-cluster local` prints them)",
+    "EndpointConnectionError": "cannot reach the AWS endpoint ({exc}); check --endpoint-url "
+    "or SQS_CLUSTER_ENDPOINT_URL, and that the server runs (`sqs-cluster local`)",
+}
+"""botocore errors a new user meets first, by class name, and what to do about them."""
+
+
+def _warning_line(message: Any, category: Any, *_: Any, **__: Any) -> str:
+    return f"sqs-cluster: warning: {message}\n"
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, SQSClusterError):
         return str(exc)
+    hint = HINTS.get(type(exc).__name__)
+    if hint is not None:
+        return hint.format(exc=exc)
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"
 

@@ -202,8 +202,13 @@ class LocalAWS:
             endpoint_url=self.endpoint_url,
         )
         name = f"{prefix}-{suffix}" + (".fifo" if fifo else "") if queue else None
+        from aiobotocore.session import get_session
+
+        session = get_session()  # the server takes any credentials: none need be configured
+        session.set_credentials("local", "local")
         res = await ensure_resources(
             config,
+            session=session,
             queue_name=name,
             max_receive_count=max_receive_count,
             visibility_timeout=visibility_timeout,
