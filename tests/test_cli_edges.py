@@ -19,7 +19,7 @@ import pytest
 
 from sqs_cluster import Config, MessageClient, Status, WorkerOptions, run_worker
 
-from .conftest import make_queue
+from .conftest import make_queue, receive_event
 
 CLI = [sys.executable, "-m", "sqs_cluster._cli.main"]
 
@@ -322,3 +322,14 @@ def test_config_from_env_warns_about_an_unknown_variable() -> None:
     with pytest.warns(UserWarning, match=r"SQS_CLUSTER_LEASE_SECOND .*SQS_CLUSTER_LEASE_SECONDS\?"):
         config = Config.from_env(env)
     assert config.lease_seconds == 300  # ignored, as the warning says
+
+
+async def test_a_received_message_shows_its_body_once(base_config: Config, sqs: Any) -> None:
+    queue = await make_queue(base_config)
+    async with MessageClient(base_config) as client:
+        await client.send_message(queue.url, {"order": "a-unique-order-id"})
+        event = receive_event(sqs, queue.url, max_messages=1)
+        message = client.read_sqs_record(event["Records"][0])
+    assert message.body == {"order": "a-unique-order-id"}
+    assert message.raw_body == '{"order":"a-unique-order-id"}'  # still there, not in the repr
+    assert repr(message).count("a-unique-order-id") == 1
