@@ -333,3 +333,34 @@ async def test_a_received_message_shows_its_body_once(base_config: Config, sqs: 
     assert message.body == {"order": "a-unique-order-id"}
     assert message.raw_body == '{"order":"a-unique-order-id"}'  # still there, not in the repr
     assert repr(message).count("a-unique-order-id") == 1
+
+
+def test_the_laptop_script_of_the_worker_guide() -> None:
+    examples = Path(__file__).parent.parent / "docs" / "examples"
+    env = clean_env(
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
+    args = ["--wait-seconds", "0", "--max-empty-polls", "2", "--retry-base", "60"]
+    result = subprocess.run(
+        ["bash", "guide_laptop.sh", *args],
+        cwd=examples,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "batch: 3 received, 1 failed" in result.stderr
+    assert result.stdout == ""  # the exports went to the file the script sourced
+    assert "order 2: quantity must be positive" in result.stderr  # logged with its record
+    assert "Unclosed" not in result.stderr
+
+
+def test_the_docs_site_loads_its_diagram_script_from_itself() -> None:
+    root = Path(__file__).parent.parent
+    mkdocs = (root / "mkdocs.yml").read_text()
+    assert "  - javascripts/mermaid.min.js" in mkdocs  # extra_javascript: no CDN at view time
+    script = (root / "docs" / "javascripts" / "mermaid.min.js").read_text()
+    assert 'globalThis["mermaid"]' in script  # the theme uses this global instead of fetching
+    assert (root / "docs" / "javascripts" / "mermaid.LICENSE.txt").exists()
