@@ -2,9 +2,10 @@
 
 The client is made by the first invocation and kept, so every later invocation of a warm
 container reuses its event-loop thread, its AWS clients and their connection pools; it reads
-its configuration when called, not at import (tests can point it elsewhere). ``safe_process_batch`` still
-processes the batch concurrently: each plain ``handle`` call runs in a worker thread, where the
-message's lazy getters (``get_message_record()``, ``get_globals()``) simply block.
+its configuration when called, not at import (tests can point it elsewhere).
+``safe_process_batch`` still processes the batch concurrently: each plain ``handle`` call runs
+in a worker thread, where the message's lazy getters (``get_message_record()``,
+``get_globals()``) simply block.
 
 Configure it with ``SQS_CLUSTER_TABLE`` (and ``SQS_CLUSTER_BUCKET`` for clusters), and enable
 ReportBatchItemFailures on the event source mapping.

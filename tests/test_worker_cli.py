@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sqs_cluster import Config, MessageClient, Status, Worker, WorkerOptions
+from sqs_cluster import Config, MessageClient, Status, ValidationError, Worker, WorkerOptions
 
 from .conftest import Queue, make_queue, receive_event
 from .faults import FaultyClient
@@ -285,3 +285,35 @@ async def test_sigterm_ends_an_idle_long_poll(base_config: Config, tmp_path: Pat
     assert proc.returncode == 0, err
     assert "stopping: long poll cancelled" in err and "1 long polls cancelled" in err
     assert "Traceback" not in err
+
+
+def test_the_blocking_worker_runs_its_hooks_around_polling(
+    base_config: Config, queue: Queue
+) -> None:
+    from sqs_cluster import sync
+
+    calls: list[str] = []
+    with sync.MessageClient(base_config) as client:
+        client.send_message_batch(queue.url, [1, 2, 3])
+
+        def handle(message: sync.ReceivedMessage[int]) -> None:
+            calls.append(f"message {message.body}")
+
+        def handler(event: dict[str, Any], context: Any) -> sync.PartialBatchResponse:
+            return client.safe_process_batch(event, handle)
+
+        options = sync.WorkerOptions(
+            wait_seconds=0,
+            max_empty_polls=1,
+            on_startup=lambda: calls.append("startup"),
+            on_shutdown=lambda: calls.append("shutdown"),
+        )
+        stats = sync.Worker(client, queue.url, handler, options).run()
+    assert calls[0] == "startup" and calls[-1] == "shutdown"
+    assert sorted(calls[1:-1]) == ["message 1", "message 2", "message 3"]
+    assert stats.succeeded == 3
+
+
+def test_worker_options_refuse_a_hook_that_cannot_be_called() -> None:
+    with pytest.raises(ValidationError, match="on_shutdown: expected a callable or None"):
+        WorkerOptions(on_shutdown="app:close")  # type: ignore[arg-type]

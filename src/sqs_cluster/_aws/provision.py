@@ -133,7 +133,10 @@ async def _ensure_queue(
         "deadLetterTargetArn": arn["Attributes"]["QueueArn"],
         "maxReceiveCount": str(max_receive_count),
     }
-    wanted = {"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
+    wanted: dict[Any, str] = {
+        "VisibilityTimeout": str(visibility),
+        "RedrivePolicy": json.dumps(redrive),
+    }
     try:
         queue = await aws.sqs.create_queue(QueueName=name, Attributes={**wanted, **fifo_attrs})
     except Exception as exc:
@@ -147,12 +150,13 @@ QUEUE_EXISTS_CODES = {"QueueAlreadyExists", "QueueNameExists"}
 """What CreateQueue answers when the queue exists with other attributes."""
 
 
-async def _queue_differs(aws: AWS, name: str, wanted: dict[str, str]) -> ConfigError:
+async def _queue_differs(aws: AWS, name: str, wanted: dict[Any, str]) -> ConfigError:
     """The error for an existing queue whose attributes are not the ones asked for: each
     attribute that differs, as it is and as asked."""
     url = (await aws.sqs.get_queue_url(QueueName=name))["QueueUrl"]
     names: Any = list(wanted)
-    found = (await aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names))["Attributes"]
+    answer = await aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)
+    found: dict[Any, str] = dict(answer["Attributes"])
     differences = [
         f"{attr} is {_shown(attr, found.get(attr))}, asked {_shown(attr, value)}"
         for attr, value in wanted.items()
