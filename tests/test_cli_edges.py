@@ -364,3 +364,21 @@ def test_the_docs_site_loads_its_diagram_script_from_itself() -> None:
     script = (root / "docs" / "javascripts" / "mermaid.min.js").read_text()
     assert 'globalThis["mermaid"]' in script  # the theme uses this global instead of fetching
     assert (root / "docs" / "javascripts" / "mermaid.LICENSE.txt").exists()
+
+
+async def test_ctrl_c_stops_watching_at_once_with_a_summary(base_config: Config) -> None:
+    queue = await make_queue(base_config)
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, list(range(4)), omit_globals=True)
+    proc = start_cli(["status", key.id, "--watch"], cli_env(base_config))
+    try:
+        assert proc.stdout is not None
+        first = await asyncio.to_thread(proc.stdout.readline)  # in a pipe: a plain line
+        assert first.startswith("IN PROGRESS  done 0/4  failed 0  left 4"), first
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    finally:
+        stop_by_pid(proc)
+    assert proc.returncode == 130, err
+    assert out.splitlines()[-1] == f"stopped watching cluster {key.id}; it goes on"
+    assert "Traceback" not in err
