@@ -8,7 +8,6 @@ exports, and comments (``#``) for the rest.
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import socket
@@ -18,9 +17,9 @@ from typing import Any
 from .._config import ENV_VARS
 from .._errors import SQSClusterError
 
-REGION = "us-east-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 """The local server takes any credentials; these make the SDKs and the AWS CLI sign requests."""
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 HEALTH_INTERVAL = 0.5
 """Seconds between checks that the server is still running."""
 
@@ -50,8 +49,6 @@ def run_local(
     from ..local import LocalAWS
 
     _check_port(host, port)
-    for name, value in DUMMY_CREDENTIALS.items():  # for provisioning; any will do
-        os.environ.setdefault(name, value)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _SIGNALS}
     try:
@@ -70,9 +67,6 @@ def run_local(
             signal.signal(sig, handler)
     _say("# stopped; its data is gone")
     return 0
-
-
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _say(line: str) -> None:
