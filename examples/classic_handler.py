@@ -1,9 +1,11 @@
 """A classic ``def handler(event, context)`` Lambda on the blocking facade: no ``async`` anywhere.
 
-The client is created once, at import, so every invocation of a warm container reuses its
-event-loop thread, its AWS clients and their connection pools. ``safe_process_batch`` still
-processes the batch concurrently: each plain ``handle`` call runs in a worker thread, where the
-message's lazy getters (``get_message_record()``, ``get_globals()``) simply block.
+The client is made by the first invocation and kept, so every later invocation of a warm
+container reuses its event-loop thread, its AWS clients and their connection pools; it reads
+its configuration when called, not at import (tests can point it elsewhere).
+``safe_process_batch`` still processes the batch concurrently: each plain ``handle`` call runs
+in a worker thread, where the message's lazy getters (``get_message_record()``,
+``get_globals()``) simply block.
 
 Configure it with ``SQS_CLUSTER_TABLE`` (and ``SQS_CLUSTER_BUCKET`` for clusters), and enable
 ReportBatchItemFailures on the event source mapping.
@@ -34,7 +36,18 @@ class Order(TypedDict):
     quantity: int
 
 
-client = MessageClient(Config.from_env())  # warm across invocations; nothing starts until used
+_client: MessageClient | None = None
+
+
+def client() -> MessageClient:
+    """The container's client: made once, and again only if the configuration changes."""
+    global _client
+    config = Config.from_env()
+    if _client is None or _client.config != config:  # a new configuration: only in tests
+        if _client is not None:
+            _client.close()
+        _client = MessageClient(config)  # its loop thread starts on first use
+    return _client
 
 
 def handle(message: ReceivedMessage[Order]) -> None:
@@ -59,4 +72,4 @@ def report(cluster: ClusterRecord[Any, Any], get_globals: Callable[[], Any]) -> 
 
 def handler(event: dict[str, Any], context: object) -> PartialBatchResponse:
     """The function's entry point: report only the failed messages back to SQS."""
-    return client.safe_process_batch(event, handle, on_cluster_complete=report)
+    return client().safe_process_batch(event, handle, on_cluster_complete=report)

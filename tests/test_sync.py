@@ -365,7 +365,7 @@ def test_classic_handler_example_stays_warm_across_invocations(
     monkeypatch: pytest.MonkeyPatch, base_config: Config, queue: Queue, sqs: Any
 ) -> None:
     example = load_example(monkeypatch, base_config)
-    client: sync.MessageClient = example.client
+    client: sync.MessageClient = example.client()
     try:
         warm = []
         for invocation in range(2):
@@ -376,6 +376,7 @@ def test_classic_handler_example_stays_warm_across_invocations(
             bad = [r["messageId"] for r in event["Records"] if '"quantity":0' in r["body"]]
             assert response == {"batchItemFailures": [{"itemIdentifier": bad[0]}]}
             warm.append((client._core._aws.ddb, client._call(running_loop)))
+            assert example.client() is client  # the same client for every invocation
         assert warm[0][0] is warm[1][0] and warm[0][1] is warm[1][1]
     finally:
         client.close()

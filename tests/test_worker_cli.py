@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sqs_cluster import Config, MessageClient, Status, Worker, WorkerOptions
+from sqs_cluster import Config, MessageClient, Status, ValidationError, Worker, WorkerOptions
 
 from .conftest import Queue, make_queue, receive_event
 from .faults import FaultyClient
@@ -65,6 +65,13 @@ def start_dead_letters_worker(queue: Queue, env: dict[str, str]) -> subprocess.P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+def popen_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """The CLI in the background, stdout and stderr captured."""
+    return subprocess.Popen(
+        [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -188,12 +195,12 @@ async def test_status_shows_progress_and_exits_when_finished(
     env = worker_env(base_config, tmp_path / "ledger")
     env["COLUMNS"] = "160"
     before = await asyncio.to_thread(run_cli, "status", key.id, env=env)
-    assert before.returncode == 0 and "0 done" in before.stdout and "12 left" in before.stdout
+    assert before.returncode == 0 and "done 0/12" in before.stdout and "left 12" in before.stdout
     watcher = start_cli(["status", key.p_key, "--watch"], env)
     worker = start_worker(queue, env, "--max-empty-polls", "3")
     out, _ = await asyncio.to_thread(watcher.communicate, timeout=120)
     await asyncio.to_thread(worker.communicate, timeout=120)
-    assert watcher.returncode == 0 and "12 done" in out and "COMPLETE" in out
+    assert watcher.returncode == 0 and "COMPLETE  done 12/12" in out
 
 
 async def test_dead_letters_worker_settles_a_task_whose_worker_died(
@@ -239,3 +246,74 @@ async def test_a_worker_warns_when_sqs_refuses_to_extend_visibility(
             stats = await Worker(client, queue.url, handler, options).run()
     assert stats.received == 1 and sqs.calls["change_message_visibility_batch"] >= 2
     assert "visibility of 1 messages not extended" in caplog.text
+
+
+async def test_hooks_open_and_close_the_handlers_client(
+    base_config: Config, tmp_path: Path
+) -> None:
+    queue = await make_queue(base_config, visibility_timeout=30)
+    async with MessageClient(base_config) as client:
+        await client.create_message_cluster(queue.url, list(range(15)), omit_globals=True)
+    ledger = tmp_path / "ledger"
+    env = {**worker_env(base_config, ledger), "PYTHONWARNINGS": "always"}
+    hooks = ["--on-startup", "worker_app:open_client", "--on-shutdown", "worker_app:close_client"]
+    args = ["worker", queue.url, "worker_app:kept_client_handler", *hooks]
+    proc = popen_cli(
+        [*args, "--wait-seconds", "0", "--max-empty-polls", "2", "--log-level", "debug"], env
+    )
+    _, err = await asyncio.to_thread(proc.communicate, timeout=120)
+    assert proc.returncode == 0, err
+    lines = ledger.read_text().split()
+    assert lines[0] == "startup" and lines[-1] == "shutdown"
+    assert sorted(int(n) for n in lines[1:-1]) == list(range(15))
+    assert "Unclosed" not in err and "DEBUG" in err  # --log-level debug shows debug lines
+
+
+def test_a_hook_that_is_not_there_is_one_line() -> None:
+    result = run_cli("worker", "http://q", "json:dumps", "--on-shutdown", "nope")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "--on-shutdown: expected module:function, got 'nope'" in result.stderr
+
+
+async def test_sigterm_ends_an_idle_long_poll(base_config: Config, tmp_path: Path) -> None:
+    queue = await make_queue(base_config, visibility_timeout=30)
+    env = worker_env(base_config, tmp_path / "ledger")
+    proc = start_worker(queue, env, "--wait-seconds", "20")
+    await asyncio.sleep(3)  # the worker is up and waiting in its first long poll
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopping: long poll cancelled" in err and "1 long polls cancelled" in err
+    assert "Traceback" not in err
+
+
+def test_the_blocking_worker_runs_its_hooks_around_polling(
+    base_config: Config, queue: Queue
+) -> None:
+    from sqs_cluster import sync
+
+    calls: list[str] = []
+    with sync.MessageClient(base_config) as client:
+        client.send_message_batch(queue.url, [1, 2, 3])
+
+        def handle(message: sync.ReceivedMessage[int]) -> None:
+            calls.append(f"message {message.body}")
+
+        def handler(event: dict[str, Any], context: Any) -> sync.PartialBatchResponse:
+            return client.safe_process_batch(event, handle)
+
+        options = sync.WorkerOptions(
+            wait_seconds=0,
+            max_empty_polls=1,
+            on_startup=lambda: calls.append("startup"),
+            on_shutdown=lambda: calls.append("shutdown"),
+        )
+        stats = sync.Worker(client, queue.url, handler, options).run()
+    assert calls[0] == "startup" and calls[-1] == "shutdown"
+    assert sorted(calls[1:-1]) == ["message 1", "message 2", "message 3"]
+    assert stats.succeeded == 3
+
+
+def test_worker_options_refuse_a_hook_that_cannot_be_called() -> None:
+    with pytest.raises(ValidationError, match="on_shutdown: expected a callable or None"):
+        WorkerOptions(on_shutdown="app:close")  # type: ignore[arg-type]

@@ -34,3 +34,32 @@ async def handler(event: dict[str, Any], context: Any) -> Any:
 async def on_cluster_complete(cluster: ClusterRecord[Any, Any], get_globals: Any) -> None:
     """A cluster callback: appends ``callback <status>`` to the ledger."""
     await asyncio.to_thread(_append, os.environ["LEDGER"], f"callback {cluster.status.value}\n")
+
+
+_client: MessageClient | None = None
+
+
+async def open_client() -> None:
+    """``--on-startup``: the one client every batch of the process uses."""
+    global _client
+    _client = await MessageClient().__aenter__()
+    await asyncio.to_thread(_append, os.environ["LEDGER"], "startup\n")
+
+
+async def close_client() -> None:
+    """``--on-shutdown``: close it, so nothing is left open at exit."""
+    global _client
+    client, _client = _client, None
+    if client is not None:
+        await client.aclose()
+    await asyncio.to_thread(_append, os.environ["LEDGER"], "shutdown\n")
+
+
+async def kept_client_handler(event: dict[str, Any], context: Any) -> Any:
+    """Like ``handler``, on the client ``open_client`` opened."""
+    assert _client is not None, "--on-startup worker_app:open_client did not run"
+
+    async def task(message: ReceivedMessage[Any]) -> None:
+        await asyncio.to_thread(_append, os.environ["LEDGER"], f"{message.task_index}\n")
+
+    return await _client.safe_process_batch(event, task)

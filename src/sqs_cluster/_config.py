@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -34,6 +35,24 @@ ENV_VARS: dict[str, str] = {
     "record_body_bytes": "SQS_CLUSTER_RECORD_BODY_BYTES",
     "stream_tasks_above": "SQS_CLUSTER_STREAM_TASKS_ABOVE",
 }
+
+OTHER_ENV_VARS = frozenset({"SQS_CLUSTER_FAULTS"})
+"""``SQS_CLUSTER_*`` variables read elsewhere (fault injection in ``sqs_cluster.testing``)."""
+ENV_PREFIX = "SQS_CLUSTER_"
+
+
+def unknown_env_vars(env: Mapping[str, str]) -> list[str]:
+    """One warning per ``SQS_CLUSTER_*`` variable the library does not read (a typo such as
+    ``SQS_CLUSTER_TABEL`` would otherwise be ignored without a word), naming the closest one."""
+    import difflib
+
+    known = {*ENV_VARS.values(), *OTHER_ENV_VARS}
+    warnings = []
+    for var in sorted(v for v in env if v.startswith(ENV_PREFIX) and v not in known):
+        close = difflib.get_close_matches(var, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "see the configuration page"
+        warnings.append(f"{var} is not a setting sqs-cluster reads (ignored); {hint}")
+    return warnings
 
 
 def _positive(
@@ -149,8 +168,12 @@ class Config:
 
         The region falls back to ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, and the endpoint to
         ``AWS_ENDPOINT_URL``, as the AWS SDKs do. Keyword ``overrides`` win over the environment.
+        An ``SQS_CLUSTER_*`` variable it does not know (a typo) gives a ``UserWarning`` naming
+        the closest known one.
         """
         env = os.environ if environ is None else environ
+        for message in unknown_env_vars(env):
+            warnings.warn(message, UserWarning, stacklevel=2)
         values: dict[str, Any] = {}
         types = {f.name: f.type for f in fields(cls)}
         for name, var in ENV_VARS.items():

@@ -33,7 +33,9 @@ class RecordNotFoundError(SQSClusterError, LookupError):
     """No DynamoDB record exists for the key."""
 
     def __init__(self, key: Any) -> None:
-        super().__init__(f"no record for {key!r}")
+        p_key, r_key = getattr(key, "p_key", None), getattr(key, "r_key", None)
+        where = f"pKey {p_key!r}, rKey {r_key!r}" if p_key is not None else repr(key)
+        super().__init__(f"no record for {where}")
         self.key = key
 
 

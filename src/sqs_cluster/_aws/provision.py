@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._config import Config
+from .._errors import ConfigError
 from .clients import AWS, error_code
 
 GLOBALS_EXPIRY_DAYS = 30
@@ -174,12 +175,47 @@ async def _ensure_queue(
         "deadLetterTargetArn": arn["Attributes"]["QueueArn"],
         "maxReceiveCount": str(max_receive_count),
     }
-    queue = await aws.sqs.create_queue(
-        QueueName=name,
-        Attributes={
-            "VisibilityTimeout": str(visibility),
-            "RedrivePolicy": json.dumps(redrive),
-            **fifo_attrs,
-        },
-    )
+    wanted: dict[Any, str] = {
+        "VisibilityTimeout": str(visibility),
+        "RedrivePolicy": json.dumps(redrive),
+    }
+    try:
+        queue = await aws.sqs.create_queue(QueueName=name, Attributes={**wanted, **fifo_attrs})
+    except Exception as exc:
+        if error_code(exc) not in QUEUE_EXISTS_CODES:
+            raise
+        raise await _queue_differs(aws, name, wanted) from None
     return queue["QueueUrl"], dlq_url
+
+
+QUEUE_EXISTS_CODES = {"QueueAlreadyExists", "QueueNameExists"}
+"""What CreateQueue answers when the queue exists with other attributes."""
+
+
+async def _queue_differs(aws: AWS, name: str, wanted: dict[Any, str]) -> ConfigError:
+    """The error for an existing queue whose attributes are not the ones asked for: each
+    attribute that differs, as it is and as asked."""
+    url = (await aws.sqs.get_queue_url(QueueName=name))["QueueUrl"]
+    names: Any = list(wanted)
+    answer = await aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)
+    found: dict[Any, str] = dict(answer["Attributes"])
+    differences = [
+        f"{attr} is {_shown(attr, found.get(attr))}, asked {_shown(attr, value)}"
+        for attr, value in wanted.items()
+        if _shown(attr, found.get(attr)) != _shown(attr, value)
+    ]
+    return ConfigError(
+        f"queue: {name!r} exists with other attributes: {'; '.join(differences) or 'unknown'}. "
+        "Pass the values it has (--visibility-timeout, --max-receive-count), or change the "
+        "queue's attributes (SetQueueAttributes)"
+    )
+
+
+def _shown(attr: str, value: str | None) -> str:
+    """An attribute's value for comparison: a redrive policy as ``maxReceiveCount N to ARN``."""
+    if value is None:
+        return "(not set)"
+    if attr != "RedrivePolicy":
+        return value
+    policy = json.loads(value)
+    return f"maxReceiveCount {policy.get('maxReceiveCount')} to {policy.get('deadLetterTargetArn')}"

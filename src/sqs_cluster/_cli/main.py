@@ -8,6 +8,7 @@ import importlib
 import logging
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,9 @@ EPILOG = (
     "Configuration comes from SQS_CLUSTER_* environment variables (SQS_CLUSTER_TABLE, "
     "SQS_CLUSTER_BUCKET, ...) and the usual AWS variables; flags override them."
 )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _add_aws_flags(parser: argparse.ArgumentParser) -> None:
@@ -38,12 +42,34 @@ def _parser() -> argparse.ArgumentParser:
         help="run a message cluster end to end on an embedded local AWS",
         description="Create a cluster with globals, run local workers over it (every tenth "
         "task fails once and is retried), show live progress, and print what "
-        "on_cluster_complete reported. Starts an embedded local AWS unless --endpoint-url or "
-        "SQS_CLUSTER_TABLE is set, in which case it uses those.",
+        "on_cluster_complete reported. It always starts an embedded local AWS, whatever the "
+        "environment says, unless --use-env or --endpoint-url asks for the SQS_CLUSTER_* and "
+        "AWS settings of the environment (then it creates a queue there). It prints the "
+        "endpoint, table and queue it uses. Ctrl-C stops it at once, with a summary.",
     )
     demo.add_argument("--tasks", type=int, default=1000, help="tasks in the cluster (default 1000)")
     demo.add_argument("--workers", type=int, default=4, help="concurrent pollers (default 4)")
-    demo.add_argument("--endpoint-url", help="run against this AWS endpoint instead")
+    demo.add_argument(
+        "--use-env",
+        action="store_true",
+        help="use SQS_CLUSTER_TABLE, SQS_CLUSTER_BUCKET and the AWS settings of the environment "
+        "instead of the embedded local AWS",
+    )
+    demo.add_argument("--endpoint-url", help="like --use-env, against this AWS endpoint")
+
+    local = sub.add_parser(
+        "local",
+        help="run the embedded local AWS in the foreground, for use from other shells",
+        description="Start the embedded local AWS, create a table, a bucket and a queue with a "
+        "dead-letter queue, and print the export lines (SQS_CLUSTER_*, AWS_* dummy credentials "
+        "and endpoint, QUEUE_URL, DLQ_URL) to paste into another shell. Serves until Ctrl-C "
+        "(SIGINT) or SIGTERM; its data lives in memory and goes with it.",
+    )
+    local.add_argument("--port", type=int, default=0, help="port to listen on (default: any free)")
+    local.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    local.add_argument(
+        "--visibility-timeout", type=int, default=360, help="the queue's, in seconds (default 360)"
+    )
 
     worker = sub.add_parser(
         "worker",
@@ -72,6 +98,18 @@ def _parser() -> argparse.ArgumentParser:
         help="with --dead-letters: module:function run as on_cluster_complete(cluster, "
         "get_globals) when a settled task ends its cluster",
     )
+    worker.add_argument(
+        "--on-startup",
+        metavar="HOOK",
+        help="module:function called (sync or async, no arguments) before the first poll, "
+        "e.g. to open the client the handler keeps",
+    )
+    worker.add_argument(
+        "--on-shutdown",
+        metavar="HOOK",
+        help="module:function called once polling stopped (also after an error), e.g. to "
+        "close that client",
+    )
     worker.add_argument("--batch-size", type=int, default=10, help="1-10 (default 10)")
     worker.add_argument("--concurrency", type=int, default=1, help="concurrent pollers (default 1)")
     worker.add_argument("--wait-seconds", type=int, default=20, help="long-poll wait, 0-20")
@@ -85,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
         "twice as long (full jitter; default: the visibility timeout, no back-off)",
     )
     worker.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="DEBUG, INFO (default: a line per batch), WARNING or ERROR",
+    )
+    worker.add_argument(
         "--retry-max",
         type=float,
         metavar="SECONDS",
@@ -95,11 +140,18 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser(
         "status",
         help="show a cluster's progress",
-        description="Show a cluster's completed, failed and remaining tasks, rate and ETA.",
+        description="Show a cluster's status, done, failed and remaining tasks, elapsed time "
+        "since it started, rate and ETA: once, or with --watch until it ends (a live bar on a "
+        "terminal, a line every 5 s in a pipe). Ctrl-C stops watching (the cluster goes on).",
         epilog=EPILOG,
     )
     status.add_argument("cluster", metavar="CLUSTER", help="the cluster's pKey or id")
     status.add_argument("--watch", action="store_true", help="refresh until the cluster ends")
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON (one object; with --watch one line per refresh) instead of text",
+    )
     _add_aws_flags(status)
 
     init = sub.add_parser(
@@ -217,6 +269,8 @@ async def _worker(args: argparse.Namespace) -> int:
         visibility_timeout=args.visibility_timeout,
         max_empty_polls=args.max_empty_polls,
         retry=_retry(args),
+        on_startup=load_handler(args.on_startup, "--on-startup") if args.on_startup else None,
+        on_shutdown=load_handler(args.on_shutdown, "--on-shutdown") if args.on_shutdown else None,
     )
     async with MessageClient(_config(args)) as client:
         if handler is None:  # --dead-letters
@@ -230,24 +284,46 @@ async def _worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, worker.stop)
         stats = await worker.run()
     logging.getLogger("sqs_cluster.worker").info(
-        "stopped: %d batches, %d received, %d succeeded, %d failed, %d released",
+        "stopped: %d batches, %d received, %d succeeded, %d failed, %d released, "
+        "%d long polls cancelled",
         stats.batches,
         stats.received,
         stats.succeeded,
         stats.failed,
         stats.released,
+        stats.receives_cancelled,
     )
     return 0
 
 
 async def _status(args: argparse.Namespace) -> int:
     from .._client.client import MessageClient
+    from .._errors import RecordNotFoundError
     from .._records.model import KEY_PREFIX
-    from .status import watch_cluster
+    from .status import Display, snapshot, summary_line, watch_cluster
 
     key = args.cluster if args.cluster.startswith(KEY_PREFIX) else KEY_PREFIX + args.cluster
-    async with MessageClient(_config(args)) as client:
-        cluster = await watch_cluster(client, key, watch=args.watch)
+    config = _config(args)
+    display = Display.choose(as_json=args.json) if args.watch or args.json else Display("plain")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with MessageClient(config) as client:
+        try:
+            cluster, interrupted = await watch_cluster(
+                client, key, display=display, watch=args.watch, stop=stop
+            )
+        except RecordNotFoundError:
+            where = config.endpoint_url or f"region {config.region or '(default)'}"
+            raise SQSClusterError(
+                f"CLUSTER: no cluster {key.removeprefix(KEY_PREFIX)!r} in table "
+                f"{config.table!r} at {where}; check the id and SQS_CLUSTER_TABLE"
+            ) from None
+    if args.watch:
+        display.say(summary_line(snapshot(cluster), interrupted=interrupted))
+    if interrupted:
+        return 130
     return 0 if cluster.status.value != "ERROR" else 2
 
 
@@ -290,8 +366,16 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.tasks < 1:
             raise SQSClusterError("--tasks: must be at least 1")
-        result = run_demo(args.tasks, workers=args.workers, endpoint_url=args.endpoint_url)
+        result = run_demo(
+            args.tasks, workers=args.workers, endpoint_url=args.endpoint_url, use_env=args.use_env
+        )
+        if result.interrupted:
+            return 130
         return 0 if result.aggregate == result.expected and result.callback_runs == 1 else 1
+    if args.command == "local":
+        from .local import run_local
+
+        return run_local(port=args.port, host=args.host, visibility_timeout=args.visibility_timeout)
     commands = {"worker": _worker, "status": _status, "init": _init, "dashboard": _dashboard}
     return asyncio.run(commands[args.command](args))
 
@@ -299,7 +383,9 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sqs-cluster`` console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    warnings.formatwarning = _warning_line
+    level = getattr(args, "log_level", "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "demo":  # the progress bar and the summary tell the story
         logging.getLogger("sqs_cluster").setLevel(logging.ERROR)
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -319,9 +405,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+HINTS = {
+    "NoRegionError": "region: no AWS region is set; pass --region or set AWS_REGION",
+    "NoCredentialsError": "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID "
+    "and AWS_SECRET_ACCESS_KEY (a local endpoint takes any values, e.g. "
+    "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local; `sqs-cluster local` prints them)",
+    "EndpointConnectionError": "cannot reach the AWS endpoint ({exc}); check --endpoint-url "
+    "or SQS_CLUSTER_ENDPOINT_URL, and that the server runs (`sqs-cluster local`)",
+}
+"""botocore errors a new user meets first, by class name, and what to do about them."""
+
+
+def _warning_line(message: Any, category: Any, *_: Any, **__: Any) -> str:
+    return f"sqs-cluster: warning: {message}\n"
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, SQSClusterError):
         return str(exc)
+    hint = HINTS.get(type(exc).__name__)
+    if hint is not None:
+        return hint.format(exc=exc)
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"
 

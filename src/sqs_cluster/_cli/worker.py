@@ -70,6 +70,9 @@ class WorkerStats:
     failed: int = 0
     redelivered: int = 0
     released: int = 0
+    receives_cancelled: int = 0
+    """Long polls ended early by :meth:`Worker.stop` (a message SQS handed out in that very
+    moment comes back after its visibility timeout)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,12 @@ class WorkerOptions:
     max_empty_polls: int | None = None
     function_name: str = "sqs-cluster-worker"
     retry: Backoff | None = None
+    on_startup: Callable[[], Any] | None = None
+    """Called (sync or async, no arguments) before the first poll: open what the handler
+    keeps for the life of the process. If it raises, the worker does not start."""
+    on_shutdown: Callable[[], Any] | None = None
+    """Called once the pollers stopped, even after an error: close what ``on_startup`` (or
+    the handler) opened, e.g. ``await client.aclose()``."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10:
@@ -101,6 +110,10 @@ class WorkerOptions:
             raise ValidationError(
                 "wait_seconds", f"must be 0-20 (SQS limit), got {self.wait_seconds}"
             )
+        for name in ("on_startup", "on_shutdown"):
+            hook = getattr(self, name)
+            if hook is not None and not callable(hook):
+                raise ValidationError(name, f"expected a callable or None, got {hook!r}")
         if self.retry is not None and not isinstance(self.retry, Backoff):
             raise ValidationError("retry", f"expected a Backoff(...) or None, got {self.retry!r}")
         if self.retry is not None and self.retry.on != (Exception,):
@@ -149,13 +162,25 @@ class Worker:
             self._stopping.set()
 
     async def run(self) -> WorkerStats:
-        """Poll until :meth:`stop` (or ``max_empty_polls`` empty receives in a row)."""
+        """Poll until :meth:`stop` (or ``max_empty_polls`` empty receives in a row), between
+        the ``on_startup`` and ``on_shutdown`` hooks of the options."""
         self._stopping = asyncio.Event()
         opts = self.options
-        visibility = opts.visibility_timeout or await self.client.queue_visibility_timeout(
-            self.queue_url
-        )
-        pollers = [asyncio.ensure_future(self._poll(visibility)) for _ in range(opts.concurrency)]
+        if opts.on_startup is not None:
+            await call_handler(opts.on_startup)
+        try:
+            visibility = opts.visibility_timeout or await self.client.queue_visibility_timeout(
+                self.queue_url
+            )
+            return await self._run_pollers(visibility)
+        finally:
+            if opts.on_shutdown is not None:
+                await call_handler(opts.on_shutdown)
+
+    async def _run_pollers(self, visibility: int) -> WorkerStats:
+        pollers = [
+            asyncio.ensure_future(self._poll(visibility)) for _ in range(self.options.concurrency)
+        ]
         try:  # a poller that stops on an error stops the others after their batch in flight
             outcomes = await asyncio.gather(*pollers, return_exceptions=True)
         finally:
@@ -223,9 +248,13 @@ class Worker:
         stopping = asyncio.ensure_future(self._stopping.wait())
         await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if not receive.done():  # stopping mid-poll: whatever arrives now goes straight back
-            messages = await receive
-            await self._release(messages)
+        if not receive.done():  # stopping mid-poll: end the long poll now, not in 20 s
+            receive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                messages = await receive
+                await self._release(messages)  # it answered as it was cancelled
+            self.stats.receives_cancelled += 1
+            logger.info("stopping: long poll cancelled", extra={"queue_url": self.queue_url})
             return []
         return receive.result()
 

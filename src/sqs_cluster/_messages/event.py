@@ -67,8 +67,8 @@ class ReceivedMessage(Generic[Body]):
     """SQS's id of this message."""
     body: Body
     """The body, JSON-decoded when it is JSON, else the text as sent."""
-    raw_body: str
-    """The body exactly as SQS delivered it."""
+    raw_body: str = field(repr=False)
+    """The body exactly as SQS delivered it (left out of the repr: ``body`` shows it)."""
     type: RecordType
     """What the record tracks: a plain message or a cluster's task."""
     key: RecordKey
@@ -99,8 +99,8 @@ class ReceivedMessage(Generic[Body]):
     """SQS's system attributes of the message."""
     message_attributes: Mapping[str, Any] = field(default_factory=dict)
     """The message attributes, the record-key attribute included."""
-    raw: Mapping[str, Any] = field(default_factory=dict)
-    """The Lambda SQS record as it came."""
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """The Lambda SQS record as it came (left out of the repr: the fields above show it)."""
     payload: PayloadRef | None = None
     """Where the body was offloaded (S3), for a message that came as a pointer."""
     payload_pending: bool = False

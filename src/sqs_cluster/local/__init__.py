@@ -74,13 +74,15 @@ class LocalAWS:
 
     ``item_write_budget`` (WCU per second, per item) makes the server throttle a DynamoDB item
     written harder than that, as AWS throttles a hot partition past 1,000 WCU a second; None
-    (the default) throttles nothing. See ``docs/local.md``.
+    (the default) throttles nothing. ``port`` 0 (the default) takes any free port. See
+    ``docs/local.md``.
     """
 
     def __init__(
         self,
         *,
         host: str = "127.0.0.1",
+        port: int = 0,
         startup_timeout: float = 30.0,
         item_write_budget: float | None = None,
     ) -> None:
@@ -88,7 +90,10 @@ class LocalAWS:
             item_write_budget > 0 and math.isfinite(item_write_budget)
         ):
             raise ValueError(f"item_write_budget must be positive, not {item_write_budget!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0-65535 (0: any free port), not {port!r}")
         self.host = host
+        self.port = port
         self.startup_timeout = startup_timeout
         self.item_write_budget = item_write_budget
         self._lock = threading.Lock()
@@ -197,8 +202,13 @@ class LocalAWS:
             endpoint_url=self.endpoint_url,
         )
         name = f"{prefix}-{suffix}" + (".fifo" if fifo else "") if queue else None
+        from aiobotocore.session import get_session
+
+        session = get_session()  # the server takes any credentials: none need be configured
+        session.set_credentials("local", "local")
         res = await ensure_resources(
             config,
+            session=session,
             queue_name=name,
             max_receive_count=max_receive_count,
             visibility_timeout=visibility_timeout,
@@ -250,7 +260,7 @@ class LocalAWS:
         command = [sys.executable, "-m", "sqs_cluster.local.server", "--host", self.host]
         if self.item_write_budget is not None:
             command += ["--item-write-budget", repr(float(self.item_write_budget))]
-        return [*command, "--port", "0", "--exit-on-stdin-eof"]
+        return [*command, "--port", str(self.port), "--exit-on-stdin-eof"]
 
     def _discard(self) -> None:
         """Forget the current server and make sure its process and files are gone."""
@@ -276,6 +286,7 @@ class _ServerProcess:
                 stdout=subprocess.PIPE,
                 stderr=self._log,
                 env=_child_env(),
+                start_new_session=True,  # Ctrl-C reaches the owner, which stops it by PID
             )
         except BaseException:
             self._log.close()

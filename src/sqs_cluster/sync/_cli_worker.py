@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._cli.worker.
-# Body digest: 4ef34b186dba0f15 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: c0d4abaec89b37fd (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._cli.worker`` (generated)."""
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ class Worker(_facade.View[_AsyncWorker], core_type=_AsyncWorker):
         self._run(self._core.stop)
 
     def run(self) -> WorkerStats:
-        """Poll until :meth:`stop` (or ``max_empty_polls`` empty receives in a row)."""
+        """Poll until :meth:`stop` (or ``max_empty_polls`` empty receives in a row), between
+        the ``on_startup`` and ``on_shutdown`` hooks of the options.
+        """
         return self._call(self._core.run)
 
 

@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._messages.event.
-# Body digest: 2ccd4bea8f7bf13e (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 83576d53ee21a571 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._messages.event`` (generated)."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ReceivedMessage(
 
     @property
     def raw_body(self) -> str:
-        """The body exactly as SQS delivered it."""
+        """The body exactly as SQS delivered it (left out of the repr: ``body`` shows it)."""
         return self._core.raw_body
 
     @property
@@ -126,7 +126,7 @@ class ReceivedMessage(
 
     @property
     def raw(self) -> Mapping[str, Any]:
-        """The Lambda SQS record as it came."""
+        """The Lambda SQS record as it came (left out of the repr: the fields above show it)."""
         return self._core.raw
 
     @property
