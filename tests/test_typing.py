@@ -78,14 +78,14 @@ CHECKS = textwrap.dedent(
 
 
     async def task_globals(
-        message: ReceivedMessage[Line, Prices], blocking: sync.ReceivedMessage[Line, Prices]
+        m: ReceivedMessage[Line, Prices], blocking: sync.ReceivedMessage[Line, Prices]
     ) -> None:
-        reveal_type(message.task)  # reveal: {ex}.Line
-        reveal_type(await message.get_globals())  # reveal: TypedDict({ex}.Prices,
-        reveal_type(await message.get_message_cluster())  # reveal: {model}.ClusterRecord[Any, TypedDict({ex}.Prices,
-        reveal_type(blocking.get_globals())  # reveal: TypedDict({ex}.Prices,
-        reveal_type(blocking.get_message_cluster())  # reveal: {sync_model}.ClusterRecord[Any, TypedDict({ex}.Prices,
-        (await message.get_globals())["euros"]  # error: TypedDict "Prices" has no key "euros"
+        reveal_type(m.task)  # reveal: {ex}.Line
+        reveal_type(await m.get_globals())  # reveal: {P}
+        reveal_type(await m.get_message_cluster())  # reveal: {model}.ClusterRecord[Any, {P}
+        reveal_type(blocking.get_globals())  # reveal: {P}
+        reveal_type(blocking.get_message_cluster())  # reveal: {sync_model}.ClusterRecord[Any, {P}
+        (await m.get_globals())["euros"]  # error: TypedDict "Prices" has no key "euros"
 
 
     async def untyped_globals(message: ReceivedMessage[Any], cluster: ClusterRecord[Any]) -> None:
@@ -98,17 +98,17 @@ CHECKS = textwrap.dedent(
 
 
     async def updating(
-        client: MessageClient, facade: sync.MessageClient, key: RecordKey, prices: Prices
+        c: MessageClient, f: sync.MessageClient, k: RecordKey, prices: Prices
     ) -> None:
-        reveal_type(await client.update_message_cluster_globals(key, discounted))  # reveal: TypedDict({typed}.Prices,
-        reveal_type(await client.update_cluster_globals(key, discounted_async))  # reveal: TypedDict({ex}.Prices,
-        reveal_type(await client.update_message_cluster_globals(key, prices))  # reveal: TypedDict({ex}.Prices,
-        reveal_type(await client.update_message_cluster_globals(key, lambda old: old))  # reveal: Any
-        reveal_type(facade.update_message_cluster_globals(key, discounted))  # reveal: TypedDict({typed}.Prices,
-        reveal_type(facade.update_cluster_globals(key, prices))  # reveal: TypedDict({ex}.Prices,
-        reveal_type(facade.update_cluster_globals(key, lambda old: {{**old, "n": 1}}))  # reveal: Any
-        count: int = await client.update_message_cluster_globals(key, discounted)  # error: Argument 2 to "update_message_cluster_globals"
-        reveal_type(await client.get_message_cluster_globals(key))  # reveal: Any
+        reveal_type(await c.update_message_cluster_globals(k, discounted))  # reveal: {TP}
+        reveal_type(await c.update_cluster_globals(k, discounted_async))  # reveal: {P}
+        reveal_type(await c.update_message_cluster_globals(k, prices))  # reveal: {P}
+        reveal_type(await c.update_message_cluster_globals(k, lambda old: old))  # reveal: Any
+        reveal_type(f.update_message_cluster_globals(k, discounted))  # reveal: {TP}
+        reveal_type(f.update_cluster_globals(k, prices))  # reveal: {P}
+        reveal_type(f.update_cluster_globals(k, lambda old: {{**old, "n": 1}}))  # reveal: Any
+        n: int = await c.update_message_cluster_globals(k, discounted)  # error: Argument 2 to
+        reveal_type(await c.get_message_cluster_globals(k))  # reveal: Any
 
 
     async def results(
@@ -116,7 +116,7 @@ CHECKS = textwrap.dedent(
     ) -> None:
         reveal_type(record.result)  # reveal: int
         reveal_type(untyped.result)  # reveal: Any
-        reveal_type(client.iter_results(record.key))  # reveal: typing.AsyncIterator[tuple[int, Any, Any, fallback={model}.TaskResult[Any, Any]]]
+        reveal_type(client.iter_results(record.key))  # reveal: {untyped_results}
         items: AsyncIterator[TaskResult[Line, int]] = client.iter_results(record.key)
         async for item in items:
             reveal_type(item.task)  # reveal: {ex}.Line
@@ -125,17 +125,21 @@ CHECKS = textwrap.dedent(
 
 
     async def callbacks(client: MessageClient, facade: sync.MessageClient, event: Any) -> None:
-        await client.safe_process_batch(event, line_cents, model=TypedLine, on_cluster_complete=invoice)
+        await client.safe_process_batch(
+            event, line_cents, model=TypedLine, on_cluster_complete=invoice
+        )
         facade.safe_process_batch(event, plain_sync, on_cluster_complete=blocking_invoice)
-        reveal_type(invoice)  # reveal: def (cluster: {model}.ClusterRecord[None, TypedDict({typed}.Prices,
+        reveal_type(invoice)  # reveal: def (cluster: {model}.ClusterRecord[None, {TP}
         cluster: ClusterRecord[None, Prices] = await client.get_message_cluster("SQSMessage$c")
         reveal_type(cluster.meta)  # reveal: None
-        reveal_type(await cluster.get_globals())  # reveal: TypedDict({ex}.Prices,
+        reveal_type(await cluster.get_globals())  # reveal: {P}
 
 
-    def blocking_invoice(cluster: sync.ClusterRecord[None, Prices], get_globals: Callable[[], Prices]) -> None:
-        reveal_type(get_globals())  # reveal: TypedDict({ex}.Prices,
-        reveal_type(cluster.get_globals())  # reveal: TypedDict({ex}.Prices,
+    def blocking_invoice(
+        cluster: sync.ClusterRecord[None, Prices], get_globals: Callable[[], Prices]
+    ) -> None:
+        reveal_type(get_globals())  # reveal: {P}
+        reveal_type(cluster.get_globals())  # reveal: {P}
     """
 ).format(
     order=ORDER,
@@ -145,6 +149,10 @@ CHECKS = textwrap.dedent(
     event="sqs_cluster._messages.event",
     model="sqs_cluster._clusters.model",
     sync_model="sqs_cluster.sync._clusters_model",
+    P="TypedDict(docs.examples.batch_models.Prices,",
+    TP="TypedDict(docs.examples.cluster_typed.Prices,",
+    untyped_results="typing.AsyncIterator[tuple[int, Any, Any, "
+    "fallback=sqs_cluster._clusters.model.TaskResult[Any, Any]]]",
 )
 
 
