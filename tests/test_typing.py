@@ -3,7 +3,7 @@ parsed into, a cluster's globals (read, updated, in its callback) and the result
 are their own types, never ``Any``; left without their optional parameters they stay ``Any``.
 
 One mypy run over a small file that uses docs/examples/batch_models.py and
-docs/examples/cluster_typed.py; each ``reveal_type``
+docs/examples/typed_globals.py; each ``reveal_type``
 line names the type it must reveal and each misuse the error it must raise, so a regression to
 ``Any`` (which reveals ``Any`` and accepts every misuse) fails here.
 """
@@ -30,7 +30,7 @@ CHECKS = textwrap.dedent(
 
     import sqs_cluster
     from docs.examples.batch_models import Line, Order, Prices, price_of, process, total
-    from docs.examples.cluster_typed import Line as TypedLine, discounted, invoice, line_cents
+    from docs.examples.typed_globals import Line as TypedLine, discounted, invoice, line_cents
     from sqs_cluster import (
         ClusterRecord,
         MessageClient,
@@ -144,13 +144,13 @@ CHECKS = textwrap.dedent(
 ).format(
     order=ORDER,
     ex="docs.examples.batch_models",
-    typed="docs.examples.cluster_typed",
+    typed="docs.examples.typed_globals",
     batch="sqs_cluster._messages.batch",
     event="sqs_cluster._messages.event",
     model="sqs_cluster._clusters.model",
     sync_model="sqs_cluster.sync._clusters_model",
     P="TypedDict(docs.examples.batch_models.Prices,",
-    TP="TypedDict(docs.examples.cluster_typed.Prices,",
+    TP="TypedDict(docs.examples.typed_globals.Prices,",
     untyped_results="typing.AsyncIterator[tuple[int, Any, Any, "
     "fallback=sqs_cluster._clusters.model.TaskResult[Any, Any]]]",
 )
@@ -179,7 +179,7 @@ def test_typed_handlers_models_and_globals_infer_their_types(tmp_path: Path) -> 
             "--explicit-package-bases",
             str(check),
             str(ROOT / "docs" / "examples" / "batch_models.py"),
-            str(ROOT / "docs" / "examples" / "cluster_typed.py"),
+            str(ROOT / "docs" / "examples" / "typed_globals.py"),
         ]
     )
     assert not err, err
