@@ -5,7 +5,9 @@
     python scripts/gen_sync.py --check    # exit 1 if they differ from what would be written
 
 Each class of ``sqs_cluster.__all__`` with async methods and each async function there gets a
-twin with the same parameters, defaults, annotations and docstrings; each body is one call into
+twin with the same parameters, defaults, annotations, ``@overload`` signatures and docstrings
+(an overload that takes an async callback has no blocking form: it is left out); each body is
+one call into
 the hand-written runtime (``sqs_cluster._facade.runtime``), which runs the async core on the
 client's event loop and converts values. ``HAND_WRITTEN`` twins live in ``sync/_callbacks.py``.
 Each setting below must be used, or generation fails: dead settings do not pile up.
@@ -30,6 +32,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any, NamedTuple, get_args, get_origin
+
+from typing_extensions import get_overloads
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # introspect this tree, not whatever is installed
@@ -294,12 +298,33 @@ def emit_body(w: Writer, expr: str, returns: str, context: str, indent: int) -> 
 
 
 def emit_function(w: Writer, fn: Any, name: str, call: str, target: str, indent: int) -> str:
-    """A twin function or method whose body is ``call(target, <its arguments>)``."""
+    """A twin function or method whose body is ``call(target, <its arguments>)``, after the
+    blocking forms of its ``@overload`` signatures."""
     head, arguments, returns = emit_def(w, fn, name)
     expr = f"{call}({', '.join([target, *arguments])})"
     body = emit_body(w, expr, returns, fn.__module__, indent + 4)
     doc = docstring(inspect.cleandoc(fn.__doc__ or ""), indent + 4)
-    return f"{' ' * indent}{head}\n{doc}{body}"
+    return f"{emit_overloads(w, fn, name, indent)}{' ' * indent}{head}\n{doc}{body}"
+
+
+def emit_overloads(w: Writer, fn: Any, name: str, indent: int) -> str:
+    """The ``@overload`` stubs of ``fn`` as blocking signatures (``def``, not ``async def``),
+    but those taking an async callback (an ``Awaitable``), which has no blocking form."""
+    stubs = [stub for stub in get_overloads(fn) if not takes_awaitable(stub)]
+    if len(stubs) == 1:
+        raise GenerationError(f"{fn.__qualname__}: one blocking overload left, mypy needs two")
+    decorator = f"{' ' * indent}@{w.use(Ref('typing', 'overload'))}\n" if stubs else ""
+    return "".join(f"{decorator}{' ' * indent}{emit_def(w, s, name)[0]} ...\n" for s in stubs)
+
+
+def takes_awaitable(fn: Any) -> bool:
+    """True when a parameter's annotation names an async type without a TYPE_RULES form."""
+    node = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)), fn
+    names = [n.id for n in ast.walk(node.args) if isinstance(n, ast.Name)]
+    refs = [ref for ref in (resolve(n, fn.__module__) for n in names) if ref]
+    blocking_less = ASYNC_TYPES - TYPE_RULES.keys()
+    return any(r.name in blocking_less and not first_party(r.module) for r in refs)
 
 
 def emit_property(w: Writer, name: str, annotation: str, context: str, doc: str) -> str:

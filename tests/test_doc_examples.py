@@ -33,6 +33,7 @@ from docs.examples import (
     read_record,
     retry_partial_send,
     send_messages,
+    typed_globals,
     update_record,
     worker_claim,
 )
@@ -539,6 +540,19 @@ async def test_batch_models_example(base_config: Config, queue: Queue, sqs: Any)
     assert by_order["o-2"].errors[-1].message.startswith("body.lines[0].quantity: is required")
     bad = [r["messageId"] for r in event["Records"] if '"o-2"' in r["body"]]
     assert response == {"batchItemFailures": [{"itemIdentifier": bad[0]}]}
+
+
+async def test_typed_globals_example(base_config: Config, queue: Queue, sqs: Any) -> None:
+    lines = [{"sku": "a", "quantity": 2}, {"sku": "b", "quantity": 3}]
+    prices = {"cents": {"a": 250, "b": 100}}
+    async with MessageClient(base_config) as client:
+        key = await client.create_message_cluster(queue.url, lines, globals=prices)
+        event = receive_event(sqs, queue.url, max_messages=len(lines))
+        assert await typed_globals.price_lines(client, event) == {"batchItemFailures": []}
+        assert await typed_globals.line_totals(client, key) == {"a": 500, "b": 300}
+        assert await typed_globals.discount(client, key) == {"cents": {"a": 225, "b": 90}}
+        assert await client.get_message_cluster_globals(key) == {"cents": {"a": 225, "b": 90}}
+    assert typed_globals.INVOICES[key.id] == 800
 
 
 def queue_visibility(config: Config, url: str) -> int:

@@ -464,6 +464,50 @@ def test_a_field_documented_in_the_async_source_is_documented_in_its_twin(
     assert docs["id"] == "The cluster id (``pKey`` without ``SQSMessage$``)."
 
 
+def overload_signatures(tree: ast.Module, name: str) -> list[str]:
+    """``name``'s ``@overload`` stubs in a module or class source, as ``async? (args) -> ret``."""
+    return [
+        f"{'async ' if isinstance(node, ast.AsyncFunctionDef) else ''}"
+        f"({ast.unparse(node.args)}) -> {ast.unparse(node.returns or ast.Constant(None))}"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.name == name
+        and any(ast.unparse(d) == "overload" for d in node.decorator_list)
+    ]
+
+
+@pytest.mark.parametrize("method", ["update_message_cluster_globals", "update_cluster_globals"])
+def test_overloads_are_copied_without_async_and_without_async_callbacks(
+    fresh_tree: Path, method: str
+) -> None:
+    source = ast.parse((ROOT / "src" / "sqs_cluster" / "_client" / "clusters.py").read_text())
+    originals = overload_signatures(source, method)
+    blocking = overload_signatures(ast.parse((fresh_tree / "_client.py").read_text()), method)
+    assert len(originals) == 3 and all(o.startswith("async (") for o in originals)
+    expected = [o.removeprefix("async ") for o in originals if "Awaitable" not in o]
+    assert blocking == expected
+    assert len(blocking) == 2
+
+
+def test_check_reports_a_stale_overload(tmp_path: Path) -> None:
+    generated = copy_tree(tmp_path)
+    clusters = tmp_path / "src" / "sqs_cluster" / "_client" / "clusters.py"
+    stub = "value_or_fn: Callable[[Value], Value]\n    ) -> Value: ..."
+    assert stub in clusters.read_text()
+    clusters.write_text(clusters.read_text().replace(stub, stub.replace("-> Value", "-> int"), 1))
+    result = run_generator(tmp_path, "--check")
+    assert result.returncode == 1
+    assert "gen_sync --check: stale (the async API changed): _client.py" in result.stderr
+    assert run_generator(tmp_path).returncode == 0
+    text = (generated / "_client.py").read_text()
+    (changed,) = [
+        s
+        for s in overload_signatures(ast.parse(text), "update_message_cluster_globals")
+        if s.endswith("-> int")
+    ]
+    assert changed.startswith("(self, key: ClusterKeyLike, value_or_fn: Callable[[Value], Value])")
+
+
 @pytest.fixture(scope="module")
 def gen_sync() -> Iterator[ModuleType]:
     """The generator, imported (it introspects the same tree as this process)."""

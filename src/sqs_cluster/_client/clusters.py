@@ -6,8 +6,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from typing import TYPE_CHECKING, Any
+
+from typing_extensions import overload
 
 from .._clusters.bound import (
     OnComplete,
@@ -33,6 +42,7 @@ from .._messages.sending import Progress
 from .._messages.tracking import complete_message
 from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn, update_record
+from .._types import Value
 
 logger = logging.getLogger("sqs_cluster")
 
@@ -152,14 +162,38 @@ class ClusterOperations:
         value, _ = await read_globals(self._aws, self._globals_location(key))
         return value
 
+    @overload
+    async def update_message_cluster_globals(
+        self, key: ClusterKeyLike, value_or_fn: Callable[[Value], Awaitable[Value]]
+    ) -> Value: ...
+    @overload
+    async def update_message_cluster_globals(
+        self, key: ClusterKeyLike, value_or_fn: Callable[[Value], Value]
+    ) -> Value: ...
+    @overload
+    async def update_message_cluster_globals(
+        self, key: ClusterKeyLike, value_or_fn: Value
+    ) -> Value: ...
     async def update_message_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
         """Replace the globals, or pass ``fn(old) -> new`` for a safe read-modify-write.
 
         The function form writes with If-Match on the ETag it read and retries on conflict,
-        so concurrent updaters never lose each other's changes. Returns the new globals.
+        so concurrent updaters never lose each other's changes. Returns the new globals, typed
+        as the value given or as what the function returns (``fn(old: Prices) -> Prices``
+        returns ``Prices``).
         """
         return await update_globals(self._aws, self._globals_location(key), value_or_fn)
 
+    @overload
+    async def update_cluster_globals(
+        self, key: ClusterKeyLike, value_or_fn: Callable[[Value], Awaitable[Value]]
+    ) -> Value: ...
+    @overload
+    async def update_cluster_globals(
+        self, key: ClusterKeyLike, value_or_fn: Callable[[Value], Value]
+    ) -> Value: ...
+    @overload
+    async def update_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Value) -> Value: ...
     async def update_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
         """Alias of :meth:`update_message_cluster_globals` (the design documents' name)."""
         return await self.update_message_cluster_globals(key, value_or_fn)

@@ -122,12 +122,12 @@ class LifecycleOperations(ClusterOperations):
         key's extension. A line that does not parse raises ValidationError naming it."""
         return read_tasks(self._aws, bucket, key, format)
 
-    def iter_results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult]:
+    def iter_results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult[Any, Any]]:
         """``(index, task, result)`` of every completed task, in index order, 100 task records
         per request: never the whole cluster in memory."""
         return self._results(key)
 
-    async def _results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult]:
+    async def _results(self, key: ClusterKeyLike) -> AsyncIterator[TaskResult[Any, Any]]:
         cluster = await self.get_message_cluster(key, consistent_read=True)
         async for record in iter_task_records(self._aws, cluster, Status.COMPLETE):
             assert record.task_index is not None

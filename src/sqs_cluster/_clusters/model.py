@@ -15,12 +15,21 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Generic, NamedTuple
+from typing import Any, Generic
+
+from typing_extensions import NamedTuple
 
 from .._errors import RecordNotFoundError, ValidationError
 from .._records.codec import record_fields
-from .._records.model import KEY_PREFIX, ErrorEntry, RecordKey, Status, StatusCode
-from .._types import Globals, Meta
+from .._records.model import (
+    KEY_PREFIX,
+    ErrorEntry,
+    MessageRecord,
+    RecordKey,
+    Status,
+    StatusCode,
+)
+from .._types import Globals, Meta, Result, Task
 from .bound import OnComplete, on_complete_from
 from .shards import SHARD_R_KEY
 
@@ -223,9 +232,9 @@ class ClusterRecord(Generic[Meta, Globals]):
         value: Globals = await self._bound()._globals_at(self.globals_location)
         return value
 
-    def iter_tasks(self, status: Status | None = None) -> AsyncIterator[Any]:
+    def iter_tasks(self, status: Status | None = None) -> AsyncIterator[MessageRecord[Any]]:
         """Task records of this cluster in index order, optionally only those in ``status``."""
-        iterator: AsyncIterator[Any] = self._bound().iter_tasks(self, status=status)
+        iterator: AsyncIterator[MessageRecord[Any]] = self._bound().iter_tasks(self, status=status)
         return iterator
 
     def _bound(self) -> Any:
@@ -240,14 +249,19 @@ ClusterCallback = Callable[
 """``callback(cluster, get_globals)``: sync or async; runs once when the cluster ends."""
 
 
-class TaskResult(NamedTuple):
-    """A completed task's outcome: ``for index, task, result in client.iter_results(key)``."""
+class TaskResult(NamedTuple, Generic[Task, Result]):
+    """A completed task's outcome: ``for index, task, result in client.iter_results(key)``.
+
+    ``TaskResult[Order, Receipt]`` types ``task`` and ``result`` (both ``Any`` when left out):
+    annotate the iterator, ``results: AsyncIterator[TaskResult[Order, Receipt]] =
+    client.iter_results(key)``. Nothing is checked at run time.
+    """
 
     task_index: int
     """The task's index in the cluster's task list."""
-    task: Any
+    task: Task
     """The task as given (None when it was larger than ``Config.record_body_bytes``)."""
-    result: Any
+    result: Result
     """What its handler returned (None when it returned nothing, or it was dropped)."""
 
 

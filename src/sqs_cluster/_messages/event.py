@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from .._errors import MalformedEventError, ValidationError
 from .._records.limits import MAX_SHARDS
 from .._records.model import KEY_PREFIX, MessageRecord, RecordKey, RecordType, shown
-from .._types import Body
+from .._types import Body, Globals
 from .outgoing import KEY_ATTRIBUTE
 from .payloads import SIZE_ATTRIBUTES, PayloadRef, parse_pointer
+
+if TYPE_CHECKING:
+    from .._clusters.model import ClusterRecord
 
 REQUIRED_FIELDS = ("messageId", "body", "eventSourceARN")
 
@@ -50,7 +53,7 @@ class QueueArn:
 
 
 @dataclass(frozen=True)
-class ReceivedMessage(Generic[Body]):
+class ReceivedMessage(Generic[Body, Globals]):
     """One SQS record of a Lambda event, parsed.
 
     ``key`` is the message's own record; for a task of a cluster ``cluster_key`` is the cluster's
@@ -61,6 +64,11 @@ class ReceivedMessage(Generic[Body]):
     ``safe_process_batch(..., model=Order)`` the payload is an ``Order`` at run time too (the
     other field stays as it came: None for a plain message's ``task``, the task's envelope for
     a task's ``body``). ``ReceivedMessage[Any]`` leaves them untyped.
+
+    The second, optional parameter is the type of a task's cluster globals:
+    ``ReceivedMessage[Task, Prices]`` types ``await message.get_globals()`` as ``Prices`` (and
+    the cluster of ``get_message_cluster()`` as ``ClusterRecord[Any, Prices]``). Left out, the
+    globals are ``Any``. It is not checked at run time: the globals are the JSON stored.
     """
 
     message_id: str
@@ -127,15 +135,18 @@ class ReceivedMessage(Generic[Body]):
         )
         return record
 
-    async def get_message_cluster(self, consistent_read: bool = False) -> Any:
+    async def get_message_cluster(
+        self, consistent_read: bool = False
+    ) -> ClusterRecord[Any, Globals]:
         """Fetch the cluster of a task (raises for a plain message)."""
         if self.cluster_key is None:
             raise ValueError(f"message {self.message_id} is not a task of a cluster")
-        return await self._bound().get_message_cluster(
+        cluster: ClusterRecord[Any, Globals] = await self._bound().get_message_cluster(
             self.cluster_key, consistent_read=consistent_read
         )
+        return cluster
 
-    async def get_globals(self) -> Any:
+    async def get_globals(self) -> Globals:
         """Read the cluster's globals from S3, where the task's body says they are.
 
         No cluster record is read. Raises ValueError for a plain message or a cluster
@@ -145,7 +156,8 @@ class ReceivedMessage(Generic[Body]):
             raise ValueError(f"message {self.message_id} is not a task of a cluster")
         if self.globals_location is None:
             raise ValueError(f"cluster {self.cluster_key.id} has no globals (omit_globals)")
-        return await self._bound()._globals_at(self.globals_location)
+        value: Globals = await self._bound()._globals_at(self.globals_location)
+        return value
 
 
 def as_record_dict(record: Any) -> Mapping[str, Any]:

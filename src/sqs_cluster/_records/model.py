@@ -10,7 +10,7 @@ from enum import Enum, IntEnum
 from typing import Any, Generic
 
 from .._errors import ValidationError
-from .._types import Meta
+from .._types import Meta, Result
 
 KEY_PREFIX = "SQSMessage$"
 """Every item the library reads or writes has a ``pKey`` starting with this (its key space)."""
@@ -170,8 +170,14 @@ class ErrorEntry:
 
 
 @dataclass(frozen=True)
-class MessageRecord(Generic[Meta]):
-    """A message's (or task's) record as stored in DynamoDB."""
+class MessageRecord(Generic[Meta, Result]):
+    """A message's (or task's) record as stored in DynamoDB.
+
+    ``Meta`` types ``meta``; the second, optional parameter types ``result``, what the handler
+    returned: ``MessageRecord[None, Receipt]``. Left out, ``result`` is ``Any``. Neither is
+    checked at run time (they are the JSON stored), and ``result`` is None until the message
+    completes: write ``MessageRecord[None, Receipt | None]`` to have that checked too.
+    """
 
     key: RecordKey
     type: RecordType
@@ -191,7 +197,9 @@ class MessageRecord(Generic[Meta]):
     task_index: int | None = None
     user: dict[str, Any] = field(default_factory=dict)
     revision: int = 0
-    result: Any = None
+    result: Result = None  # type: ignore[assignment]  # None until completed
+    """What the handler returned, once completed (None if it returned nothing or it was
+    dropped)."""
     result_dropped: int | None = None
     """The size in bytes of a handler's result too large to store (dropped), else None."""
     errors_dropped: int = 0

@@ -1,11 +1,11 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 2a8c10d32045768e (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 7f90bb1fd91145ee (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, cast, overload
 
 from .._aws.clients import RequestHook
 from .._client.client import MessageClient as _AsyncMessageClient
@@ -22,7 +22,7 @@ from .._messages.sending import Progress
 from .._messages.tracking import Claim
 from .._records.model import MessageRecord, RecordKey, Status
 from .._records.store import Changes, ChangesFn
-from .._types import Body
+from .._types import Body, Value
 from ._callbacks import ClusterCallback, FailureHook, Handler, RecordLike, SuccessHook
 from ._clusters_model import ClusterRecord
 from ._messages_event import ReceivedMessage
@@ -384,7 +384,7 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         """
         return self._iterate(self._core.tasks_from_s3, bucket, key, format=format)
 
-    def iter_results(self, key: ClusterKeyLike) -> Iterator[TaskResult]:
+    def iter_results(self, key: ClusterKeyLike) -> Iterator[TaskResult[Any, Any]]:
         """``(index, task, result)`` of every completed task, in index order, 100 task records
         per request: never the whole cluster in memory.
         """
@@ -501,14 +501,28 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         """The cluster's globals, read from S3 (accepts the key or just the ``pKey``)."""
         return self._call(self._core.get_message_cluster_globals, key)
 
+    @overload
+    def update_message_cluster_globals(
+        self, key: ClusterKeyLike, value_or_fn: Callable[[Value], Value]
+    ) -> Value: ...
+    @overload
+    def update_message_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Value) -> Value: ...
     def update_message_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
         """Replace the globals, or pass ``fn(old) -> new`` for a safe read-modify-write.
 
         The function form writes with If-Match on the ETag it read and retries on conflict,
-        so concurrent updaters never lose each other's changes. Returns the new globals.
+        so concurrent updaters never lose each other's changes. Returns the new globals, typed
+        as the value given or as what the function returns (``fn(old: Prices) -> Prices``
+        returns ``Prices``).
         """
         return self._call(self._core.update_message_cluster_globals, key, value_or_fn)
 
+    @overload
+    def update_cluster_globals(
+        self, key: ClusterKeyLike, value_or_fn: Callable[[Value], Value]
+    ) -> Value: ...
+    @overload
+    def update_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Value) -> Value: ...
     def update_cluster_globals(self, key: ClusterKeyLike, value_or_fn: Any) -> Any:
         """Alias of :meth:`update_message_cluster_globals` (the design documents' name)."""
         return self._call(self._core.update_cluster_globals, key, value_or_fn)

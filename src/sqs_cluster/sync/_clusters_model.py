@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._clusters.model.
-# Body digest: e520d8da33c89602 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: e4cdcec8921227ab (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._clusters.model`` (generated)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Generic
 from .._clusters.bound import OnComplete
 from .._clusters.model import ClusterRecord as _AsyncClusterRecord
 from .._facade import runtime as _facade
-from .._records.model import ErrorEntry, RecordKey, Status, StatusCode
+from .._records.model import ErrorEntry, MessageRecord, RecordKey, Status, StatusCode
 from .._types import Globals, Meta
 
 
@@ -224,6 +224,6 @@ class ClusterRecord(
         """The globals object, read from S3 now (ValueError if created with omit_globals)."""
         return self._call(self._core.get_globals)
 
-    def iter_tasks(self, status: Status | None = None) -> Iterator[Any]:
+    def iter_tasks(self, status: Status | None = None) -> Iterator[MessageRecord[Any]]:
         """Task records of this cluster in index order, optionally only those in ``status``."""
         return self._iterate(self._core.iter_tasks, status)

@@ -1,21 +1,24 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._messages.event.
-# Body digest: 83576d53ee21a571 (gen_sync.py --check tells hand edits from stale files).
+# Body digest: 8aa53042e07c7f71 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._messages.event`` (generated)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Generic
+from typing import Any, Generic, cast
 
 from .._facade import runtime as _facade
 from .._messages.event import ReceivedMessage as _AsyncReceivedMessage
 from .._messages.payloads import PayloadRef
 from .._records.model import MessageRecord, RecordKey, RecordType
-from .._types import Body
+from .._types import Body, Globals
+from ._clusters_model import ClusterRecord
 
 
 class ReceivedMessage(
-    _facade.View[_AsyncReceivedMessage[Body]], Generic[Body], core_type=_AsyncReceivedMessage
+    _facade.View[_AsyncReceivedMessage[Body, Globals]],
+    Generic[Body, Globals],
+    core_type=_AsyncReceivedMessage,
 ):
     """One SQS record of a Lambda event, parsed.
 
@@ -27,6 +30,11 @@ class ReceivedMessage(
     ``safe_process_batch(..., model=Order)`` the payload is an ``Order`` at run time too (the
     other field stays as it came: None for a plain message's ``task``, the task's envelope for
     a task's ``body``). ``ReceivedMessage[Any]`` leaves them untyped.
+
+    The second, optional parameter is the type of a task's cluster globals:
+    ``ReceivedMessage[Task, Prices]`` types ``await message.get_globals()`` as ``Prices`` (and
+    the cluster of ``get_message_cluster()`` as ``ClusterRecord[Any, Prices]``). Left out, the
+    globals are ``Any``. It is not checked at run time: the globals are the JSON stored.
 
     Blocking view generated from :class:`sqs_cluster.ReceivedMessage`: fields are the async
     object's; its async methods block and return the result. See docs/sync.md.
@@ -150,11 +158,14 @@ class ReceivedMessage(
         """Fetch this message's record (lazily: only when asked)."""
         return self._call(self._core.get_message_record, consistent_read)
 
-    def get_message_cluster(self, consistent_read: bool = False) -> Any:
+    def get_message_cluster(self, consistent_read: bool = False) -> ClusterRecord[Any, Globals]:
         """Fetch the cluster of a task (raises for a plain message)."""
-        return self._call(self._core.get_message_cluster, consistent_read)
+        return cast(
+            "ClusterRecord[Any, Globals]",
+            self._call(self._core.get_message_cluster, consistent_read),
+        )
 
-    def get_globals(self) -> Any:
+    def get_globals(self) -> Globals:
         """Read the cluster's globals from S3, where the task's body says they are.
 
         No cluster record is read. Raises ValueError for a plain message or a cluster
