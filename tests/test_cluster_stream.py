@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from sqs_cluster import ClusterSendError, Config, MessageClient, Status
-from sqs_cluster._messages.lambda_shape import lambda_event
+from sqs_cluster import ClusterSendError, Config, MessageClient, Status, sync
 
 from . import lifecycle_callbacks
-from .conftest import REGION, Queue, receive_event
+from .conftest import Queue, receive_event
 from .drain import drain_queue
+from .faults import receive_messages
 
 pytestmark = pytest.mark.asyncio
 
@@ -154,34 +154,20 @@ async def test_a_bad_task_read_late_stops_the_fan_out_naming_it(
 
 async def drain_fast(client: MessageClient, queue_url: str, handler: Any, total: int) -> None:
     """Process ``total`` tasks as Lambda would at scale: batches of 100, four at a time."""
-    sqs = client._aws.sqs
     done = 0
+    slots = asyncio.Semaphore(4)
 
-    async def worker() -> None:
-        nonlocal done
-        while done < total:
-            records: list[dict[str, Any]] = []
-            for _ in range(10):
-                resp = await sqs.receive_message(
-                    QueueUrl=queue_url,
-                    MaxNumberOfMessages=10,
-                    MessageAttributeNames=["All"],
-                    AttributeNames=["All"],
-                    VisibilityTimeout=60,
-                    WaitTimeSeconds=0,
-                )
-                records += [dict(m) for m in resp.get("Messages", [])]
-            if not records:
-                await asyncio.sleep(0.1)
-                continue
-            event = lambda_event(records, queue_url=queue_url, region=REGION)
+    async def one(batch: list[dict[str, Any]]) -> None:
+        async with slots:
             response = await client.safe_process_batch(
-                event, handler, concurrency=25, delete_succeeded=True
+                {"Records": batch}, handler, concurrency=25, delete_succeeded=True
             )
-            assert response == {"batchItemFailures": []}
-            done += len(records)
+        assert response == {"batchItemFailures": []}
 
-    await asyncio.gather(*(worker() for _ in range(4)))
+    while done < total:
+        records = await receive_messages(client, queue_url, visibility=300)
+        await asyncio.gather(*(one(records[i : i + 100]) for i in range(0, len(records), 100)))
+        done += len(records)
 
 
 async def test_iter_results_over_ten_thousand_tasks(base_config: Config, queue: Queue) -> None:
@@ -223,3 +209,16 @@ async def test_a_streamed_cluster_is_cancelled_and_redriven_across_all_its_shard
         ended = await client.get_message_cluster(key, consistent_read=True)
     assert (ended.status, ended.completed, ended.cancelled) == (Status.COMPLETE, 300, 0)
     assert len(ran) == 280 and set(ran.values()) == {1}  # first-run copies were absorbed
+
+
+async def test_the_blocking_facade_streams_a_generator_too(
+    config: Config, queue: Queue, sqs: Any
+) -> None:
+    def create() -> Any:
+        with sync.MessageClient(config) as client:
+            key = client.create_message_cluster(queue.url, numbers(150), omit_globals=True)
+            return client.get_message_cluster(key, consistent_read=True)
+
+    cluster = await asyncio.to_thread(create)  # the facade blocks: off this test's loop
+    assert (cluster.total, cluster.sent, cluster.shards, cluster.streaming) == (150, 150, 64, False)
+    assert shards_of(receive_event(sqs, queue.url, max_messages=150)["Records"]) == {64}

@@ -145,18 +145,23 @@ async def delete_batch(aws: AWS, queue_url: str, receipt_handles: Sequence[str])
     return [int(f["Id"]) for f in resp.get("Failed", [])]
 
 
-async def queue_attribute(aws: AWS, queue_url: str, name: str) -> str | None:
-    """One queue attribute (a clear ResourceMissingError if the queue does not exist)."""
-    names: Any = [name]
+async def queue_attributes(aws: AWS, queue_url: str, names: list[str]) -> dict[str, str]:
+    """Queue attributes by name, one GetQueueAttributes (a clear ResourceMissingError if the
+    queue does not exist)."""
+    asked: Any = names
     try:
         async with aws.slot():
-            resp: Any = await aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
+            resp: Any = await aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=asked)
     except Exception as exc:
         if error_code(exc) in MISSING_QUEUE_CODES:
             raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
         raise
-    value = resp.get("Attributes", {}).get(name)
-    return None if value is None else str(value)
+    return {str(k): str(v) for k, v in resp.get("Attributes", {}).items()}
+
+
+async def queue_attribute(aws: AWS, queue_url: str, name: str) -> str | None:
+    """One queue attribute (a clear ResourceMissingError if the queue does not exist)."""
+    return (await queue_attributes(aws, queue_url, [name])).get(name)
 
 
 DEPTH_ATTRIBUTES = (
@@ -169,15 +174,7 @@ DEPTH_ATTRIBUTES = (
 async def queue_depth(aws: AWS, queue_url: str) -> dict[str, int]:
     """The queue's approximate message counts: visible, in flight and delayed (one
     GetQueueAttributes)."""
-    names: Any = list(DEPTH_ATTRIBUTES)
-    try:
-        async with aws.slot():
-            resp: Any = await aws.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
-    except Exception as exc:
-        if error_code(exc) in MISSING_QUEUE_CODES:
-            raise ResourceMissingError(f"queue_url: no queue at {queue_url}") from exc
-        raise
-    attributes = resp.get("Attributes", {})
+    attributes = await queue_attributes(aws, queue_url, list(DEPTH_ATTRIBUTES))
     return {name: int(attributes.get(name, 0)) for name in DEPTH_ATTRIBUTES}
 
 
