@@ -27,7 +27,8 @@ class MetricSink(Protocol):
 class PowertoolsSink:
     """Into the caller's Powertools ``Metrics``: its namespace, its dimensions, flushed by its
     ``log_metrics``. An event that needs its own dimensions (a cluster's end and its status)
-    is written at once as its own line, with ``single_metric``."""
+    is written at once as its own line, with ``single_metric``, in the same namespace with
+    the same ``service`` and default dimensions."""
 
     def __init__(self, metrics: Any) -> None:
         self.metrics = metrics
@@ -45,7 +46,10 @@ class PowertoolsSink:
     def _own_lines(self, metrics: Sequence[Metric], dimensions: Mapping[str, str]) -> None:
         from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-        defaults = {**getattr(self.metrics, "default_dimensions", {}), **dimensions}
+        service = getattr(self.metrics, "service", None)
+        defaults = {**({"service": service} if service else {})}
+        defaults.update(getattr(self.metrics, "default_dimensions", None) or {})
+        defaults.update(dimensions)
         namespace = self.metrics.namespace
         for name, unit, values in metrics:
             for value in values:

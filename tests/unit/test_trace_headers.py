@@ -1,0 +1,36 @@
+"""The producer's trace context on a message: W3C ``traceparent`` and X-Ray's header, both
+ways, and where an entry carries it. Pure: no server."""
+
+from __future__ import annotations
+
+from sqs_cluster._observe.tracing import traceparent_of, w3c_to_xray, with_trace, xray_to_w3c
+
+W3C = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
+XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+def test_w3c_and_x_ray_headers_convert_both_ways() -> None:
+    assert w3c_to_xray(W3C) == XRAY
+    assert xray_to_w3c(XRAY) == W3C
+    assert xray_to_w3c(XRAY.replace("Sampled=1", "Sampled=0")) == W3C[:-2] + "00"
+    assert xray_to_w3c("Root=1-5759e988-bd862e3fe1be46a994272793") is None  # no parent
+    assert w3c_to_xray("not a traceparent") is None
+
+
+def test_the_attribute_wins_over_the_system_header() -> None:
+    attribute = {"traceparent": {"stringValue": W3C, "dataType": "String"}}
+    other = "Root=1-00000000-000000000000000000000001;Parent=0000000000000001;Sampled=1"
+    assert traceparent_of(attribute, {"AWSTraceHeader": other}) == W3C
+    assert traceparent_of({}, {"AWSTraceHeader": XRAY}) == W3C
+    assert traceparent_of({}, {}) is None
+
+
+def test_an_entry_takes_the_attribute_while_one_is_free() -> None:
+    entry = {"MessageBody": "b", "MessageAttributes": {"k": {"DataType": "String"}}}
+    stamped = with_trace(entry, W3C)
+    assert stamped["MessageAttributes"]["traceparent"]["StringValue"] == W3C
+    assert "traceparent" not in entry["MessageAttributes"]  # the prepared entry is kept as is
+    full = {f"a{i}": {"DataType": "String", "StringValue": "x"} for i in range(10)}
+    stamped = with_trace({"MessageBody": "b", "MessageAttributes": full}, W3C)
+    assert stamped["MessageAttributes"] == full
+    assert stamped["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"] == XRAY
