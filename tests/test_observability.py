@@ -103,7 +103,7 @@ async def test_powertools_metrics_count_a_batch(
     async with open_client(kind, base_config, metrics=metrics) as client:
         response = await client.safe_process_batch(event, handler)
     assert len(response["batchItemFailures"]) == 1
-    line = metrics.serialize_metric_set()
+    line: dict[str, Any] = dict(metrics.serialize_metric_set())
     metrics.clear_metrics()
     assert values(line, "MessagesProcessed") == [1.0]
     assert values(line, "MessagesFailed") == [1.0]
@@ -132,7 +132,7 @@ async def test_powertools_metrics_report_a_fanout_and_a_cluster_end(
     metrics.clear_metrics()
     async with MessageClient(base_config, metrics=metrics) as client:
         await run_cluster(client, sqs, queue, [1, 2, 3])
-    line = metrics.serialize_metric_set()
+    line: dict[str, Any] = dict(metrics.serialize_metric_set())
     metrics.clear_metrics()
     assert values(line, "TasksSent") == [3.0]
     assert values(line, "FanoutRate")[0] > 0

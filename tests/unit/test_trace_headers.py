@@ -3,7 +3,7 @@ ways, and where an entry carries it. Pure: no server."""
 
 from __future__ import annotations
 
-from sqs_cluster._observe.tracing import traceparent_of, w3c_to_xray, with_trace, xray_to_w3c
+from sqs_cluster._aws.observe.tracing import traceparent_of, w3c_to_xray, with_trace, xray_to_w3c
 
 W3C = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
 XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._config import Config
 from .._errors import SQSClusterError
-from .._observe import OFF, Observer
+from .observe import OFF, Observer
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

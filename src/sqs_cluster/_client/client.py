@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .._aws.clients import AWS, RequestHook
+from .._aws.observe import PRODUCER, Observer, send_attributes
 from .._aws.preflight import Preflight
 from .._clusters.model import ClusterCallback
 from .._config import Config
@@ -51,7 +52,6 @@ from .._messages.tracking import (
     fail_message,
     raise_if_in_progress,
 )
-from .._observe import PRODUCER, Observer, send_attributes
 from .._records.codec import dumps
 from .._records.limits import check_meta_size
 from .._records.model import MessageRecord, RecordKey, check_idempotency_key

@@ -19,12 +19,12 @@ from typing import Any
 
 from .._aws.clients import AWS
 from .._aws.conditional import put_if, update_if
+from .._aws.observe import PRODUCER, queue_name
 from .._aws.provision import CLUSTERS_INDEX_PK, CLUSTERS_INDEX_SK, CLUSTERS_PARTITION
 from .._concurrency import chunked
 from .._errors import ConfigError, ValidationError
 from .._messages.outgoing import Prepared
 from .._messages.sending import UNIT, Progress, Unit, write_then_send
-from .._observe import PRODUCER, queue_name
 from .._records.codec import from_item, key_item, now_iso, record_from_item, to_attr
 from .._records.model import MessageRecord, RecordKey, RecordType, Status, StatusCode
 from .._records.store import batch_get_raw, get_raw, update_raw

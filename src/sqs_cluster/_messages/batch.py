@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
+from .._aws.observe import INTERNAL, BatchStats, Observer, queue_name
 from .._concurrency import call_handler, run_bounded
 from .._errors import ValidationError
-from .._observe import INTERNAL, BatchStats, Observer, queue_name
 from .._records.model import shown
 from .._types import Body
 from .batch_run import BatchRun, Positioned

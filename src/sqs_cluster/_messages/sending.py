@@ -23,11 +23,11 @@ from typing import Any
 
 from .._aws.clients import AWS, error_code
 from .._aws.conditional import Written, put_if, update_if
+from .._aws.observe import with_trace
 from .._aws.retry import sleep_backoff
 from .._aws.sqs import MISSING_QUEUE_CODES
 from .._concurrency import chunked, run_bounded
 from .._errors import ConflictError, ValidationError
-from .._observe import with_trace
 from .._records.codec import key_item, now_iso
 from .._records.model import RecordKey, Status
 from .._records.store import get_raw, get_records

@@ -1,8 +1,11 @@
 """Observability: metrics (EMF lines) and OpenTelemetry spans, both off by default.
 
-Every layer calls the hooks of one ``Observer`` (``AWS.observe``); with both off each hook is
-a branch and returns a shared no-op, so the hot paths pay nothing else. Nothing heavy is
-imported here: the EMF library and OpenTelemetry are imported only when turned on.
+Every layer calls the hooks of one ``Observer``, carried by the ``AWS`` object each layer
+already receives (``AWS.observe``); with both off each hook is a branch and returns a shared
+no-op, so the hot paths pay nothing else. Nothing heavy is imported here: the EMF library
+and OpenTelemetry are imported only when turned on. It lives in the AWS layer because what
+it writes is AWS's formats (CloudWatch EMF lines, X-Ray's trace header) and because every
+layer may import it without a cycle; it imports nothing else of the package.
 """
 
 from __future__ import annotations
