@@ -12,31 +12,24 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.metrics import Metrics
+from docs.examples import observability
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 
 from sqs_cluster import Config, Message, MessageClient, ReceivedMessage, ValidationError, sync
 
 from .conftest import Queue, make_queue, receive_event
+from .docblocks import DOCS, check_quotes_exactly
+from .otel import EXPORTER, finished_spans, install
 from .sync_api import AsyncShaped
 
 pytestmark = pytest.mark.asyncio
 
-EXPORTER = InMemorySpanExporter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tracer_provider() -> None:
-    """The SDK as the global tracer provider, exporting to memory (set once per process)."""
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-    trace.set_tracer_provider(provider)
-
 
 @pytest.fixture(autouse=True)
 def no_spans_yet() -> Iterator[None]:
+    install()
+    finished_spans()
     EXPORTER.clear()
     yield
     EXPORTER.clear()
@@ -194,7 +187,7 @@ async def test_metrics_and_tracing_are_off_by_default(
     async with MessageClient(base_config) as client:
         await run_cluster(client, sqs, queue, [1, 2])
     assert emf_lines(capsys.readouterr().out) == []
-    assert EXPORTER.get_finished_spans() == ()
+    assert finished_spans() == ()
 
 
 async def test_a_failing_metrics_sink_never_fails_processing(
@@ -218,7 +211,7 @@ async def test_metrics_given_twice_is_refused(base_config: Config) -> None:
 
 
 def spans(name: str) -> list[ReadableSpan]:
-    return [s for s in EXPORTER.get_finished_spans() if s.name == name]
+    return [s for s in finished_spans() if s.name == name]
 
 
 def parent_of(span: ReadableSpan) -> tuple[int, int]:
@@ -285,3 +278,44 @@ async def test_a_message_with_every_attribute_taken_carries_the_x_ray_header(
         await client.safe_process_batch(event, handler)
     (handled,) = spans("sqs_cluster.handler")
     assert parent_of(handled) == (context.trace_id, context.span_id)
+
+
+# -- the documented example (docs/operations/observability.md) ----------------------------------
+
+
+async def test_the_page_quotes_its_example_exactly() -> None:
+    check_quotes_exactly(DOCS / "operations" / "observability.md")
+
+
+async def test_the_documented_lambda_handler_writes_the_batch_metrics(
+    base_config: Config, queue: Queue, sqs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders = [{"id": 1, "address": "1 Main St"}, {"id": 2}]
+    async with MessageClient(base_config) as sender:
+        await sender.send_message_batch(queue.url, orders)
+    event = receive_event(sqs, queue.url, max_messages=2)
+    client = observability.make_client(base_config)
+    try:
+        handler = observability.make_handler(client)
+        response = await asyncio.to_thread(handler, event, None)
+    finally:
+        await asyncio.to_thread(client.close)
+    assert len(response["batchItemFailures"]) == 1
+    (line,) = [x for x in emf_lines(capsys.readouterr().out) if "MessagesProcessed" in x]
+    assert values(line, "MessagesProcessed") == values(line, "MessagesFailed") == [1.0]
+    assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Orders"
+    assert line["service"] == "orders"
+
+
+async def test_the_documented_trace_runs_from_checkout_to_the_handler(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    await observability.checkout(base_config, queue.url, [{"id": 1, "address": "1 Main St"}])
+    event = receive_event(sqs, queue.url, max_messages=1)
+    assert await observability.consume(base_config, event) == {"batchItemFailures": []}
+    (checkout,) = spans("checkout")
+    (send,) = spans("sqs_cluster.send")
+    (handled,) = spans("sqs_cluster.handler")
+    assert parent_of(send) == (checkout.context.trace_id, checkout.context.span_id)
+    assert parent_of(handled) == (send.context.trace_id, send.context.span_id)
+    assert handled.attributes is not None and handled.attributes["order.id"] == 1
