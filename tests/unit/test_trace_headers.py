@@ -34,3 +34,11 @@ def test_an_entry_takes_the_attribute_while_one_is_free() -> None:
     stamped = with_trace({"MessageBody": "b", "MessageAttributes": full}, W3C)
     assert stamped["MessageAttributes"] == full
     assert stamped["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"] == XRAY
+
+
+def test_a_message_without_room_for_the_attribute_takes_the_system_header() -> None:
+    entry = {"MessageBody": "b", "MessageAttributes": {}}
+    assert "traceparent" in with_trace(entry, W3C, room=72)["MessageAttributes"]
+    tight = with_trace(entry, W3C, room=71)  # 72 bytes: name, type and value
+    assert tight["MessageAttributes"] == {}
+    assert tight["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"] == XRAY

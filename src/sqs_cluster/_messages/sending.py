@@ -194,7 +194,7 @@ async def _deliver(aws: AWS, queue_url: str, prepared: Prepared) -> None:
     entry = prepared.entry
     traceparent = aws.observe.traceparent()  # the producer's span, when tracing is on
     if traceparent is not None:
-        entry = with_trace(entry, traceparent)
+        entry = with_trace(entry, traceparent, prepared.room)
     async with aws.slot():
         await aws.sqs.send_message(QueueUrl=queue_url, **entry)
 
@@ -269,7 +269,7 @@ def _batch_entries(pending: Mapping[str, Prepared], traceparent: str | None) -> 
     """The SendMessageBatch entries, each carrying ``traceparent`` when tracing is on."""
     if traceparent is None:
         return [{"Id": i, **p.entry} for i, p in pending.items()]
-    return [{"Id": i, **with_trace(p.entry, traceparent)} for i, p in pending.items()]
+    return [{"Id": i, **with_trace(p.entry, traceparent, p.room)} for i, p in pending.items()]
 
 
 async def store_payloads(aws: AWS, batch: list[Prepared]) -> dict[int, str]:

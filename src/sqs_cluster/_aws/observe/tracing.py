@@ -64,14 +64,19 @@ def traceparent_of(attributes: Mapping[str, Any], system: Mapping[str, Any]) -> 
     return xray_to_w3c(header) if isinstance(header, str) else None
 
 
-def with_trace(entry: Mapping[str, Any], traceparent: str) -> dict[str, Any]:
+def with_trace(
+    entry: Mapping[str, Any], traceparent: str, room: int | None = None
+) -> dict[str, Any]:
     """A copy of a SendMessage(Batch) entry carrying ``traceparent``: as a message attribute
-    when one is free, else as ``AWSTraceHeader``. An entry that has either is left as it is."""
+    when one is free and the message has ``room`` for it (bytes under the queue's limit),
+    else as ``AWSTraceHeader``, which does not count towards the message's size. An entry
+    that has either is left as it is."""
     attrs = entry.get("MessageAttributes") or {}
     system = entry.get("MessageSystemAttributes") or {}
     if TRACE_ATTRIBUTE in attrs or XRAY_ATTRIBUTE in system:
         return dict(entry)
-    if len(attrs) < MAX_MESSAGE_ATTRIBUTES:
+    fits = room is None or room >= len(TRACE_ATTRIBUTE) + len("String") + len(traceparent)
+    if fits and len(attrs) < MAX_MESSAGE_ATTRIBUTES:
         value = {"DataType": "String", "StringValue": traceparent}
         return {**entry, "MessageAttributes": {**attrs, TRACE_ATTRIBUTE: value}}
     header = w3c_to_xray(traceparent)
