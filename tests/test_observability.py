@@ -319,3 +319,22 @@ async def test_the_documented_trace_runs_from_checkout_to_the_handler(
     assert parent_of(send) == (checkout.context.trace_id, checkout.context.span_id)
     assert parent_of(handled) == (send.context.trace_id, send.context.span_id)
     assert handled.attributes is not None and handled.attributes["order.id"] == 1
+
+
+async def test_a_blocking_send_joins_the_callers_span(
+    base_config: Config, queue: Queue, sqs: Any
+) -> None:
+    """The facade runs on its own loop thread; the caller's span is still the send's parent."""
+    client = sync.MessageClient(base_config.with_changes(tracing=True))
+
+    def checkout() -> None:
+        with trace.get_tracer("shop").start_as_current_span("checkout"):
+            client.send_message(queue.url, "order")
+
+    try:
+        await asyncio.to_thread(checkout)
+    finally:
+        await asyncio.to_thread(client.close)
+    (outer,) = spans("checkout")
+    (send,) = spans("sqs_cluster.send")
+    assert parent_of(send) == (outer.context.trace_id, outer.context.span_id)

@@ -4,6 +4,7 @@ is set. Off by default; an error while emitting is logged and ignored, never rai
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -85,9 +86,15 @@ def sink_for(namespace: str | None, metrics: Any) -> MetricSink | None:
     """The sink the client was given: a Powertools ``Metrics``, an EMF namespace, or none."""
     if metrics is not None:
         return PowertoolsSink(metrics)
-    if namespace is not None:
-        return EmfSink(namespace)
-    return None
+    if namespace is None:
+        return None
+    if importlib.util.find_spec("aws_embedded_metrics") is None:  # found, not imported
+        logger.warning(
+            "metrics_namespace is set but aws-embedded-metrics is not installed: "
+            "pip install 'sqs-cluster[metrics]'; no metrics are written"
+        )
+        return None
+    return EmfSink(namespace)
 
 
 async def emit(

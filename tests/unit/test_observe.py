@@ -1,8 +1,15 @@
 """The producer's trace context on a message: W3C ``traceparent`` and X-Ray's header, both
-ways, and where an entry carries it. Pure: no server."""
+ways, and where an entry carries it; observability without its libraries. Pure: no server."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
+import pytest
+
+from sqs_cluster import Config
+from sqs_cluster._aws.observe import Observer
 from sqs_cluster._aws.observe.tracing import traceparent_of, w3c_to_xray, with_trace, xray_to_w3c
 
 W3C = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
@@ -42,3 +49,15 @@ def test_a_message_without_room_for_the_attribute_takes_the_system_header() -> N
     tight = with_trace(entry, W3C, room=71)  # 72 bytes: name, type and value
     assert tight["MessageAttributes"] == {}
     assert tight["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"] == XRAY
+
+
+def test_observability_without_its_libraries_warns_and_stays_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("opentelemetry", "aws_embedded_metrics"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    observer = Observer.for_config(Config(table="t", metrics_namespace="N", tracing=True))
+    assert (observer.metrics, observer.tracing) == (None, None)
+    assert "pip install 'sqs-cluster[metrics]'" in caplog.text
+    assert "pip install 'sqs-cluster[tracing]'" in caplog.text
