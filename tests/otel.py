@@ -3,7 +3,7 @@ documented ``install_tracer_provider`` sets (OpenTelemetry allows setting it onc
 
 from __future__ import annotations
 
-from docs.examples import observability
+from docs.examples import guide_observability as observability
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

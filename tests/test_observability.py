@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.metrics import Metrics
-from docs.examples import observability
+from docs.examples import guide_observability as observability
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 
 from sqs_cluster import Config, Message, MessageClient, ReceivedMessage, ValidationError, sync
 
 from .conftest import Queue, make_queue, receive_event
-from .docblocks import DOCS, check_quotes_exactly
 from .otel import EXPORTER, finished_spans, install
 from .sync_api import AsyncShaped
 
@@ -280,11 +279,8 @@ async def test_a_message_with_every_attribute_taken_carries_the_x_ray_header(
     assert parent_of(handled) == (context.trace_id, context.span_id)
 
 
-# -- the documented example (docs/operations/observability.md) ----------------------------------
-
-
-async def test_the_page_quotes_its_example_exactly() -> None:
-    check_quotes_exactly(DOCS / "operations" / "observability.md")
+# -- the documented example (docs/operations/observability.md; tests/test_guides.py checks
+# that the page quotes it exactly) ------------------------------------------------------------
 
 
 async def test_the_documented_lambda_handler_writes_the_batch_metrics(
