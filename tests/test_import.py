@@ -7,7 +7,15 @@ import sys
 
 import pytest
 
-HEAVY = ("botocore", "aiobotocore", "boto3", "aiohttp")
+HEAVY = (
+    "botocore",
+    "aiobotocore",
+    "boto3",
+    "aiohttp",
+    "opentelemetry",
+    "aws_embedded_metrics",
+    "aws_lambda_powertools",
+)
 
 
 @pytest.mark.parametrize("module", ["sqs_cluster", "sqs_cluster.sync"])

@@ -34,6 +34,8 @@ ENV_VARS: dict[str, str] = {
     "delete_payloads": "SQS_CLUSTER_DELETE_PAYLOADS",
     "record_body_bytes": "SQS_CLUSTER_RECORD_BODY_BYTES",
     "stream_tasks_above": "SQS_CLUSTER_STREAM_TASKS_ABOVE",
+    "metrics_namespace": "SQS_CLUSTER_METRICS_NAMESPACE",
+    "tracing": "SQS_CLUSTER_TRACING",
 }
 
 OTHER_ENV_VARS = frozenset({"SQS_CLUSTER_FAULTS"})
@@ -94,6 +96,12 @@ class Config:
     Clusters from a stream of tasks (an iterable, not a list): one longer than
     ``stream_tasks_above`` (default 16,000: what fills the 64 counter shards) is fanned out as
     it is read, in memory bounded by ``max_concurrency``; a shorter one is read whole first.
+
+    Observability (both off by default): ``metrics_namespace`` writes metrics as CloudWatch
+    EMF lines in that namespace through ``aws-embedded-metrics`` (``pip install
+    'sqs-cluster[metrics]'``; or hand Powertools' ``Metrics`` to the client instead);
+    ``tracing`` makes OpenTelemetry spans on the global tracer provider and carries the
+    producer's trace context on every message (``pip install 'sqs-cluster[tracing]'``).
     """
 
     table: str
@@ -116,6 +124,8 @@ class Config:
     delete_payloads: bool = True
     record_body_bytes: int = 4096
     stream_tasks_above: int = 16_000
+    metrics_namespace: str | None = None
+    tracing: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, str) or not self.table:
@@ -143,6 +153,7 @@ class Config:
         if self.offload_threshold_bytes is not None:
             _positive("offload_threshold_bytes", self.offload_threshold_bytes, maximum=1_048_576)
         _positive("stream_tasks_above", self.stream_tasks_above, maximum=1_000_000)
+        self._check_observability()
         if isinstance(self.record_body_bytes, bool) or not isinstance(self.record_body_bytes, int):
             raise ConfigError(
                 f"record_body_bytes: expected a whole number, got {self.record_body_bytes!r}"
@@ -152,6 +163,18 @@ class Config:
                 "record_body_bytes: must be from 0 to 300000 (a record is at most 400 KB), "
                 f"got {self.record_body_bytes!r}"
             )
+
+    def _check_observability(self) -> None:
+        namespace = self.metrics_namespace
+        if namespace is not None and (
+            not isinstance(namespace, str) or not 1 <= len(namespace) <= 255
+        ):
+            raise ConfigError(
+                f"metrics_namespace: expected a CloudWatch namespace of 1-255 characters or "
+                f"None, got {namespace!r}"
+            )
+        if not isinstance(self.tracing, bool):
+            raise ConfigError(f"tracing: expected True or False, got {self.tracing!r}")
 
     @property
     def callback_lease(self) -> int:

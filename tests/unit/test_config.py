@@ -22,6 +22,17 @@ def test_from_env_reads_documented_variables() -> None:
     assert set(ENV_VARS) <= {f for f in Config.__dataclass_fields__}
 
 
+def test_observability_is_off_unless_its_variables_say() -> None:
+    assert (Config(table="t").metrics_namespace, Config(table="t").tracing) == (None, False)
+    env = {
+        "SQS_CLUSTER_TABLE": "t",
+        "SQS_CLUSTER_METRICS_NAMESPACE": "Orders",
+        "SQS_CLUSTER_TRACING": "true",
+    }
+    config = Config.from_env(env)
+    assert (config.metrics_namespace, config.tracing) == ("Orders", True)
+
+
 def test_overrides_win_over_environment() -> None:
     config = Config.from_env({"SQS_CLUSTER_TABLE": "t"}, table="other", max_concurrency=3)
     assert (config.table, config.max_concurrency) == ("other", 3)
@@ -39,6 +50,8 @@ def test_overrides_win_over_environment() -> None:
         ({"table": "t", "endpoint_url": "localhost:4566"}, "endpoint_url"),
         ({"table": "t", "bucket": ""}, "bucket"),
         ({"table": "t", "max_concurrency": True}, "max_concurrency"),
+        ({"table": "t", "metrics_namespace": ""}, "metrics_namespace"),
+        ({"table": "t", "tracing": "yes"}, "tracing"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs: dict[str, object], field: str) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._config import Config
 from .._errors import SQSClusterError
+from .._observe import OFF, Observer
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -96,8 +97,11 @@ class AWS:
         *,
         session: Any = None,
         clients: Mapping[str, Any] | None = None,
+        observe: Observer | None = None,
     ) -> None:
         self.config = config
+        self.observe = observe or OFF
+        """The metrics and spans every layer reports to (off unless the client turned them on)."""
         self._session = session
         self._given = dict(clients or {})
         self._stack: AsyncExitStack | None = None

@@ -51,6 +51,7 @@ from .._messages.tracking import (
     fail_message,
     raise_if_in_progress,
 )
+from .._observe import PRODUCER, Observer, send_attributes
 from .._records.codec import dumps
 from .._records.limits import check_meta_size
 from .._records.model import MessageRecord, RecordKey, check_idempotency_key
@@ -69,6 +70,11 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
     Holds one session and one long-lived client per service for its whole life (open it once
     per Lambda container, outside the handler, to keep connections warm). Every AWS request of
     every method shares one semaphore of ``config.max_concurrency`` slots.
+
+    ``metrics`` takes a Powertools ``Metrics`` (``aws_lambda_powertools.metrics.Metrics``):
+    batch and fan-out metrics are added to it (flushed by its ``log_metrics``), a cluster's
+    end is written as its own EMF line. ``Config.metrics_namespace`` does the same through
+    ``aws-embedded-metrics`` instead; give one or the other. Off when neither is given.
     """
 
     def __init__(
@@ -77,13 +83,22 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
         *,
         session: Any = None,
         clients: Mapping[str, Any] | None = None,
+        metrics: Any = None,
     ) -> None:
         self.config = config if config is not None else Config.from_env()
-        self._aws = AWS(self.config, session=session, clients=clients)
+        if metrics is not None and self.config.metrics_namespace is not None:
+            raise ValidationError(
+                "metrics",
+                "given with Config.metrics_namespace: pass a Powertools Metrics or set the "
+                "namespace, not both",
+            )
+        observe = Observer.for_config(self.config, metrics)
+        self._aws = AWS(self.config, session=session, clients=clients, observe=observe)
         self._max_receive: dict[str, int | None] = {}
         self._max_receive_locks: dict[str, asyncio.Lock] = {}
         self._no_visibility: set[str] = set()
         self._preflight = Preflight(self._aws)
+        self._observe = observe
 
     async def __aenter__(self) -> MessageClient:
         await self._aws.__aenter__()
@@ -150,10 +165,12 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
                 f"sqs_params.{sorted(sqs_params)[0]}", "not a SendMessage parameter"
             )
         prepared = (await self._prepare(queue_url, [message], meta, field_name="body"))[0]
-        if idempotency_key is None:
-            await send_one(self._aws, queue_url, prepared)
-        else:
-            await send_once(self._aws, queue_url, prepared)
+        attributes = send_attributes(queue_url, 1)
+        with self._observe.span("sqs_cluster.send", attributes, kind=PRODUCER):
+            if idempotency_key is None:
+                await send_one(self._aws, queue_url, prepared)
+            else:
+                await send_once(self._aws, queue_url, prepared)
         return prepared.key
 
     async def send_message_batch(
@@ -182,7 +199,9 @@ class MessageClient(QueueOperations, LifecycleOperations, ReadingOperations):
             raise ValidationError("entries", "expected a list of message bodies or Message objects")
         check_unique_idempotency_keys(entries)
         prepared = await self._prepare(queue_url, entries, meta, field_name="entries")
-        outcome = await send_entries(self._aws, queue_url, prepared, progress=progress)
+        attributes = send_attributes(queue_url, len(prepared))
+        with self._observe.span("sqs_cluster.send", attributes, kind=PRODUCER):
+            outcome = await send_entries(self._aws, queue_url, prepared, progress=progress)
         if outcome.failed:
             unsent = {i: unsent_message(prepared[i], err) for i, err in outcome.failed.items()}
             raise PartialSendError(

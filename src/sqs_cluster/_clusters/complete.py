@@ -151,6 +151,14 @@ async def finalize_if_done(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any] 
 async def end_cluster(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any]:
     """Every task was counted: set the cluster's status (one conditional winner, which also
     leaves the callback ``PENDING``) and return the cluster."""
+    with aws.observe.span("sqs_cluster.complete", {"sqs_cluster.cluster_id": key.id}) as span:
+        cluster = await _end_cluster(aws, key)
+        if span is not None:
+            span.set_attribute("sqs_cluster.status", cluster.status.value)
+        return cluster
+
+
+async def _end_cluster(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any]:
     cluster = await read_cluster(aws, key, consistent_read=True)
     if cluster.is_finished or cluster.in_progress > 0:
         return cluster
@@ -182,6 +190,7 @@ async def end_cluster(aws: AWS, key: RecordKey) -> ClusterRecord[Any, Any]:
     )
     if not ended.applied:  # another finisher ended it first
         return await read_cluster(aws, key, consistent_read=True)
+    await aws.observe.cluster_ended(status.value)  # once: by the one winner
     return dataclasses.replace(
         cluster,
         status=status,
@@ -311,6 +320,18 @@ async def run_callback(
     token = uuid.uuid4().hex
     if not await _claim_callback(aws, cluster.key, token):
         return False
+    with aws.observe.span("sqs_cluster.callback", {"sqs_cluster.cluster_id": cluster.id}):
+        return await _run_claimed(aws, cluster, callback, token, limiter)
+
+
+async def _run_claimed(
+    aws: AWS,
+    cluster: ClusterRecord[Any, Any],
+    callback: ClusterCallback,
+    token: str,
+    limiter: anyio.CapacityLimiter | None,
+) -> bool:
+    """Run the callback this runner claimed (``token``), renewing its lease meanwhile."""
     heartbeat = asyncio.ensure_future(_renew_callback_lease(aws, cluster.key, token))
     try:
         items = await read_cluster_items(aws, cluster.key, consistent_read=True)

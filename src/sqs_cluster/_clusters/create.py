@@ -24,6 +24,7 @@ from .._concurrency import chunked
 from .._errors import ConfigError, ValidationError
 from .._messages.outgoing import Prepared
 from .._messages.sending import UNIT, Progress, Unit, write_then_send
+from .._observe import PRODUCER, queue_name
 from .._records.codec import from_item, key_item, now_iso, record_from_item, to_attr
 from .._records.model import MessageRecord, RecordKey, RecordType, Status, StatusCode
 from .._records.store import batch_get_raw, get_raw, update_raw
@@ -243,12 +244,30 @@ async def create_cluster(
     what was and was not sent, so the caller can resume with that id.
     """
     fanout = Fanout(aws, plan, progress)
+    start = time.perf_counter()
     try:
-        return await fanout.run()
+        with aws.observe.span("sqs_cluster.fanout", fanout_attributes(plan), kind=PRODUCER):
+            return await fanout.run()
     except (ClusterSendError, ValidationError, ConfigError):
         raise
     except Exception as exc:
         raise fanout.stopped(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if aws.observe.metrics is not None:
+            seconds = time.perf_counter() - start
+            await aws.observe.fanout_done(queue_name(plan.queue_url), fanout.sent_now, seconds)
+
+
+def fanout_attributes(plan: ClusterPlan) -> dict[str, Any]:
+    """The fan-out span's attributes: the cluster, its queue and (unless streamed) its size."""
+    attributes: dict[str, Any] = {
+        "messaging.system": "aws_sqs",
+        "messaging.destination.name": queue_name(plan.queue_url),
+        "sqs_cluster.cluster_id": plan.key.id,
+    }
+    if plan.stream is None:
+        attributes["sqs_cluster.tasks"] = len(plan.tasks)
+    return attributes
 
 
 class Fanout:
@@ -265,6 +284,7 @@ class Fanout:
         self.writer = ProgressWriter(aws, plan.key, known=self.confirmed)
         self.resumed: bool | None = None  # None until the counter item said
         self.progress_known = False
+        self.sent_now = 0  # tasks this call confirmed sent (the fan-out rate's numerator)
 
     async def run(self) -> RecordKey:
         """Claim the id, take the fan-out lease, then send what is left; release the lease."""
@@ -397,6 +417,7 @@ class Fanout:
         await self.writer.record(unit, failed)
         self.sending.pop(unit.number, None)
         self.failed.update(failed)
+        self.sent_now += len(unit.send) - len(failed)
         if not failed:
             self.sent_units.add(unit.number)
         else:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 from .._concurrency import call_handler, run_bounded
 from .._errors import ValidationError
+from .._observe import INTERNAL, BatchStats, Observer, queue_name
 from .._records.model import shown
 from .._types import Body
 from .batch_run import BatchRun, Positioned
@@ -74,6 +75,7 @@ class BatchClient(Protocol):
     """
 
     _preflight: Preflight
+    _observe: Observer
 
     def read_sqs_record(self, record: Any) -> ReceivedMessage[Any]: ...
 
@@ -198,23 +200,42 @@ async def process_batch(
         await run_hooks(message, ok, verdict, (on_success, on_failure), limiter)
 
     deadline, run = Deadline(remaining, margin), BatchRun([], verdicts)
-    response = await run_records(
-        client,
-        event,
-        one,
-        check_table=track,
-        concurrency=concurrency,
-        delete_succeeded=delete_succeeded,
-        on_cluster_complete=on_cluster_complete,
-        run=run,
-        may_start=deadline.allows_start,
-        on_done=done,
-    )
+    with client._observe.batch() as stats:
+        response = await run_records(
+            client,
+            event,
+            one,
+            check_table=track,
+            concurrency=concurrency,
+            delete_succeeded=delete_succeeded,
+            on_cluster_complete=on_cluster_complete,
+            run=run,
+            may_start=deadline.allows_start,
+            on_done=done,
+        )
+    if stats is not None:
+        await emit_batch(client._observe, stats, run)
     deadline.log_not_started(len(run.not_started))
     await apply_delays(client, run.retry_delays(retry))
     if raise_on_entire_batch_failure:
         _raise_if_all_failed(run, response)
     return response
+
+
+async def emit_batch(observe: Observer, stats: BatchStats, run: BatchRun) -> None:
+    """One batch's metrics: handlers that ran and succeeded, failures, duplicates skipped
+    (succeeded without running: already complete), and deliveries after the first."""
+    if not run.records:
+        return
+    ran = sum(1 for m in run.succeeded if run.verdicts.of(m.message_id).ran)
+    await observe.batch_done(
+        stats,
+        queue_name(run.records[0]["eventSourceARN"]),
+        processed=ran,
+        failed=len(run.failed),
+        duplicates=len(run.succeeded) - ran,
+        retried=sum(1 for m in run.messages if m is not None and m.receive_count > 1),
+    )
 
 
 def _raise_if_all_failed(run: BatchRun, response: PartialBatchResponse) -> None:
@@ -335,7 +356,8 @@ async def _process_untracked(
 ) -> bool:
     """``track=False``: the handler alone. Never raises."""
     try:
-        result = await call_handler(handler, message, limiter=limiter)
+        with client._observe.handler(message):
+            result = await call_handler(handler, message, limiter=limiter)
     except Exception as exc:
         verdict.fail(exc)
         client.log_failure(message, exc)
@@ -430,7 +452,8 @@ async def _process_tracked(
     member = _Member(fanin)
     try:
         lease = await client._lease_for(message.queue_url, remaining())
-        claim = await client._claim(message, lease, want_record=False)
+        with client._observe.message_span("sqs_cluster.claim", message, kind=INTERNAL):
+            claim = await client._claim(message, lease, want_record=False)
         if claim.outcome is ClaimOutcome.IN_PROGRESS:
             member.leave()
             await log_bounce(client, message, claim)
@@ -443,7 +466,8 @@ async def _process_tracked(
 
         async def work() -> tuple[bool, ClusterRecord[Any, Any] | None]:
             try:
-                result = await call_handler(handler, message, limiter=limiter)
+                with client._observe.handler(message):
+                    result = await call_handler(handler, message, limiter=limiter)
             except Exception as exc:
                 verdict.fail(exc)
                 client.log_failure(message, exc)

@@ -105,6 +105,8 @@ class Prepared:
     size: int
     payload: tuple[PayloadRef, bytes] | None = None
     idempotency_key: str | None = None
+    room: int | None = None
+    """Bytes left under the queue's limit (what a trace attribute may take)."""
 
 
 @dataclass(frozen=True)
@@ -407,6 +409,7 @@ def prepare_message(
         size=size,
         payload=payload,
         idempotency_key=out.idempotency_key,
+        room=sizing.limit - size,
     )
 
 

@@ -27,6 +27,7 @@ from .._aws.retry import sleep_backoff
 from .._aws.sqs import MISSING_QUEUE_CODES
 from .._concurrency import chunked, run_bounded
 from .._errors import ConflictError, ValidationError
+from .._observe import with_trace
 from .._records.codec import key_item, now_iso
 from .._records.model import RecordKey, Status
 from .._records.store import get_raw, get_records
@@ -190,8 +191,12 @@ async def _deliver(aws: AWS, queue_url: str, prepared: Prepared) -> None:
     """Store an offloaded body, then send the message that points at it (or carries it)."""
     if prepared.payload is not None:
         await store_payload(aws, *prepared.payload)
+    entry = prepared.entry
+    traceparent = aws.observe.traceparent()  # the producer's span, when tracing is on
+    if traceparent is not None:
+        entry = with_trace(entry, traceparent, prepared.room)
     async with aws.slot():
-        await aws.sqs.send_message(QueueUrl=queue_url, **prepared.entry)
+        await aws.sqs.send_message(QueueUrl=queue_url, **entry)
 
 
 async def write_records(aws: AWS, batch: list[Prepared]) -> dict[int, str]:
@@ -231,13 +236,14 @@ async def send_batch(aws: AWS, queue_url: str, batch: list[Prepared]) -> dict[in
     pending = {str(p.index): p for p in batch}
     refused: dict[int, str] = {}  # SenderFault: never retried, never forgotten
     failed: dict[int, str] = {}  # the last attempt's retryable failures
+    traceparent = aws.observe.traceparent()  # one context for every entry of the call
     for attempt in range(aws.config.partial_retry_attempts):
         if attempt:
             await sleep_backoff(attempt)
-        entries = [{"Id": i, **p.entry} for i, p in pending.items()]
+        entries = _batch_entries(pending, traceparent)
         try:
             async with aws.slot():
-                resp = await aws.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+                resp = await aws.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
         except Exception as exc:
             if error_code(exc) in MISSING_QUEUE_CODES:
                 raise
@@ -257,6 +263,13 @@ async def send_batch(aws: AWS, queue_url: str, batch: list[Prepared]) -> dict[in
         if not pending:
             break
     return {**failed, **refused}
+
+
+def _batch_entries(pending: Mapping[str, Prepared], traceparent: str | None) -> list[Any]:
+    """The SendMessageBatch entries, each carrying ``traceparent`` when tracing is on."""
+    if traceparent is None:
+        return [{"Id": i, **p.entry} for i, p in pending.items()]
+    return [{"Id": i, **with_trace(p.entry, traceparent, p.room)} for i, p in pending.items()]
 
 
 async def store_payloads(aws: AWS, batch: list[Prepared]) -> dict[int, str]:

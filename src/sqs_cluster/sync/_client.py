@@ -1,5 +1,5 @@
 # Generated — do not edit: scripts/gen_sync.py writes this from sqs_cluster._client.client.
-# Body digest: 7f90bb1fd91145ee (gen_sync.py --check tells hand edits from stale files).
+# Body digest: a16f6e9406625b67 (gen_sync.py --check tells hand edits from stale files).
 """Blocking twin of ``sqs_cluster._client.client`` (generated)."""
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
     per Lambda container, outside the handler, to keep connections warm). Every AWS request of
     every method shares one semaphore of ``config.max_concurrency`` slots.
 
+    ``metrics`` takes a Powertools ``Metrics`` (``aws_lambda_powertools.metrics.Metrics``):
+    batch and fan-out metrics are added to it (flushed by its ``log_metrics``), a cluster's
+    end is written as its own EMF line. ``Config.metrics_namespace`` does the same through
+    ``aws-embedded-metrics`` instead; give one or the other. Off when neither is given.
+
     Blocking client generated from :class:`sqs_cluster.MessageClient`: each method runs its async
     twin on this client's own event-loop thread, which starts on first use and stops in ``close()``
     (or at exit). See docs/sync.md.
@@ -46,8 +51,11 @@ class MessageClient(_facade.ClientFacade[_AsyncMessageClient]):
         *,
         session: Any = None,
         clients: Mapping[str, Any] | None = None,
+        metrics: Any = None,
     ) -> None:
-        super().__init__(_AsyncMessageClient, config, session=session, clients=clients)
+        super().__init__(
+            _AsyncMessageClient, config, session=session, clients=clients, metrics=metrics
+        )
 
     @property
     def config(self) -> Config:
