@@ -197,14 +197,18 @@ def print_summary(result: DemoResult, out: Any = print) -> None:
     """The demo's closing summary."""
     total = sum(result.requests.values())
     out("")
-    out(f"tasks:                {result.tasks} (fan-out in {result.fanout_seconds:.2f} s)")
-    out(f"first-try failures:   {result.first_attempt_failures} (each retried and completed)")
-    out(f"tasks failed for good: {result.failed_tasks}")
-    out(f"on_cluster_complete:  ran {result.callback_runs} time(s)")
     ok = "exact" if result.aggregate == result.expected else "WRONG"
-    out(f"sum of {FACTOR}*n*n:        {result.aggregate} (expected {result.expected}: {ok})")
-    out(f"duration:             {result.seconds:.2f} s")
-    out(f"AWS requests:         {total} ({total / max(1, result.tasks):.2f} per task)")
+    rows = [
+        ("tasks", f"{result.tasks} (fan-out in {result.fanout_seconds:.2f} s)"),
+        ("first-try failures", f"{result.first_attempt_failures} (each retried and completed)"),
+        ("tasks failed for good", str(result.failed_tasks)),
+        ("on_cluster_complete", f"ran {result.callback_runs} time(s)"),
+        (f"sum of {FACTOR}*n*n", f"{result.aggregate} (expected {result.expected}: {ok})"),
+        ("duration", f"{result.seconds:.2f} s"),
+        ("AWS requests", f"{total} ({total / max(1, result.tasks):.2f} per task)"),
+    ]
+    for label, text in rows:  # one column for every value
+        out(f"{label + ':':<23}{text}")
     for name, value in sorted(result.requests.items()):
         out(f"  {name:<30} {value:>7}  {value / max(1, result.tasks):.3f}/task")
 
