@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -35,7 +35,7 @@ from .bound import on_complete_text
 from .globals import globals_body
 from .model import cluster_key, globals_object_key, tolerated_count, validate_cluster_id
 from .shards import shard_count
-from .stream import TaskStream
+from .stream import TaskStream, task_batches
 from .task_wire import TaskWire
 
 GroupId = str | Callable[[Any], str]
@@ -168,16 +168,11 @@ async def plan_cluster(
 
 async def collect_tasks(tasks: Any) -> Any:
     """A list of the tasks an iterable or async iterable yields (lists and tuples as they
-    are); anything else is returned for ``plan_cluster`` to refuse with a clear error."""
-    if isinstance(tasks, (str, bytes, Mapping, Sequence)):
+    are); anything else is returned for the caller to refuse with a clear error."""
+    batches = task_batches(tasks)
+    if batches is None:
         return tasks
-    if isinstance(tasks, AsyncIterable):
-        return [task async for task in tasks]
-    if isinstance(tasks, Iterable):  # in a thread: a generator may block (or be the blocking
-        import anyio  # facade's own iterator, which needs this loop free to step)
-
-        return await anyio.to_thread.run_sync(list, tasks)
-    return tasks
+    return [task async for batch in batches for task in batch]
 
 
 def check_group(value: Any, field_name: str) -> str:

@@ -114,7 +114,7 @@ class ProgressWriter:
             below += 1
         if below - self._below < COMPACT:
             return
-        folded = [u for u in range(self._below, below)]
+        folded = list(range(self._below, below))
         try:
             await update_if(
                 self._aws,

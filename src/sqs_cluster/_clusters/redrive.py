@@ -42,6 +42,7 @@ from .errors import RedriveError
 from .model import FINISHED, CallbackState, ClusterRecord, counter_key, task_key
 from .plan import ClusterPlan, prepare_task, validate_task
 from .shards import shard_key
+from .stream import Window
 
 logger = logging.getLogger("sqs_cluster")
 
@@ -305,21 +306,6 @@ def _top(aws: AWS, cluster: RecordKey, number: int, reopened: int) -> dict[str, 
     return {"Update": {**action, "UpdateExpression": "ADD shardsLeft :k"}}
 
 
-class _Values(Sequence[Any]):
-    """The values of one chunk's tasks, by index, in a sequence as long as the cluster (what
-    ``prepare_task`` reads from a plan)."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.values: dict[int, Any] = {}
-
-    def __len__(self) -> int:
-        return self.total
-
-    def __getitem__(self, index: Any) -> Any:
-        return self.values[index]
-
-
 async def redrive(
     aws: AWS,
     cluster: ClusterRecord[Any, Any],
@@ -332,7 +318,8 @@ async def redrive(
 
     RedriveError when messages could not be sent (the hold stays: a next call sends them).
     """
-    values = _Values(cluster.total)
+    values = Window()  # the chunk's values, in a sequence as long as the cluster
+    values.read = cluster.total
     plan = ClusterPlan(
         key=cluster.key,
         queue_url=cluster.url,

@@ -50,8 +50,9 @@ SEAL_ATTEMPTS = 40
 
 
 class Window(Sequence[Any]):
-    """The tasks read and not yet prepared, by index: what ``prepare_task`` reads from a
-    streaming plan, which never holds the whole stream. Its length is what was read so far."""
+    """Some of a cluster's tasks by index, in a sequence as long as ``read``: what
+    ``prepare_task`` reads from a plan that never holds every task (a stream's tasks read and
+    not yet prepared; a redrive's chunk)."""
 
     def __init__(self) -> None:
         self.values: dict[int, Any] = {}
@@ -85,16 +86,23 @@ class TaskStream:
             yield batch
 
 
+def task_batches(tasks: Any) -> AsyncIterator[list[Any]] | None:
+    """The tasks of an iterable or async iterable, ``READ_BATCH`` at a time; None for a list,
+    a tuple, or anything that is not a stream of tasks."""
+    if isinstance(tasks, (str, bytes, Mapping, Sequence)):
+        return None
+    if isinstance(tasks, AsyncIterable):
+        return _async_batches(tasks.__aiter__())
+    if isinstance(tasks, Iterable):
+        return _thread_batches(iter(tasks))
+    return None
+
+
 async def read_tasks(tasks: Any, whole_up_to: int) -> Any:
     """A list or tuple as it is; a stream read whole when it ends within ``whole_up_to``
     tasks, else a TaskStream; anything else as it is, for ``plan_cluster`` to refuse."""
-    if isinstance(tasks, (str, bytes, Mapping, Sequence)):
-        return tasks
-    if isinstance(tasks, AsyncIterable):
-        rest: AsyncIterator[list[Any]] = _async_batches(tasks.__aiter__())
-    elif isinstance(tasks, Iterable):
-        rest = _thread_batches(iter(tasks))
-    else:
+    rest = task_batches(tasks)
+    if rest is None:
         return tasks
     head: list[Any] = []
     async for batch in rest:
