@@ -372,7 +372,6 @@ class Fanout:
                     if unit is not None:
                         yield unit
                     held, pending = pending, []
-        stream.total = index
         await seal(self.aws, self.plan.key, index, self.plan.tolerated_spec)
         for indexes in (held, pending):
             unit = self._stream_unit(stream, indexes, sent_units, sent_tasks)

@@ -175,11 +175,6 @@ async def collect_tasks(tasks: Any) -> Any:
     return [task async for batch in batches for task in batch]
 
 
-def check_group(value: Any, field_name: str) -> str:
-    """A message group id as SQS takes it (ValidationError naming ``field_name`` otherwise)."""
-    return _check_group(value, field_name)
-
-
 def plan_groups(
     queue_url: str, fifo: bool, given: GroupId | None, tasks: Sequence[Any]
 ) -> str | list[str] | None:
@@ -194,7 +189,7 @@ def plan_groups(
             "FIFO queues (whose names end in .fifo)",
         )
     if isinstance(given, str):
-        return _check_group(given, "message_group_id")
+        return check_group(given, "message_group_id")
     if not callable(given):
         raise ValidationError(
             "message_group_id",
@@ -202,11 +197,12 @@ def plan_groups(
             f"{type(given).__name__}",
         )
     return [
-        _check_group(given(task), f"message_group_id(tasks[{i}])") for i, task in enumerate(tasks)
+        check_group(given(task), f"message_group_id(tasks[{i}])") for i, task in enumerate(tasks)
     ]
 
 
-def _check_group(value: Any, field_name: str) -> str:
+def check_group(value: Any, field_name: str) -> str:
+    """A message group id as SQS takes it (ValidationError naming ``field_name`` otherwise)."""
     if not isinstance(value, str) or not FIFO_ID.match(value):
         raise ValidationError(
             field_name,

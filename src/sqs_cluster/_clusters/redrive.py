@@ -202,8 +202,10 @@ async def uncount(
         ]
         actions += await _shard_actions(aws, cluster, number, list(due.values()))
         reasons = await transact_reasons(aws, actions)
-        if reasons is None:
-            return await _task_items(aws, cluster.key, indexes)
+        if reasons is None:  # the reset tasks now stand as the transaction left them
+            for i in due:
+                items[i].update(status=Status.PRE_FLIGHT.value, redrive=number)
+            return items
         if any(contended(r) for r in reasons) or not any(condition_failed(r) for r in reasons):
             await sleep_backoff(attempt + 1)
         # a condition failed: a consumer counted into a shard, or another call reset a task;

@@ -67,8 +67,8 @@ class Window(Sequence[Any]):
 
 @dataclass
 class TaskStream:
-    """A stream of tasks longer than ``STREAM_AFTER``: the head already read, then the rest
-    in batches. ``total`` is set once it ended."""
+    """A stream of tasks longer than ``Config.stream_tasks_above``: the head already read,
+    then the rest in batches; what was read so far is ``window.read``."""
 
     head: list[Any]
     rest: AsyncIterator[list[Any]]
@@ -76,7 +76,6 @@ class TaskStream:
     """A FIFO queue's ``message_group_id`` function, applied as tasks are read."""
     window: Window = field(default_factory=Window)
     groups: Window = field(default_factory=Window)
-    total: int | None = None
 
     async def batches(self) -> AsyncIterator[list[Any]]:
         """Every task, in order, a batch at a time (the head first)."""
