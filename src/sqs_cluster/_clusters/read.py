@@ -61,8 +61,15 @@ async def read_shards(
     top = next((i for i in items if i["rKey"].startswith(COUNTER_PREFIX)), None)
     if top is None or not top.get("shards"):
         return []
-    cluster = RecordKey(top["pKey"], "")
-    keys = [shard_key(cluster, shard) for shard in range(int(top["shards"]))]
+    return await shard_items(aws, RecordKey(top["pKey"], ""), int(top["shards"]), consistent_read)
+
+
+async def shard_items(
+    aws: AWS, cluster: RecordKey, shards: int, consistent_read: bool = True
+) -> list[dict[str, Any]]:
+    """Counter shards ``0 .. shards - 1`` of ``cluster`` (one BatchGetItem), deserialised, in
+    any order."""
+    keys = [shard_key(cluster, shard) for shard in range(shards)]
     raw = await batch_get_raw(aws, keys, consistent_read=consistent_read)
     return [from_item(i) for i in raw]
 

@@ -41,7 +41,7 @@ from .._records.store import BATCH_GET_LIMIT, batch_get_raw
 from .errors import RedriveError
 from .model import FINISHED, CallbackState, ClusterRecord, counter_key, task_key
 from .plan import ClusterPlan, prepare_task, validate_task
-from .shards import shard_key
+from .read import shard_items
 from .stream import Window
 
 logger = logging.getLogger("sqs_cluster")
@@ -248,8 +248,7 @@ async def _shard_actions(
     """Take ``tallies`` back from the shards that counted them (as read now), each on the
     condition that it still has them and still is full or not as seen; shards that were full
     are counted up on the top counter, under the redrive's hold."""
-    keys = [shard_key(cluster.key, s) for s in range(cluster.shards)]
-    read = [from_item(i) for i in await batch_get_raw(aws, keys, consistent_read=True)]
+    read = await shard_items(aws, cluster.key, cluster.shards)
     left = {name: tallies.count(name) for name in _TALLIES}
     actions: list[dict[str, Any]] = []
     reopened = 0

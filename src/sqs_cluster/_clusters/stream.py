@@ -38,8 +38,9 @@ from .._aws.retry import sleep_backoff
 from .._errors import ConflictError, ValidationError
 from .._records.codec import from_item, key_item, now_iso
 from .._records.limits import MAX_SHARDS
-from .._records.store import batch_get_raw, get_raw
+from .._records.store import get_raw
 from .model import counter_key, tolerated_count
+from .read import shard_items
 from .shards import shard_key
 
 OPEN_ROOM = 10**15
@@ -188,8 +189,7 @@ async def seal(aws: AWS, key: Any, total: int, tolerated: int | str | None) -> N
     tolerated_n = tolerated_count(tolerated, total)
     keys = [shard_key(key, s) for s in range(MAX_SHARDS)]
     for attempt in range(SEAL_ATTEMPTS):
-        raw = await batch_get_raw(aws, keys, consistent_read=True)
-        found = {i["pKey"]: i for i in (from_item(r) for r in raw)}
+        found = {i["pKey"]: i for i in await shard_items(aws, key, MAX_SHARDS)}
         rooms = [int(found.get(k.p_key, {}).get("room", OPEN_ROOM)) for k in keys]
         counted = [OPEN_ROOM - room for room in rooms]
         quotas = _quotas(total, counted)
