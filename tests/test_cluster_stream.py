@@ -170,12 +170,12 @@ async def drain_fast(client: MessageClient, queue_url: str, handler: Any, total:
         done += len(records)
 
 
-@pytest.mark.parametrize("tasks", [2_500, pytest.param(10_000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("tasks", [1_200, pytest.param(10_000, marks=pytest.mark.slow)])
 async def test_iter_results_pages_through_a_large_cluster(
     base_config: Config, queue: Queue, tasks: int
 ) -> None:
     """100 task records a page, in index order (10,000 tasks take minutes on the local
-    server: ``-m slow`` runs them; the suite runs 2,500, 25 pages)."""
+    server: ``-m slow`` runs them; the suite runs 1,200, 12 pages)."""
     async with MessageClient(base_config.with_changes(max_concurrency=64)) as client:
         key = await client.create_message_cluster(
             queue.url, ({"n": n} for n in range(tasks)), omit_globals=True
